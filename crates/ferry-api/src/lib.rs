@@ -1,0 +1,12 @@
+//! Types that cross Ferry's process boundaries.
+//!
+//! The engine, the host agent, the CLI and the web UI all speak in these
+//! types, so that one definition decides what a volume's format or legality
+//! is called on the wire, in the database and on the screen (the
+//! proxmox-backup `api-types` idea).
+
+mod progress;
+mod volume;
+
+pub use progress::Progress;
+pub use volume::{Allocation, Legality, VolumeFormat, VolumeRole};
