@@ -251,7 +251,12 @@ impl StorageDomain {
         let mut dirs = vec![images.clone()];
         for img in fs::read_dir(&images).map_err(|e| Error::io("list", &images, e))? {
             let img = img.map_err(|e| Error::io("list", &images, e))?.path();
-            if img.is_dir() {
+            // A doomed image directory is removed whole from `images`, not entered.
+            let doomed = img
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(REMOVE_PREFIX));
+            if img.is_dir() && !doomed {
                 dirs.push(img);
             }
         }

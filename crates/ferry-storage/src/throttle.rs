@@ -21,6 +21,11 @@ impl Throttle {
         }
     }
 
+    /// The limit in bytes per second.
+    pub fn rate(&self) -> u64 {
+        self.rate
+    }
+
     /// Books `bytes` and returns how long to wait before moving them.
     pub fn book(&self, bytes: u64) -> Duration {
         let mut guard = match self.state.lock() {

@@ -1,6 +1,7 @@
 //! Checks a copied layer against its source without trusting the copy
 //! routine: content is read through each chain with `imago` (an
-//! independent qcow2 reader), allocation is read with `qemu-img map`.
+//! independent qcow2 reader), allocation is read with `qemu-img map`, and
+//! only ranges that map shows as zeros on both sides go unread.
 
 use std::fs::File as StdFile;
 use std::ops::Range;
@@ -9,7 +10,7 @@ use ferry_api::VolumeFormat;
 use imago::file::File;
 use imago::qcow2::Qcow2;
 use imago::raw::Raw;
-use imago::{FormatAccess, FormatDriverBuilder, Mapping, PermissiveImplicitOpenGate};
+use imago::{FormatAccess, FormatDriverBuilder, PermissiveImplicitOpenGate};
 
 use crate::chain::Chain;
 use crate::domain::DomainSet;
@@ -26,8 +27,8 @@ const BLOCK: usize = 4096;
 /// What a comparison of one layer found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VerifyReport {
-    /// Guest bytes read and compared (ranges that are zero on both sides
-    /// are known equal without reading).
+    /// Guest bytes read and compared (ranges that `qemu-img map` shows
+    /// as zeros on both sides are equal without reading).
     pub bytes_compared: u64,
     /// Byte ranges whose guest-visible content differs.
     pub content: Vec<Range<u64>>,
@@ -53,11 +54,14 @@ pub fn verify_copy(domains: &DomainSet, source: &Volume, copy: &Volume) -> Resul
 
 /// Compares the leaves of two chains (content and own allocation).
 pub fn compare_chains(source: &Chain, copy: &Chain) -> Result<VerifyReport> {
-    let mut report = compare_content(source, copy)?;
     let src = &source.leaf().volume;
     let dst = &copy.leaf().volume;
     let a = qemu_img::map(&src.path(), source.leaf().metadata.format)?;
     let b = qemu_img::map(&dst.path(), copy.leaf().metadata.format)?;
+    // What reads as zero on both sides is equal without reading it.
+    let mut to_read = nonzero(&a);
+    to_read.extend(nonzero(&b));
+    let mut report = compare_content(source, copy, union(to_read))?;
     report.allocation = diff_own_allocation(&a, &b);
     Ok(report)
 }
@@ -76,33 +80,21 @@ pub fn ensure_identical(source: &Volume, copy: &Volume, report: VerifyReport) ->
     }
 }
 
-fn compare_content(source: &Chain, copy: &Chain) -> Result<VerifyReport> {
+fn compare_content(source: &Chain, copy: &Chain, ranges: Vec<Range<u64>>) -> Result<VerifyReport> {
     let a = open_chain(source)?;
     let b = open_chain(copy)?;
     let mut report = VerifyReport::default();
     let (size_a, size_b) = (a.size(), b.size());
     let size = size_a.min(size_b);
-    if size_a != size_b {
-        push_range(&mut report.content, size..size_a.max(size_b));
-    }
     let mut buf_a = vec![0u8; usize::try_from(STEP).unwrap_or(4 << 20)];
     let mut buf_b = vec![0u8; buf_a.len()];
-    let mut off = 0u64;
     let read_err = |v: &Volume, e| Error::io("read through the chain of", v.path(), e);
     let (va, vb) = (&source.leaf().volume, &copy.leaf().volume);
-    while off < size {
-        let want = STEP.min(size - off);
-        let (ma, la) = a.get_mapping(off, want).map_err(|e| read_err(va, e))?;
-        let zero_a = matches!(ma, Mapping::Zero { .. });
-        let eof_a = matches!(ma, Mapping::Eof { .. });
-        let (mb, lb) = b.get_mapping(off, want).map_err(|e| read_err(vb, e))?;
-        let zero_b = matches!(mb, Mapping::Zero { .. });
-        let eof_b = matches!(mb, Mapping::Eof { .. });
-        if eof_a || eof_b {
-            break;
-        }
-        let n = la.min(lb).min(want).max(1);
-        if !(zero_a && zero_b) {
+    for r in ranges {
+        let mut off = r.start.min(size);
+        let end = r.end.min(size);
+        while off < end {
+            let n = STEP.min(end - off);
             let len = usize::try_from(n).unwrap_or(buf_a.len());
             a.read(&mut buf_a[..len], off)
                 .map_err(|e| read_err(va, e))?;
@@ -121,10 +113,34 @@ fn compare_content(source: &Chain, copy: &Chain) -> Result<VerifyReport> {
                     }
                 }
             }
+            off += n;
         }
-        off += n;
+    }
+    if size_a != size_b {
+        push_range(&mut report.content, size..size_a.max(size_b));
     }
     Ok(report)
+}
+
+/// The ranges a map does not promise to read as zeros.
+fn nonzero(map: &[MapEntry]) -> Vec<Range<u64>> {
+    map.iter()
+        .filter(|e| !e.zero)
+        .map(|e| e.start..e.start + e.length)
+        .collect()
+}
+
+/// Sorted, merged union of ranges.
+fn union(mut ranges: Vec<Range<u64>>) -> Vec<Range<u64>> {
+    ranges.sort_by_key(|r| r.start);
+    let mut out: Vec<Range<u64>> = Vec::new();
+    for r in ranges {
+        match out.last_mut() {
+            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+            _ => out.push(r),
+        }
+    }
+    out
 }
 
 /// Opens a chain base first, each layer explicitly backed by the one
@@ -240,6 +256,14 @@ mod tests {
         let a = vec![e(0, 64, 0, true, false), e(64, 64, 1, false, true)];
         let b = vec![e(0, 128, 1, false, true)];
         assert_eq!(diff_own_allocation(&a, &b), vec![0..64]);
+    }
+
+    #[test]
+    fn union_merges_overlaps_and_keeps_gaps() {
+        assert_eq!(
+            union(vec![10..20, 0..5, 15..30, 40..50]),
+            vec![0..5, 10..30, 40..50]
+        );
     }
 
     #[test]

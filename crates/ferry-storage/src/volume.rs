@@ -355,15 +355,27 @@ impl StorageDomain {
 
         let dir = self.image_dir(spec.image);
         let created_dir = !dir.exists();
+        // A template linked in by this call is unlinked again on failure.
+        let link = plan
+            .as_ref()
+            .and_then(|p| p.link_from.as_ref().map(|t| (t, p.parent.clone())))
+            .filter(|(_, linked)| !linked.exists());
         let cleanup = || {
             let _ = fs::remove_file(vol.path());
             let _ = fs::remove_file(vol.meta_path());
+            if let Some((_, linked)) = &link {
+                let _ = fs::remove_file(linked.path());
+                let _ = fs::remove_file(linked.meta_path());
+            }
             if created_dir {
                 let _ = fs::remove_dir(&dir);
             }
         };
         let result = (|| {
             fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
+            if let Some((template, _)) = &link {
+                template.link_into(spec.image)?;
+            }
             vol.write_metadata(&md)?;
             let backing = plan.as_ref().map(|p| (p.header_name.as_str(), p.format));
             qemu_img::create(
@@ -403,6 +415,9 @@ struct ParentPlan {
     header_name: String,
     parent_domain: Option<Uuid>,
     make_internal: bool,
+    /// The template volume to hard-link into the image as `parent`, once
+    /// the request has been validated.
+    link_from: Option<Volume>,
 }
 
 fn plan_parent(domain: &StorageDomain, spec: &VolumeSpec) -> Result<Option<ParentPlan>> {
@@ -416,12 +431,25 @@ fn plan_parent(domain: &StorageDomain, spec: &VolumeSpec) -> Result<Option<Paren
     }
     let pmd = parent.ensure_legal()?;
     let same_domain = parent.domain().uuid() == domain.uuid();
+    let mut link_from = None;
     let (parent, header_name, parent_domain) = if same_domain && parent.image() == spec.image {
         (parent.clone(), parent.id().to_string(), None)
     } else if same_domain {
-        // A template's SHARED volume: link it in, then name it relatively.
-        let linked = parent.link_into(spec.image)?;
-        (linked, parent.id().to_string(), None)
+        // A template's SHARED volume: it is linked in (by create_volume,
+        // after validation), then named relatively.
+        if pmd.role != VolumeRole::Shared {
+            return Err(Error::InvalidRequest(format!(
+                "volume {} is {:?}, not SHARED: only a template's volumes can be used by several disks",
+                parent.path().display(),
+                pmd.role
+            )));
+        }
+        link_from = Some(parent.clone());
+        (
+            domain.volume(spec.image, parent.id()),
+            parent.id().to_string(),
+            None,
+        )
     } else {
         if parent.image() != spec.image {
             return Err(Error::InvalidRequest(format!(
@@ -443,6 +471,7 @@ fn plan_parent(domain: &StorageDomain, spec: &VolumeSpec) -> Result<Option<Paren
         format: pmd.format,
         capacity: pmd.capacity,
         make_internal: pmd.role == VolumeRole::Leaf,
+        link_from,
         parent,
         header_name,
         parent_domain,

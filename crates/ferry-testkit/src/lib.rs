@@ -5,6 +5,8 @@
 //! Everything here runs the real tools on real files; failures panic with
 //! the tool's own message, since this is only ever used from tests.
 
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -165,4 +167,67 @@ fn merge_runs(map: &[MapEntry]) -> Vec<(u64, u64, bool, bool)> {
 /// A buffer of `len` bytes filled with `byte`.
 pub fn pattern(byte: u8, len: usize) -> Vec<u8> {
     vec![byte; len]
+}
+
+/// Everything under `dir`, by path relative to it: directories as `dir`,
+/// `.meta` files with their text, other files with their size and link
+/// count. Two snapshots are equal when nothing under `dir` changed that a
+/// storage operation could change.
+pub fn tree_snapshot(dir: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).expect("list a directory") {
+            let p = entry.expect("read a directory entry").path();
+            let rel = p
+                .strip_prefix(dir)
+                .expect("entry under the snapshot root")
+                .display()
+                .to_string();
+            let md = std::fs::symlink_metadata(&p).expect("inspect an entry");
+            let what = if md.is_dir() {
+                todo.push(p.clone());
+                "dir".to_string()
+            } else if rel.ends_with(".meta") {
+                std::fs::read_to_string(&p).expect("read a .meta file")
+            } else {
+                format!("{} bytes, {} links", md.len(), md.nlink())
+            };
+            out.insert(rel, what);
+        }
+    }
+    out
+}
+
+/// Where in the volume's own file the guest byte at `guest_offset` is
+/// stored, per `qemu-img map` (the layer must allocate it with data).
+pub fn host_offset(volume: &Volume, guest_offset: u64) -> u64 {
+    let format = volume.metadata().expect("read metadata").format;
+    let out = Command::new("qemu-img")
+        .args(["map", "-U", "--output=json", "-f", format.qemu_name()])
+        .arg(volume.path())
+        .output()
+        .expect("run qemu-img map");
+    assert!(out.status.success(), "qemu-img map failed");
+    let map: Vec<serde_json::Value> =
+        serde_json::from_slice(&out.stdout).expect("decode qemu-img map");
+    for e in map {
+        let start = e["start"].as_u64().expect("start");
+        let length = e["length"].as_u64().expect("length");
+        if (start..start + length).contains(&guest_offset) {
+            assert_eq!(
+                e["depth"].as_u64(),
+                Some(0),
+                "{guest_offset} is not in this layer"
+            );
+            let offset = e["offset"]
+                .as_u64()
+                .expect("the range has data in the file");
+            return offset + (guest_offset - start);
+        }
+    }
+    panic!(
+        "{guest_offset} is beyond the end of {}",
+        volume.path().display()
+    );
 }
