@@ -254,7 +254,7 @@ fn build_chain(d1: &StorageDomain, gib: u64) -> Result<Chain> {
     {
         let file = OpenOptions::new().write(true).open(base.path())?;
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut buf = vec![0u8; (8 * MIB) as usize];
+        let mut buf = vec![0u8; 8 << 20];
         let mut off = 0;
         while off < 2 * gib * GIB {
             for piece in 0..4 {
