@@ -5,7 +5,9 @@
 //! is called on the wire, in the database and on the screen (the
 //! proxmox-backup `api-types` idea).
 
+pub mod agent;
 mod progress;
+pub mod vm;
 mod volume;
 
 pub use progress::Progress;

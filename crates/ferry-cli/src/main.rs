@@ -4,6 +4,7 @@
 //! own: a demo of a layer-exact chain copy, low-level storage tools, and the
 //! copy benchmark.
 
+mod agent_cmd;
 mod bench;
 mod demo;
 mod progress;
@@ -30,6 +31,8 @@ enum Command {
     /// Benchmarks whose output is a table of figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Run the host agent daemon (SPM verbs, tasks) on this host.
+    Agent(agent_cmd::AgentArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -45,6 +48,7 @@ fn main() -> std::process::ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::Storage(cmd) => storage_cmd::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Agent(args) => agent_cmd::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

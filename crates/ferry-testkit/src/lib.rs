@@ -15,6 +15,9 @@ use ferry_storage::qemu_img::{self, MapEntry};
 use ferry_storage::{DomainSet, StorageDomain, Volume, VolumeSpec};
 use uuid::Uuid;
 
+pub mod agent;
+pub mod guest;
+
 /// Two fresh storage domains in a temporary directory, removed on drop.
 #[derive(Debug)]
 pub struct Lab {

@@ -1,0 +1,114 @@
+//! `blockMigrate`: the VM's disks start writing to new leaves on the
+//! destination domain, all at once.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use ferry_api::vm::{BlockMigrate, SwitchReport};
+use ferry_qemu::block::{self, SnapshotTarget};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::state::AgentState;
+use crate::vms::{device_id, layer_of};
+
+/// Switches every listed disk of VM `id` onto its new leaf in one QMP
+/// transaction. Disks already switched are skipped, so a retry after a
+/// lost answer is harmless. The VM must be running: for a stopped VM the
+/// engine turns the move into a cold move.
+pub(crate) async fn block_migrate(
+    agent: &AgentState,
+    id: Uuid,
+    req: BlockMigrate,
+) -> Result<SwitchReport> {
+    if req.disks.is_empty() {
+        return Err(Error::BadRequest(
+            "blockMigrate needs at least one disk to switch".into(),
+        ));
+    }
+    let entry = agent.vms().get(id)?;
+    let _ops = entry.ops.lock().await;
+    let def = entry.definition();
+    let vm = entry.running().ok_or_else(|| {
+        Error::Conflict(format!(
+            "VM {} is not running, so its disks cannot be switched live; move them cold instead",
+            def.name
+        ))
+    })?;
+
+    let mut seen = HashSet::new();
+    let mut targets = Vec::new();
+    for disk in &req.disks {
+        if !seen.insert(disk.image) {
+            return Err(Error::BadRequest(format!(
+                "disk {} is listed twice",
+                disk.image
+            )));
+        }
+        if !def.disks.iter().any(|d| d.image == disk.image) {
+            return Err(Error::BadRequest(format!(
+                "VM {} has no disk {}",
+                def.name, disk.image
+            )));
+        }
+        let dst = agent.domains().get(disk.dst_domain)?;
+        agent.domains().get(disk.src_domain)?;
+        let new_leaf = dst.volume(disk.image, disk.volume);
+        if !new_leaf.exists() {
+            return Err(Error::NotFound(format!(
+                "the new leaf {} of disk {} does not exist on domain {}; create it with createVolumeCrossSD first",
+                disk.volume, disk.image, disk.dst_domain
+            )));
+        }
+        let md = new_leaf.metadata()?;
+        let Some(parent) = md
+            .parent
+            .filter(|_| md.parent_domain == Some(disk.src_domain))
+        else {
+            return Err(Error::Conflict(format!(
+                "volume {} on domain {} is not a cross-domain leaf over domain {}; it cannot take the disk's writes",
+                disk.volume, disk.dst_domain, disk.src_domain
+            )));
+        };
+        let new_layer = layer_of(&new_leaf)?;
+        let old_node = ferry_qemu::NodeNames::for_volume(disk.src_domain, parent).format;
+        let active = block::active_node(vm.qmp(), &device_id(disk.image)).await?;
+        if active == new_layer.nodes.format {
+            continue; // switched by an earlier call
+        }
+        if active != old_node {
+            return Err(Error::Conflict(format!(
+                "disk {} of VM {} is not writing to volume {parent} on domain {} (its active node is {active}); the new leaf's parent must be the disk's current leaf",
+                disk.image, def.name, disk.src_domain
+            )));
+        }
+        targets.push(SnapshotTarget {
+            active,
+            overlay: new_layer,
+        });
+    }
+
+    let started = Instant::now();
+    if !targets.is_empty() {
+        block::snapshot(vm.qmp(), &targets).await?;
+    }
+    let qemu_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    tracing::info!(
+        vm = def.name,
+        disks = targets.len(),
+        qemu_ms,
+        "blockMigrate switched disks"
+    );
+
+    agent.vms().update(&entry, |d| {
+        for disk in &req.disks {
+            if let Some(vd) = d.disks.iter_mut().find(|vd| vd.image == disk.image) {
+                vd.domain = disk.dst_domain;
+            }
+        }
+    })?;
+    Ok(SwitchReport {
+        switched: targets.len(),
+        qemu_ms,
+    })
+}

@@ -1,0 +1,67 @@
+//! Request extractors whose rejections are the agent's JSON errors.
+//!
+//! axum's own `Json` and `Path` reject with plain text; a caller of this
+//! API always gets `{"error": ...}` with a sentence it can show a user.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::error::Error;
+
+/// A JSON request body. The content type is not insisted on (a body is
+/// JSON because the API says so); what it must be is valid JSON of the
+/// right shape.
+#[derive(Debug)]
+pub(crate) struct ApiJson<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                Error::BadRequest(format!(
+                    "the request body could not be read: {}",
+                    e.body_text()
+                ))
+            })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(Error::BadRequest(
+                "the request body is empty; send a JSON object with the documented fields".into(),
+            ));
+        }
+        serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
+            let what = if e.is_data() {
+                "does not have the expected fields"
+            } else {
+                "is not valid JSON"
+            };
+            Error::BadRequest(format!(
+                "the request body {what} ({e}); send a JSON object with the documented fields"
+            ))
+        })
+    }
+}
+
+/// Path parameters, which are all UUIDs in this API.
+#[derive(Debug)]
+pub(crate) struct ApiPath<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|e| {
+                Error::BadRequest(format!(
+                    "the path {} names something that is not a UUID ({}); ids in paths are UUIDs such as 0f8fad5b-d9cb-469f-a165-70867728950e",
+                    parts.uri.path(),
+                    e.body_text()
+                ))
+            })
+    }
+}

@@ -1,0 +1,79 @@
+//! Tasks: status, list, cancel, forget, and one start route per
+//! registered verb (`POST /v1/tasks/{id}/<verb>`).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ferry_api::agent::TaskStatus;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::error::Result;
+use crate::routes::extract::{ApiJson, ApiPath};
+use crate::state::AgentState;
+use crate::tasks::VerbRegistry;
+
+pub(crate) fn routes(verbs: &VerbRegistry) -> Router<Arc<AgentState>> {
+    let mut router = Router::new()
+        .route("/v1/tasks", get(list))
+        .route("/v1/tasks/{id}", get(status).delete(forget))
+        .route("/v1/tasks/{id}/cancel", post(cancel));
+    for verb in verbs.names() {
+        router = router.route(
+            &format!("/v1/tasks/{{id}}/{verb}"),
+            post(
+                move |State(agent): State<Arc<AgentState>>,
+                      ApiPath(id): ApiPath<Uuid>,
+                      ApiJson(params): ApiJson<Value>| async move {
+                    start(agent, id, verb, params).await
+                },
+            ),
+        );
+    }
+    router
+}
+
+/// 202 when the task was started by this request, 200 when it existed.
+async fn start(
+    agent: Arc<AgentState>,
+    id: Uuid,
+    verb: &'static str,
+    params: Value,
+) -> Result<(StatusCode, Json<TaskStatus>)> {
+    let started = agent.tasks().start(&agent, id, verb, params).await?;
+    let code = if started.created {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((code, Json(started.status)))
+}
+
+async fn list(State(agent): State<Arc<AgentState>>) -> Json<Vec<TaskStatus>> {
+    Json(agent.tasks().list())
+}
+
+async fn status(
+    State(agent): State<Arc<AgentState>>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<TaskStatus>> {
+    agent.tasks().get(id).map(Json)
+}
+
+async fn cancel(
+    State(agent): State<Arc<AgentState>>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<TaskStatus>> {
+    agent.tasks().cancel(id).map(Json)
+}
+
+async fn forget(
+    State(agent): State<Arc<AgentState>>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<StatusCode> {
+    agent.tasks().forget(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,76 @@
+//! The SPM's synchronous volume verbs. Handlers only translate: the work
+//! is in `spm::volumes`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use ferry_api::agent::{
+    CreateVolume, CreateVolumeCrossSd, DeleteImage, DeleteVolumes, Deleted, VolumeInfo,
+};
+
+use crate::error::Result;
+use crate::fsutil::blocking;
+use crate::routes::extract::ApiJson;
+use crate::spm::volumes;
+use crate::state::AgentState;
+
+pub(crate) fn routes() -> Router<Arc<AgentState>> {
+    Router::new()
+        .route("/v1/volumes/create", post(create))
+        .route("/v1/volumes/create-cross-sd", post(create_cross_sd))
+        .route("/v1/volumes/delete", post(delete))
+        .route("/v1/images/delete", post(delete_image))
+}
+
+async fn create(
+    State(agent): State<Arc<AgentState>>,
+    ApiJson(req): ApiJson<CreateVolume>,
+) -> Result<Json<VolumeInfo>> {
+    agent.spm().require("create volumes")?;
+    let domain = agent.domains().get(req.domain)?;
+    let _serial = agent.storage_lock().await;
+    blocking(move || volumes::create_volume(&domain, &req))
+        .await
+        .map(Json)
+}
+
+async fn create_cross_sd(
+    State(agent): State<Arc<AgentState>>,
+    ApiJson(req): ApiJson<CreateVolumeCrossSd>,
+) -> Result<Json<VolumeInfo>> {
+    agent
+        .spm()
+        .require("create volumes (createVolumeCrossSD)")?;
+    let dst = agent.domains().get(req.dst_domain)?;
+    let parent = agent.domains().get(req.parent.domain)?;
+    let _serial = agent.storage_lock().await;
+    blocking(move || volumes::create_volume_cross_sd(&dst, &parent, &req))
+        .await
+        .map(Json)
+}
+
+async fn delete(
+    State(agent): State<Arc<AgentState>>,
+    ApiJson(req): ApiJson<DeleteVolumes>,
+) -> Result<Json<Deleted>> {
+    agent.spm().require("delete volumes")?;
+    let domain = agent.domains().get(req.domain)?;
+    let _serial = agent.storage_lock().await;
+    blocking(move || volumes::delete_volumes(&domain, req.image, &req.volumes))
+        .await
+        .map(Json)
+}
+
+async fn delete_image(
+    State(agent): State<Arc<AgentState>>,
+    ApiJson(req): ApiJson<DeleteImage>,
+) -> Result<Json<Deleted>> {
+    agent.spm().require("delete images")?;
+    let domain = agent.domains().get(req.domain)?;
+    let _serial = agent.storage_lock().await;
+    blocking(move || volumes::delete_image(&domain, req.image))
+        .await
+        .map(Json)
+}

@@ -1,0 +1,151 @@
+//! What a running task sees: its id, the agent, a place to report progress
+//! and a flag that asks it to stop.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use ferry_api::Progress;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::state::AgentState;
+
+/// Why a task is asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The caller cancelled it: it ends `cancelled`.
+    Cancel,
+    /// The agent is shutting down: it stays `running` on disk and is
+    /// resumed at the next start.
+    Shutdown,
+}
+
+/// The shared control block of one task, between its runner, the manager
+/// and the HTTP handlers.
+#[derive(Debug)]
+pub(crate) struct Control {
+    done: AtomicU64,
+    total: AtomicU64,
+    /// Progress changed since it was last persisted.
+    dirty: AtomicBool,
+    /// Set once, with the first reason given.
+    stop: watch::Sender<Option<StopReason>>,
+    /// The same request as a plain flag, for blocking code (ferry-storage's
+    /// `CopyControl::cancel`).
+    stop_flag: Arc<AtomicBool>,
+    /// The runner has been started (an SPM task waiting for the role has
+    /// not).
+    pub(crate) executing: AtomicBool,
+}
+
+impl Control {
+    pub(crate) fn new(done: u64, total: u64) -> Self {
+        Control {
+            done: AtomicU64::new(done),
+            total: AtomicU64::new(total),
+            dirty: AtomicBool::new(false),
+            stop: watch::Sender::new(None),
+            stop_flag: Arc::new(AtomicBool::new(false)),
+            executing: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn progress(&self) -> (u64, u64) {
+        (
+            self.done.load(Ordering::Relaxed),
+            self.total.load(Ordering::Relaxed),
+        )
+    }
+
+    fn set_progress(&self, done: u64, total: u64) {
+        self.done.store(done, Ordering::Relaxed);
+        self.total.store(total, Ordering::Relaxed);
+        self.dirty.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether progress changed since the last call.
+    pub(crate) fn take_dirty(&self) -> bool {
+        self.dirty.swap(false, Ordering::Relaxed)
+    }
+
+    /// Asks the task to stop; the first reason given wins.
+    pub(crate) fn stop(&self, reason: StopReason) {
+        self.stop.send_if_modified(|r| {
+            if r.is_none() {
+                *r = Some(reason);
+                true
+            } else {
+                false
+            }
+        });
+        self.stop_flag.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn stop_reason(&self) -> Option<StopReason> {
+        *self.stop.borrow()
+    }
+
+    pub(crate) fn watch_stop(&self) -> watch::Receiver<Option<StopReason>> {
+        self.stop.subscribe()
+    }
+}
+
+/// Handed to a [`TaskVerb`](crate::tasks::TaskVerb)'s runner.
+#[derive(Debug, Clone)]
+pub struct TaskContext {
+    id: Uuid,
+    agent: Arc<AgentState>,
+    control: Arc<Control>,
+}
+
+impl TaskContext {
+    pub(crate) fn new(id: Uuid, agent: Arc<AgentState>, control: Arc<Control>) -> Self {
+        TaskContext { id, agent, control }
+    }
+
+    /// The task's id.
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// The agent running it: its domains, SPM role and (later) VMs.
+    pub fn agent(&self) -> &Arc<AgentState> {
+        &self.agent
+    }
+
+    /// Records progress in bytes; cheap, callable from any thread. The
+    /// manager persists it at most every half second.
+    pub fn set_progress(&self, done: u64, total: u64) {
+        self.control.set_progress(done, total);
+    }
+
+    /// A progress callback for blocking code (ferry-storage's
+    /// `CopyControl::progress`).
+    pub fn progress_reporter(&self) -> impl Fn(Progress) + Send + Sync + 'static {
+        let control = self.control.clone();
+        move |p: Progress| control.set_progress(p.done, p.total)
+    }
+
+    /// A flag that turns true when the task is asked to stop, for blocking
+    /// code that polls (ferry-storage's `CopyControl::cancel`).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.control.stop_flag.clone()
+    }
+
+    /// Whether the task has been asked to stop.
+    pub fn is_stopping(&self) -> bool {
+        self.control.stop_reason().is_some()
+    }
+
+    /// Resolves when the task is asked to stop, for async runners that
+    /// wait on something else (a QMP event) meanwhile.
+    pub async fn stopping(&self) -> StopReason {
+        let mut rx = self.control.watch_stop();
+        let reason = match rx.wait_for(Option::is_some).await {
+            Ok(r) => r.unwrap_or(StopReason::Cancel),
+            // The sender lives in the control block we hold: never closed.
+            Err(_) => StopReason::Shutdown,
+        };
+        reason
+    }
+}

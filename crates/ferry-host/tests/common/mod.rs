@@ -1,0 +1,156 @@
+//! An agent served in-process on 127.0.0.1:0, and raw HTTP for the
+//! requests a well-behaved client cannot send.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ferry_host::tasks::VerbRegistry;
+use ferry_host::{AgentClient, AgentConfig, Server};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const TOKEN: &str = "test-token-5d1f";
+
+/// A running agent; stop it with [`TestAgent::stop`] to release its lease
+/// and run directory.
+pub struct TestAgent {
+    pub addr: SocketAddr,
+    pub url: String,
+    pub client: AgentClient,
+    pub run_dir: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<Result<(), ferry_host::Error>>>,
+}
+
+pub fn config(name: &str, run_dir: &Path, domains: &[&Path]) -> AgentConfig {
+    AgentConfig {
+        name: name.to_string(),
+        listen: "127.0.0.1:0".parse().expect("an address"),
+        token: TOKEN.to_string(),
+        run_dir: run_dir.to_path_buf(),
+        domains: domains.iter().map(|d| d.to_path_buf()).collect(),
+        accel: ferry_host::Accel::Tcg,
+    }
+}
+
+pub async fn start(name: &str, run_dir: &Path, domains: &[&Path]) -> TestAgent {
+    start_with(config(name, run_dir, domains), VerbRegistry::standard()).await
+}
+
+pub async fn start_with(config: AgentConfig, verbs: VerbRegistry) -> TestAgent {
+    let run_dir = config.run_dir.clone();
+    let server = Server::bind_with(config, verbs)
+        .await
+        .expect("bind the agent");
+    let addr = server.local_addr();
+    let (tx, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(server.run_until(async {
+        let _ = rx.await;
+    }));
+    let url = format!("http://{addr}");
+    TestAgent {
+        addr,
+        client: AgentClient::new(url.clone(), TOKEN),
+        url,
+        run_dir,
+        stop: Some(tx),
+        handle: Some(handle),
+    }
+}
+
+impl TestAgent {
+    /// Shuts the agent down gracefully and waits until it has.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.expect("agent task").expect("agent stopped cleanly");
+        }
+    }
+}
+
+/// Sends one raw HTTP/1.1 request (the path is sent exactly as given, no
+/// URL normalisation) and returns the status and the body.
+pub async fn raw(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("send");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.expect("read");
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status line");
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Asserts a raw answer is `status` with a JSON error body mentioning
+/// `says`, and returns the message.
+pub fn assert_json_error(answer: &(u16, String), status: u16, says: &str) -> String {
+    assert_eq!(answer.0, status, "body: {}", answer.1);
+    let v: serde_json::Value = serde_json::from_str(&answer.1)
+        .unwrap_or_else(|e| panic!("the error body is not JSON ({e}): {:?}", answer.1));
+    let msg = v["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error field in {v}"))
+        .to_string();
+    assert!(msg.contains(says), "{msg:?} does not say {says:?}");
+    msg
+}
+
+/// Asserts a client error has `status` and mentions `says`.
+pub fn assert_refused<T: std::fmt::Debug>(
+    r: Result<T, ferry_host::ClientError>,
+    status: u16,
+    says: &str,
+) -> String {
+    let e = r.expect_err("the agent refuses");
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(status), "{e}");
+    let msg = e.message();
+    assert!(msg.contains(says), "{msg:?} does not say {says:?}");
+    msg
+}
+
+/// Polls `cond` until it holds or `within` passes.
+pub async fn wait_until<F, Fut>(what: &str, within: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A run directory for an agent, removed on drop.
+pub fn run_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("ferry-agent-")
+        .tempdir_in(ferry_testkit::scratch_root())
+        .expect("a run directory")
+}

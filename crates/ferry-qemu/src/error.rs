@@ -1,0 +1,86 @@
+//! What can go wrong talking to QEMU.
+
+use std::path::PathBuf;
+
+/// Every failure of a QMP exchange, a QEMU process or a block operation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading or writing a socket or file failed.
+    #[error("{what} failed")]
+    Io {
+        /// What Ferry was doing.
+        what: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// QEMU could not be started with the given configuration.
+    #[error("QEMU for VM {vm} did not start: {message}")]
+    Start {
+        /// The VM's name.
+        vm: String,
+        /// What QEMU printed, or why Ferry gave up waiting.
+        message: String,
+    },
+    /// QEMU answered a command with an error.
+    #[error("QEMU refused {command}: {desc} ({class})")]
+    Command {
+        /// The QMP command.
+        command: String,
+        /// QEMU's error class, such as `GenericError`.
+        class: String,
+        /// QEMU's human-readable description.
+        desc: String,
+    },
+    /// QEMU sent something that is not QMP as Ferry understands it.
+    #[error("QEMU sent an unexpected reply to {command}: {detail}")]
+    Protocol {
+        /// The command or phase of the exchange.
+        command: String,
+        /// What was wrong with it.
+        detail: String,
+    },
+    /// The QMP connection closed, usually because QEMU exited.
+    #[error("the QMP connection to {socket} is closed; the VM has probably stopped")]
+    Closed {
+        /// The monitor socket.
+        socket: PathBuf,
+    },
+    /// Nothing happened within the time Ferry allows for it.
+    #[error("timed out after {seconds} s waiting for {what}")]
+    Timeout {
+        /// What Ferry was waiting for.
+        what: String,
+        /// How long it waited.
+        seconds: u64,
+    },
+    /// A block job ended without doing its work.
+    #[error("block job {job} failed: {message}")]
+    JobFailed {
+        /// The job id.
+        job: String,
+        /// QEMU's reason, or how the job ended.
+        message: String,
+    },
+    /// The caller asked for something that cannot be done as asked.
+    #[error("{0}")]
+    InvalidRequest(String),
+}
+
+impl Error {
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            what: what.into(),
+            source,
+        }
+    }
+
+    /// True when QEMU itself said no to a command (as opposed to the
+    /// connection or process failing), so a retry will not help.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Error::Command { .. } | Error::InvalidRequest(_))
+    }
+}
+
+/// Results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,17 @@
+//! Ferry's QEMU knowledge: the QMP client, VMs as QEMU processes, and the
+//! block-graph operations a live disk move is made of. Nothing here knows
+//! about HTTP, databases or storage metadata: the host agent decides *what*
+//! to do, this crate knows *how* QEMU does it (firecracker's split of API
+//! and VMM core).
+
+pub mod block;
+mod error;
+pub mod jobs;
+mod node;
+mod qmp;
+mod vm;
+
+pub use error::{Error, Result};
+pub use node::{Layer, NodeNames};
+pub use qmp::{Event, Qmp};
+pub use vm::{log_file, pid_file, qmp_socket, Accel, DirectBoot, DiskSpec, Vm, VmSpec};

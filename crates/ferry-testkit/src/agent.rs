@@ -1,0 +1,201 @@
+//! Host agent processes for tests: start `ferry agent` as a real process,
+//! learn the address it bound (it listens on port 0 and prints it), wait
+//! until its health answers, talk to it with [`AgentClient`], and stop it
+//! gently (SIGTERM) or not (SIGKILL).
+//!
+//! The agent's log (`FERRY_LOG=info`) goes to `<run_dir>/agent.log`, so a
+//! failing test can show what the agent did.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use ferry_api::agent::Health;
+use ferry_host::AgentClient;
+
+/// The token test agents are started with.
+pub const TOKEN: &str = "ferry-test-token-3c9a";
+
+/// How long an agent may take to start listening and answer health.
+const START_WITHIN: Duration = Duration::from_secs(30);
+
+/// A running `ferry agent` process; killed when dropped.
+#[derive(Debug)]
+pub struct AgentProcess {
+    child: Child,
+    /// The host name it was given.
+    pub name: String,
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// Its run directory.
+    pub run_dir: PathBuf,
+}
+
+impl AgentProcess {
+    /// Starts `ferry agent` (the binary at `ferry`) named `name`, with its
+    /// run directory and domains, listening on a free port of 127.0.0.1;
+    /// returns once it has printed its address and answers health.
+    pub async fn start(
+        ferry: impl AsRef<Path>,
+        name: &str,
+        run_dir: &Path,
+        domains: &[&Path],
+    ) -> Self {
+        std::fs::create_dir_all(run_dir).expect("create the agent's run directory");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(run_dir.join("agent.log"))
+            .expect("open the agent's log");
+        let mut cmd = Command::new(ferry.as_ref());
+        cmd.args(["agent", "--name", name, "--listen", "127.0.0.1:0"])
+            .args(["--accel", &test_accel()])
+            .arg("--run-dir")
+            .arg(run_dir)
+            .env("FERRY_AGENT_TOKEN", TOKEN)
+            .env("FERRY_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        for d in domains {
+            cmd.arg("--domain").arg(d);
+        }
+        let mut child = cmd.spawn().expect("start ferry agent");
+        let stdout = child.stdout.take().expect("the agent's stdout");
+        // The first line says where it listens; the reader thread keeps
+        // draining stdout so the agent never blocks on a full pipe.
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let line = match rx.recv_timeout(START_WITHIN) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "ferry agent {name} did not print its address; its log:\n{}",
+                    read_log(run_dir)
+                );
+            }
+        };
+        let addr: SocketAddr = line
+            .rsplit(' ')
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("ferry agent printed {line:?}, not 'listening on ADDR'"));
+        let mut agent = AgentProcess {
+            child,
+            name: name.to_string(),
+            addr,
+            run_dir: run_dir.to_path_buf(),
+        };
+        agent.wait_healthy().await;
+        agent
+    }
+
+    /// The agent's base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A client presenting the test token.
+    pub fn client(&self) -> AgentClient {
+        AgentClient::new(self.url(), TOKEN)
+    }
+
+    /// Polls health until it answers; panics (with the agent's log) if the
+    /// process exits or the deadline passes.
+    pub async fn wait_healthy(&mut self) -> Health {
+        let client = self.client();
+        let deadline = Instant::now() + START_WITHIN;
+        loop {
+            if let Ok(h) = client.health().await {
+                return h;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "ferry agent {} exited ({status}) before answering; its log:\n{}",
+                    self.name,
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ferry agent {} did not answer health within {START_WITHIN:?}; its log:\n{}",
+                self.name,
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Kills it with SIGKILL (no chance to clean up) and reaps it.
+    pub fn kill9(&mut self) {
+        self.child.kill().expect("kill the agent");
+        self.child.wait().expect("reap the agent");
+    }
+
+    /// Asks it to stop with SIGTERM and waits until it has.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        self.child.wait().expect("reap the agent")
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        read_log(&self.run_dir)
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The accelerator test VMs run with: `FERRY_ACCEL` if set, else TCG, since
+/// KVM on the test machines breaks real guests (ARCHITECTURE §8).
+pub fn test_accel() -> String {
+    std::env::var("FERRY_ACCEL").unwrap_or_else(|_| "tcg".into())
+}
+
+/// Kills (SIGKILL) every VM an agent with run directory `run_dir` started.
+/// VMs outlive their agent by design, so a test must reap its own.
+pub fn kill_vms(run_dir: &Path) {
+    let Ok(dirs) = std::fs::read_dir(run_dir.join("vms")) else {
+        return;
+    };
+    for dir in dirs.flatten() {
+        let Ok(pid) = std::fs::read_to_string(dir.path().join("qemu.pid")) else {
+            continue;
+        };
+        let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+    }
+}
+
+/// Kills the VMs of an agent's run directory when dropped, however the
+/// test ends.
+#[derive(Debug)]
+pub struct KillVmsOnDrop(pub PathBuf);
+
+impl Drop for KillVmsOnDrop {
+    fn drop(&mut self) {
+        kill_vms(&self.0);
+    }
+}
+
+fn read_log(run_dir: &Path) -> String {
+    std::fs::read_to_string(run_dir.join("agent.log")).unwrap_or_default()
+}
