@@ -387,3 +387,155 @@ async fn rollback_after_block_migrate_leaves_the_vm_on_domain1_with_all_its_data
     assert_eq!(find_top(&lab.d1, image).expect("leaf").id(), snap1.id());
     check_content(&snap1.path(), &writer, &mut log, &lab);
 }
+
+/// Creates the move's new leaf over the disk's leaf (createVolumeCrossSD).
+async fn new_leaf_on_domain2(c: &AgentClient, lab: &Lab, leaf: &Volume) -> Uuid {
+    let volume = Uuid::new_v4();
+    c.create_volume_cross_sd(&CreateVolumeCrossSd {
+        dst_domain: lab.d2.uuid(),
+        image: leaf.image(),
+        volume,
+        parent: VolumeRef {
+            domain: lab.d1.uuid(),
+            image: leaf.image(),
+            volume: leaf.id(),
+        },
+    })
+    .await
+    .expect("createVolumeCrossSD");
+    volume
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_disks_switch_together_and_out_of_order_verbs_are_refused_without_change() {
+    let lab = Lab::new();
+    let agent = Agent::start(&lab).await;
+    let c = &agent.client;
+    let (base_a, leaf_a) = disk_on_domain1(&lab);
+    let base_b = ferry_testkit::base(&lab.d1, VolumeFormat::Qcow2, 16 * MIB);
+    qemu_io(&base_b, &["write -P 0x33 0 1M"]);
+    let writer = writer_region();
+    let def = vm_definition(
+        "pair",
+        vec![
+            VmDisk {
+                image: base_a.image(),
+                domain: lab.d1.uuid(),
+            },
+            VmDisk {
+                image: base_b.image(),
+                domain: lab.d1.uuid(),
+            },
+        ],
+        &writer,
+    );
+    let vm = def.id;
+    c.define_vm(&def).await.expect("define");
+
+    // blockMigrate of a VM that is not running: refused, the engine moves
+    // such a disk cold.
+    let new_a = new_leaf_on_domain2(c, &lab, &leaf_a).await;
+    let new_b = new_leaf_on_domain2(c, &lab, &base_b).await;
+    let both = BlockMigrate {
+        disks: vec![
+            BlockMigrateDisk {
+                image: base_a.image(),
+                src_domain: lab.d1.uuid(),
+                dst_domain: lab.d2.uuid(),
+                volume: new_a,
+            },
+            BlockMigrateDisk {
+                image: base_b.image(),
+                src_domain: lab.d1.uuid(),
+                dst_domain: lab.d2.uuid(),
+                volume: new_b,
+            },
+        ],
+    };
+    let err = c.block_migrate(vm, &both).await.expect_err("not running");
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(409), "{err}");
+    assert!(err.message().contains("not running"), "{err}");
+
+    let status = c.start_vm(vm).await.expect("start");
+    let mut log = SerialLog::new(&status.serial_log);
+    log.wait_ready(BOOT).expect("guest ready");
+    writes_go_on(&mut log, 10);
+
+    // One bad disk in the request: nothing is switched.
+    let mut bad = both.clone();
+    bad.disks[1].volume = Uuid::new_v4();
+    let err = c.block_migrate(vm, &bad).await.expect_err("unknown leaf");
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(404), "{err}");
+    let status = c.vm(vm).await.expect("status");
+    assert!(status
+        .disks
+        .iter()
+        .all(|d| d.open_chain[0].domain == lab.d1.uuid()));
+
+    // finalize before the copies exist: refused, nothing changed.
+    let fin = FinalizeBlockMigrate {
+        disks: vec![FinalizeDisk {
+            image: base_a.image(),
+            src_domain: lab.d1.uuid(),
+            dst_domain: lab.d2.uuid(),
+        }],
+    };
+    let err = c
+        .finalize_block_migrate(vm, &fin)
+        .await
+        .expect_err("no copies");
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(409), "{err}");
+    assert!(err.message().contains("cloneInternalVolumes"), "{err}");
+
+    // Both disks switch in one transaction.
+    let report = c.block_migrate(vm, &both).await.expect("blockMigrate");
+    assert_eq!(report.switched, 2);
+    let status = c.vm(vm).await.expect("status");
+    for d in &status.disks {
+        assert_eq!(d.open_chain[0].domain, lab.d2.uuid(), "{status:?}");
+        assert_eq!(d.domain, lab.d2.uuid());
+    }
+    writes_go_on(&mut log, 10);
+
+    // merge before finalize: refused at once, no task made.
+    let task = Uuid::new_v4();
+    let err = c
+        .merge(
+            task,
+            &Merge {
+                vm,
+                image: base_a.image(),
+                domain: lab.d2.uuid(),
+                volume: new_a,
+            },
+        )
+        .await
+        .expect_err("merge before finalize");
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(409), "{err}");
+    assert!(c.task(task).await.is_err());
+
+    // Roll both back; the VM ends on domain1 with its data.
+    for (image, volume) in [(base_a.image(), new_a), (base_b.image(), new_b)] {
+        let task = Uuid::new_v4();
+        c.rollback_block_migrate(
+            task,
+            &RollbackBlockMigrate {
+                vm,
+                image,
+                src_domain: lab.d1.uuid(),
+                dst_domain: lab.d2.uuid(),
+                volume,
+            },
+        )
+        .await
+        .expect("rollback");
+        let done = c.wait_task(task, STEP).await.expect("rollback");
+        assert_eq!(done.state, TaskState::Succeeded, "{:?}", done.error);
+    }
+    writes_go_on(&mut log, 10);
+    c.stop_vm(vm, 0).await.expect("stop");
+    assert!(!lab.d2.image_dir(base_a.image()).exists());
+    assert!(!lab.d2.image_dir(base_b.image()).exists());
+    check_content(&leaf_a.path(), &writer, &mut log, &lab);
+    assert_bytes(&guest_content(&base_b), 0, MIB, 0x33, "second disk");
+}
