@@ -6,6 +6,7 @@
 //! proxmox-backup `api-types` idea).
 
 pub mod agent;
+pub mod engine;
 mod progress;
 pub mod vm;
 mod volume;

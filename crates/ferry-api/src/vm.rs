@@ -142,7 +142,9 @@ pub struct BlockMigrateDisk {
 /// `POST /v1/vms/{id}/block-migrate`: the seed's `blockMigrate`. Switches
 /// the listed disks onto their new leaves all at once (one QMP
 /// `transaction`), so the destination never holds disks from different
-/// moments. Idempotent: disks already switched are left alone.
+/// moments. Idempotent: disks already switched are left alone. With
+/// `dst_domain` equal to `src_domain` it is a live snapshot onto a new leaf
+/// beside the old one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlockMigrate {

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The image format of a volume: what QEMU must be told to open it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum VolumeFormat {
     /// A plain file: the guest's bytes at their offsets; cannot have a parent.
@@ -43,7 +43,7 @@ impl std::str::FromStr for VolumeFormat {
 }
 
 /// Whether a volume's space is reserved up front.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Allocation {
     /// Space is taken as the guest writes (VDSM `TYPE=SPARSE`).
@@ -53,7 +53,7 @@ pub enum Allocation {
 }
 
 /// Whether a volume may be used (VDSM `LEGALITY`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Legality {
     /// Complete and verified: may be handed to a VM.
@@ -65,7 +65,7 @@ pub enum Legality {
 }
 
 /// Where a volume stands in its chain (VDSM `VOLTYPE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum VolumeRole {
     /// The top of a chain: the volume the VM writes.

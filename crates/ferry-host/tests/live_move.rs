@@ -7,13 +7,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use ferry_api::agent::{
-    CloneInternalVolumes, CreateVolumeCrossSd, DeleteImage, TaskState, VolumeRef,
+    CloneInternalVolumes, CreateVolume, CreateVolumeCrossSd, DeleteImage, TaskState, VolumeRef,
 };
 use ferry_api::vm::{
     BlockMigrate, BlockMigrateDisk, FinalizeBlockMigrate, FinalizeDisk, Merge,
     RollbackBlockMigrate, VmBoot, VmDefinition, VmDisk, VmState,
 };
-use ferry_api::VolumeFormat;
+use ferry_api::{Allocation, VolumeFormat};
 use ferry_host::{AgentClient, AgentConfig, Server};
 use ferry_qemu::Accel;
 use ferry_storage::{find_top, Chain, Volume};
@@ -533,6 +533,41 @@ async fn two_disks_switch_together_and_out_of_order_verbs_are_refused_without_ch
         assert_eq!(done.state, TaskState::Succeeded, "{:?}", done.error);
     }
     writes_go_on(&mut log, 10);
+
+    // blockMigrate within one domain is a live snapshot (disk snapshot).
+    let snap = Uuid::new_v4();
+    c.create_volume(&CreateVolume {
+        domain: lab.d1.uuid(),
+        image: base_b.image(),
+        volume: snap,
+        format: VolumeFormat::Qcow2,
+        size: None,
+        allocation: Allocation::Sparse,
+        parent: Some(base_b.id()),
+        parent_image: None,
+        description: String::new(),
+    })
+    .await
+    .expect("create the snapshot volume");
+    let report = c
+        .block_migrate(
+            vm,
+            &BlockMigrate {
+                disks: vec![BlockMigrateDisk {
+                    image: base_b.image(),
+                    src_domain: lab.d1.uuid(),
+                    dst_domain: lab.d1.uuid(),
+                    volume: snap,
+                }],
+            },
+        )
+        .await
+        .expect("live snapshot");
+    assert_eq!(report.switched, 1);
+    let status = c.vm(vm).await.expect("status");
+    assert_eq!(status.disks[1].open_chain[0].volume, snap);
+    assert_eq!(status.disks[1].open_chain.len(), 2);
+
     c.stop_vm(vm, 0).await.expect("stop");
     assert!(!lab.d2.image_dir(base_a.image()).exists());
     assert!(!lab.d2.image_dir(base_b.image()).exists());

@@ -1,5 +1,6 @@
 //! `blockMigrate`: the VM's disks start writing to new leaves on the
-//! destination domain, all at once.
+//! destination domain, all at once. With the destination equal to the
+//! source it is a plain live snapshot (the engine's `disk snapshot`).
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -61,12 +62,16 @@ pub(crate) async fn block_migrate(
             )));
         }
         let md = new_leaf.metadata()?;
+        // Across domains the new leaf's parent is on the source (a move);
+        // on one domain it is beside it (a live snapshot).
+        let expected_parent_domain =
+            (disk.src_domain != disk.dst_domain).then_some(disk.src_domain);
         let Some(parent) = md
             .parent
-            .filter(|_| md.parent_domain == Some(disk.src_domain))
+            .filter(|_| md.parent_domain == expected_parent_domain)
         else {
             return Err(Error::Conflict(format!(
-                "volume {} on domain {} is not a cross-domain leaf over domain {}; it cannot take the disk's writes",
+                "volume {} on domain {} is not a new leaf over the disk's leaf on domain {}; it cannot take the disk's writes",
                 disk.volume, disk.dst_domain, disk.src_domain
             )));
         };

@@ -1,0 +1,380 @@
+//! The engine's REST API (`/api/v1`): every request and response body, for
+//! the engine, the `ferry` CLI, the web UI and the OpenAPI document.
+//!
+//! Things are named by UUID in responses; requests accept a name or a UUID
+//! wherever they name a thing (`domain`, `disks`, `host`, `to`), as the
+//! CLI does. Field names are `snake_case`, enums lowercase words; requests
+//! refuse unknown fields.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::{Legality, VolumeFormat, VolumeRole};
+
+/// Every error answer: a sentence a person can act on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ApiError {
+    /// What was wrong and what to do about it.
+    pub error: String,
+}
+
+/// `GET /api/v1/health` (no token needed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EngineHealth {
+    /// Always "ok" when the engine answers.
+    pub status: String,
+    /// The engine's version.
+    pub version: String,
+}
+
+/// Whether the engine can reach a host's agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HostStatus {
+    /// Its agent answers.
+    Up,
+    /// Its agent does not answer; its VMs are unknown.
+    Down,
+}
+
+/// A hypervisor host running a Ferry agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Host {
+    /// The host's UUID.
+    pub id: Uuid,
+    /// Its name.
+    pub name: String,
+    /// Its agent's base URL.
+    pub url: String,
+    /// Up or down.
+    pub status: HostStatus,
+    /// Whether it holds the SPM role.
+    pub spm: bool,
+    /// When its agent last answered, seconds since the Unix epoch.
+    pub last_seen: Option<u64>,
+    /// Why it is down, when it is.
+    pub error: Option<String>,
+}
+
+/// `POST /api/v1/hosts`: add a host whose agent already runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddHost {
+    /// Its name: letters, digits, `-`, `_`, `.`.
+    pub name: String,
+    /// Its agent's base URL (`http://host:54321`).
+    pub url: String,
+    /// Its agent's token.
+    pub token: String,
+}
+
+/// A storage domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Domain {
+    /// The domain's UUID.
+    pub id: Uuid,
+    /// Its name.
+    pub name: String,
+    /// Its directory (`<root>/<uuid>`).
+    #[schema(value_type = String)]
+    pub path: PathBuf,
+    /// Size of its filesystem in bytes.
+    pub capacity: u64,
+    /// Bytes free there.
+    pub free: u64,
+    /// Whether it is the master domain (holds the SPM lease).
+    pub master: bool,
+    /// The disks whose leaf is on it.
+    pub disks: Vec<Uuid>,
+}
+
+/// `POST /api/v1/domains`: create a storage domain under `path`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDomain {
+    /// Its name.
+    pub name: String,
+    /// The directory it is created in (absolute; the domain becomes
+    /// `<path>/<uuid>`).
+    #[schema(value_type = String)]
+    pub path: PathBuf,
+}
+
+/// One volume of a disk's chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Volume {
+    /// The volume's UUID.
+    pub id: Uuid,
+    /// The domain it is on.
+    pub domain: Uuid,
+    /// Its file.
+    #[schema(value_type = String)]
+    pub path: PathBuf,
+    /// Raw or qcow2.
+    pub format: VolumeFormat,
+    /// Its parent, if any.
+    pub parent: Option<Uuid>,
+    /// LEGAL, ILLEGAL or FAKE.
+    pub legality: Legality,
+    /// LEAF, INTERNAL or SHARED (VDSM's VOLTYPE).
+    pub voltype: VolumeRole,
+}
+
+/// A virtual disk (VDSM's image) and its chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Disk {
+    /// The disk's UUID (the image UUID).
+    pub id: Uuid,
+    /// Its name.
+    pub name: String,
+    /// The domain of its leaf volume.
+    pub domain: Uuid,
+    /// Virtual size in bytes.
+    pub size: u64,
+    /// The chain, base first. During a move it may span two domains.
+    pub volumes: Vec<Volume>,
+    /// The VM using it, if any.
+    pub vm: Option<Uuid>,
+    /// The job that has it locked, if any.
+    pub locked_by: Option<Uuid>,
+}
+
+/// `POST /api/v1/disks`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDisk {
+    /// Its name.
+    pub name: String,
+    /// The domain, by name or UUID.
+    pub domain: String,
+    /// Virtual size in bytes.
+    pub size: u64,
+    /// Raw or qcow2 (default raw).
+    #[serde(default = "raw")]
+    pub format: VolumeFormat,
+    /// Allocate all space now (default: sparse).
+    #[serde(default)]
+    pub preallocated: bool,
+}
+
+fn raw() -> VolumeFormat {
+    VolumeFormat::Raw
+}
+
+/// Whether a VM runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum VmState {
+    /// Its QEMU runs.
+    Running,
+    /// It does not run.
+    Stopped,
+    /// Its host is down: the engine cannot tell.
+    Unknown,
+}
+
+/// A VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Vm {
+    /// The VM's UUID.
+    pub id: Uuid,
+    /// Its name.
+    pub name: String,
+    /// The host it runs on (or will start on).
+    pub host: Uuid,
+    /// Running, stopped or unknown.
+    pub state: VmState,
+    /// Guest memory in MiB.
+    pub memory_mib: u64,
+    /// Its disks, in device order.
+    pub disks: Vec<Uuid>,
+}
+
+/// A kernel to boot directly (appliances, Ferry's test guest).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DirectBoot {
+    /// The kernel image, on the host.
+    #[schema(value_type = String)]
+    pub kernel: PathBuf,
+    /// The initramfs, on the host.
+    #[schema(value_type = String)]
+    pub initrd: PathBuf,
+    /// The kernel command line.
+    #[serde(default)]
+    pub append: String,
+}
+
+/// `POST /api/v1/vms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateVm {
+    /// Its name.
+    pub name: String,
+    /// Its disks, by name or UUID, in device order.
+    pub disks: Vec<String>,
+    /// Guest memory in MiB (default 256).
+    #[serde(default)]
+    pub memory_mib: Option<u64>,
+    /// The host, by name or UUID (default: the first host that is up).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Direct kernel boot.
+    #[serde(default)]
+    pub boot: Option<DirectBoot>,
+}
+
+/// `POST /api/v1/disks/{disk}/move` and `POST /api/v1/vms/{vm}/move`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoveRequest {
+    /// The destination domain, by name or UUID.
+    pub to: String,
+    /// Bandwidth limit for the copy in MiB/s; absent for none.
+    #[serde(default)]
+    pub bandwidth_mib_s: Option<u64>,
+}
+
+/// What a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// Move one disk.
+    DiskMove,
+    /// Move every disk of a VM together.
+    VmMove,
+}
+
+/// Live (VM running) or cold (VM down) move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MoveMode {
+    /// The VM runs: the seed's live flow.
+    Live,
+    /// The VM is down (or has none): copy, switch metadata, delete.
+    Cold,
+}
+
+/// Where a job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Working forwards.
+    Running,
+    /// Undoing what it did after a failure or a cancel.
+    RollingBack,
+    /// Done: the disks are on the destination.
+    Succeeded,
+    /// Ended without moving; the disks are where they were. `error` says why.
+    Failed,
+    /// Cancelled on request; the disks are where they were.
+    Cancelled,
+}
+
+impl JobState {
+    /// Whether the job will not change any more.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
+    }
+}
+
+/// Where a step stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    /// Not started.
+    Pending,
+    /// Running now.
+    Running,
+    /// Done.
+    Done,
+    /// Not needed for this job (a cold move has no `blockMigrate`).
+    Skipped,
+    /// Failed; see `error`.
+    Failed,
+    /// Undone by a rollback.
+    RolledBack,
+}
+
+/// One step of a job (the seed's names: `prepare`, `createVolumeCrossSD`,
+/// `blockMigrate`, `cloneInternalVolumes`, `finalizeBlockMigrate`, `merge`,
+/// `cleanup`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JobStep {
+    /// The step's name.
+    pub name: String,
+    /// Where it stands.
+    pub state: StepState,
+    /// When it started, milliseconds since the Unix epoch.
+    pub started: Option<u64>,
+    /// When it ended, milliseconds since the Unix epoch.
+    pub finished: Option<u64>,
+    /// How many times it was tried.
+    pub attempts: u32,
+    /// Its last error.
+    pub error: Option<String>,
+}
+
+/// A move job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Job {
+    /// The job's UUID.
+    pub id: Uuid,
+    /// Disk move or VM move.
+    pub kind: JobKind,
+    /// Live or cold.
+    pub mode: MoveMode,
+    /// Where it stands.
+    pub state: JobState,
+    /// The disks it moves.
+    pub disks: Vec<Uuid>,
+    /// The VM whose disks move, if any.
+    pub vm: Option<Uuid>,
+    /// Where the disks were.
+    pub src_domain: Uuid,
+    /// Where they go.
+    pub dst_domain: Uuid,
+    /// The step running now (or the last one).
+    pub step: String,
+    /// Every step, in order.
+    pub steps: Vec<JobStep>,
+    /// Bytes copied so far.
+    pub done_bytes: u64,
+    /// Bytes to copy in all.
+    pub total_bytes: u64,
+    /// Copy rate over the last seconds, bytes per second.
+    pub rate_bps: u64,
+    /// Seconds left at that rate, when known.
+    pub eta_secs: Option<u64>,
+    /// Bandwidth limit in MiB/s, if any.
+    pub bandwidth_mib_s: Option<u64>,
+    /// Whether `cancel` is still possible (until `finalizeBlockMigrate`).
+    pub cancellable: bool,
+    /// Why it failed, in words.
+    pub error: Option<String>,
+    /// When it was created, milliseconds since the Unix epoch.
+    pub created: u64,
+    /// When it finished.
+    pub finished: Option<u64>,
+}
+
+/// An entry of the event log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Event {
+    /// Increasing number.
+    pub id: i64,
+    /// When, milliseconds since the Unix epoch.
+    pub time: u64,
+    /// What kind of thing happened (`job`, `host`, `vm`, `disk`, `domain`).
+    pub kind: String,
+    /// What happened, in words.
+    pub message: String,
+    /// The thing it happened to.
+    pub object: Option<Uuid>,
+}
