@@ -466,3 +466,34 @@ async fn create_and_delete_volumes_are_idempotent_and_refuse_what_would_break_a_
     assert!(lab.d1.images().expect("images").is_empty());
     agent.stop().await;
 }
+
+#[tokio::test]
+async fn deleting_a_cross_domain_leaf_makes_its_parent_the_leaf_again() {
+    let lab = Lab::new();
+    let rd = common::run_dir();
+    let agent = start("spm1", rd.path(), &[lab.d1.path(), lab.d2.path()]).await;
+    let c = &agent.client;
+    c.acquire_spm(lab.d1.uuid()).await.expect("SPM");
+    let (_b, s1) = two_layer_disk(&lab, 32 << 20);
+    let leaf = Uuid::new_v4();
+    c.create_volume_cross_sd(&CreateVolumeCrossSd {
+        dst_domain: lab.d2.uuid(),
+        image: s1.image(),
+        volume: leaf,
+        parent: VolumeRef {
+            domain: lab.d1.uuid(),
+            image: s1.image(),
+            volume: s1.id(),
+        },
+    })
+    .await
+    .expect("createVolumeCrossSD");
+    assert_eq!(s1.metadata().expect("md").role, VolumeRole::Internal);
+    c.delete_image(&DeleteImage {
+        domain: lab.d2.uuid(),
+        image: s1.image(),
+    })
+    .await
+    .expect("roll createVolumeCrossSD back");
+    assert_eq!(s1.metadata().expect("md").role, VolumeRole::Leaf);
+}

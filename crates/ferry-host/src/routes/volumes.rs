@@ -58,7 +58,8 @@ async fn delete(
     agent.spm().require("delete volumes")?;
     let domain = agent.domains().get(req.domain)?;
     let _serial = agent.storage_lock().await;
-    blocking(move || volumes::delete_volumes(&domain, req.image, &req.volumes))
+    let domains = agent.domains().set();
+    blocking(move || volumes::delete_volumes(&domains, &domain, req.image, &req.volumes))
         .await
         .map(Json)
 }
@@ -70,7 +71,8 @@ async fn delete_image(
     agent.spm().require("delete images")?;
     let domain = agent.domains().get(req.domain)?;
     let _serial = agent.storage_lock().await;
-    blocking(move || volumes::delete_image(&domain, req.image))
+    let domains = agent.domains().set();
+    blocking(move || volumes::delete_image(&domains, &domain, req.image))
         .await
         .map(Json)
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use ferry_api::agent::{CreateVolume, CreateVolumeCrossSd, Deleted, VolumeInfo};
 use ferry_api::{Legality, VolumeFormat, VolumeRole};
-use ferry_storage::{StorageDomain, Volume, VolumeMetadata, VolumeSpec};
+use ferry_storage::{DomainSet, StorageDomain, Volume, VolumeMetadata, VolumeSpec};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
@@ -151,7 +151,12 @@ pub(crate) fn create_volume_cross_sd(
 /// whole, so a volume still used by a child outside the request, or a
 /// template volume other disks use, refuses the request before anything is
 /// deleted.
-pub(crate) fn delete_volumes(domain: &StorageDomain, image: Uuid, ids: &[Uuid]) -> Result<Deleted> {
+pub(crate) fn delete_volumes(
+    domains: &DomainSet,
+    domain: &StorageDomain,
+    image: Uuid,
+    ids: &[Uuid],
+) -> Result<Deleted> {
     let wanted: BTreeSet<Uuid> = ids.iter().copied().collect();
     let mut present = Vec::new();
     let mut leftovers = Vec::new();
@@ -207,8 +212,10 @@ pub(crate) fn delete_volumes(domain: &StorageDomain, image: Uuid, ids: &[Uuid]) 
         // Every volume has a child: only a loop in the metadata does that;
         // let ferry-storage's delete name the offender.
         let v = present.remove(next.unwrap_or(0));
+        let md = v.metadata()?;
         v.delete()?;
         deleted.push(v.id());
+        restore_cross_domain_parent(domains, &md)?;
     }
     for v in leftovers {
         remove_leftover(&v)?;
@@ -217,10 +224,32 @@ pub(crate) fn delete_volumes(domain: &StorageDomain, image: Uuid, ids: &[Uuid]) 
     Ok(Deleted { deleted, missing })
 }
 
+/// A leaf made by `createVolumeCrossSD` turned its parent on the source
+/// domain INTERNAL; deleting it (the rollback of a move that never
+/// switched) makes that parent the leaf again, as a same-domain delete
+/// does in ferry-storage.
+fn restore_cross_domain_parent(domains: &DomainSet, md: &VolumeMetadata) -> Result<()> {
+    let (Some(parent), Some(pd)) = (md.parent, md.parent_domain) else {
+        return Ok(());
+    };
+    let Some(source) = domains.get(pd) else {
+        return Ok(());
+    };
+    let p = source.volume(md.image, parent);
+    if p.exists() && p.metadata()?.role == VolumeRole::Internal && p.children()?.is_empty() {
+        p.update_metadata(|m| m.role = VolumeRole::Leaf)?;
+    }
+    Ok(())
+}
+
 /// Deletes every volume of an image on a domain.
-pub(crate) fn delete_image(domain: &StorageDomain, image: Uuid) -> Result<Deleted> {
+pub(crate) fn delete_image(
+    domains: &DomainSet,
+    domain: &StorageDomain,
+    image: Uuid,
+) -> Result<Deleted> {
     let ids: Vec<Uuid> = domain.volumes(image)?.iter().map(Volume::id).collect();
-    delete_volumes(domain, image, &ids)
+    delete_volumes(domains, domain, image, &ids)
 }
 
 /// Answers a create whose volume exists: success when it is complete and
