@@ -177,6 +177,10 @@ pub struct VolumeInfo {
     pub parent_domain: Option<Uuid>,
     /// The volume's file on this host.
     pub path: PathBuf,
+    /// Bytes the file takes on disk: what a copy of it needs at the
+    /// destination.
+    #[serde(default)]
+    pub allocated: u64,
 }
 
 /// `POST /v1/tasks/{id}/clone-internal-volumes` (SPM): the seed's

@@ -1,14 +1,18 @@
 //! `ferry`: moves the disks of running QEMU VMs between storage domains.
 //!
-//! Until the engine lands, the command offers the storage layer on its
-//! own: a demo of a layer-exact chain copy, low-level storage tools, and the
-//! copy benchmark.
+//! `ferry up` runs everything on one machine; `ferry engine` and
+//! `ferry agent` run the daemons separately; the client commands (`domain`,
+//! `host`, `disk`, `vm`, `job`) talk to an engine; `storage`, `demo` and
+//! `bench` work on storage domains directly.
 
 mod agent_cmd;
 mod bench;
+mod client;
 mod demo;
+mod engine_cmd;
 mod progress;
 mod storage_cmd;
+mod up;
 
 use clap::{Parser, Subcommand};
 
@@ -22,8 +26,22 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the engine and a local agent in the foreground until Ctrl-C.
+    Up(up::UpArgs),
+    /// Storage domains.
+    Domain(client::Group<client::DomainCommand>),
+    /// Hypervisor hosts.
+    Host(client::Group<client::HostCommand>),
+    /// Disks and their chains; move a disk.
+    Disk(client::Group<client::DiskCommand>),
+    /// VMs; move all of a VM's disks together.
+    Vm(client::Group<client::VmCommand>),
+    /// Move jobs: list, show, wait, cancel.
+    Job(client::Group<client::JobCommand>),
+    /// Run the engine daemon (inventory, move flow, REST API).
+    Engine(engine_cmd::EngineArgs),
     /// Create two domains and a disk with a three-volume chain, copy it
-    /// layer-exact to the second domain and verify it.
+    /// layer-exact to the second domain and verify it (storage only).
     Demo(demo::DemoArgs),
     /// Low-level tools that work on storage domain directories directly.
     #[command(subcommand)]
@@ -31,7 +49,7 @@ enum Command {
     /// Benchmarks whose output is a table of figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
-    /// Run the host agent daemon (SPM verbs, tasks) on this host.
+    /// Run the host agent daemon (VMs, HSM and SPM verbs) on this host.
     Agent(agent_cmd::AgentArgs),
 }
 
@@ -45,6 +63,13 @@ fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Up(args) => up::run(args),
+        Command::Domain(g) => client::run_group(g, client::ClientCommand::Domain),
+        Command::Host(g) => client::run_group(g, client::ClientCommand::Host),
+        Command::Disk(g) => client::run_group(g, client::ClientCommand::Disk),
+        Command::Vm(g) => client::run_group(g, client::ClientCommand::Vm),
+        Command::Job(g) => client::run_group(g, client::ClientCommand::Job),
+        Command::Engine(args) => engine_cmd::run(args),
         Command::Demo(args) => demo::run(&args),
         Command::Storage(cmd) => storage_cmd::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),

@@ -218,7 +218,7 @@ async fn read_loop(
             Ok(Some(line)) => line,
             Ok(None) => break,
             Err(e) => {
-                tracing::warn!(error = %e, "reading from QMP failed");
+                tracing::debug!(error = %e, "reading from QMP failed (QEMU exiting?)");
                 break;
             }
         };

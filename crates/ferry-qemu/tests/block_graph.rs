@@ -303,7 +303,10 @@ async fn mirror_completes_onto_a_flat_copy_or_cancels_back() {
     .await
     .expect("ready");
     // Progress: a ready mirror has copied all it knows of.
-    let job = jobs::get(vm.qmp(), "m1").await.expect("query").expect("job");
+    let job = jobs::get(vm.qmp(), "m1")
+        .await
+        .expect("query")
+        .expect("job");
     assert_eq!(job.kind, "mirror");
     assert!(job.len >= 8 * MIB && job.offset == job.len, "{job:?}");
     block::cancel_job(vm.qmp(), "m1").await.expect("cancel");

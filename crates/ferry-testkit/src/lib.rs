@@ -16,6 +16,7 @@ use ferry_storage::{DomainSet, StorageDomain, Volume, VolumeSpec};
 use uuid::Uuid;
 
 pub mod agent;
+pub mod engine;
 pub mod guest;
 
 /// Two fresh storage domains in a temporary directory, removed on drop.
@@ -84,18 +85,24 @@ pub fn child(parent: &Volume) -> Volume {
 /// `discard ...`) on one volume, opened through its chain.
 pub fn qemu_io(volume: &Volume, commands: &[&str]) {
     let format = volume.metadata().expect("read metadata").format;
+    qemu_io_path(&volume.path(), format, commands);
+}
+
+/// [`qemu_io`] on an image file named by path (a volume the test knows
+/// from the engine's API rather than from a domain handle).
+pub fn qemu_io_path(path: &Path, format: VolumeFormat, commands: &[&str]) {
     let mut cmd = Command::new("qemu-io");
     cmd.args(["-f", format.qemu_name()]);
     for c in commands {
         cmd.args(["-c", c]);
     }
-    cmd.arg(volume.path());
+    cmd.arg(path);
     let out = cmd.output().expect("run qemu-io");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && !stdout.contains("failed"),
         "qemu-io {commands:?} on {} failed: {stdout}{}",
-        volume.path().display(),
+        path.display(),
         String::from_utf8_lossy(&out.stderr)
     );
 }

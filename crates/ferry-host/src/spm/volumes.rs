@@ -27,6 +27,7 @@ pub(crate) fn volume_info(v: &Volume) -> Result<VolumeInfo> {
         parent: md.parent,
         parent_domain: md.parent_domain,
         path: v.path(),
+        allocated: v.allocated_bytes()?,
     })
 }
 

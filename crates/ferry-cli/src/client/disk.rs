@@ -1,0 +1,180 @@
+//! `ferry disk ...`
+
+use anyhow::Result;
+use clap::Subcommand;
+use ferry_api::engine::{CreateDisk, Disk, MoveRequest};
+use ferry_api::VolumeFormat;
+use ferry_engine::EngineClient;
+
+use super::output::{bytes, json, parse_size, short, table};
+use super::wait::started_job;
+
+/// Disk commands.
+#[derive(Debug, Subcommand)]
+pub enum DiskCommand {
+    /// Create a disk (one volume) on a storage domain.
+    Create {
+        /// Its name.
+        name: String,
+        /// The storage domain, by name or id.
+        #[arg(long)]
+        domain: String,
+        /// Virtual size: bytes or a number with K, M, G, T (e.g. 10G).
+        #[arg(long, value_parser = parse_size)]
+        size: u64,
+        /// raw or qcow2.
+        #[arg(long, default_value = "raw")]
+        format: VolumeFormat,
+        /// Allocate the whole size now.
+        #[arg(long)]
+        preallocated: bool,
+    },
+    /// List disks.
+    List,
+    /// Show a disk and its chain, base first.
+    Show {
+        /// The disk, by name or id.
+        disk: String,
+    },
+    /// Take a snapshot: a new qcow2 leaf (live when the disk's VM runs).
+    Snapshot {
+        /// The disk, by name or id.
+        disk: String,
+    },
+    /// Move a disk to another storage domain (live when its VM runs).
+    Move {
+        /// The disk, by name or id.
+        disk: String,
+        /// The destination domain, by name or id.
+        #[arg(long)]
+        to: String,
+        /// Wait for the move, showing its progress; fail if it fails.
+        #[arg(long)]
+        wait: bool,
+        /// Bandwidth limit of the copy in MiB/s.
+        #[arg(long, value_name = "MIB_PER_S")]
+        bandwidth: Option<u64>,
+    },
+}
+
+pub(super) async fn run(c: EngineClient, cmd: DiskCommand, as_json: bool) -> Result<()> {
+    match cmd {
+        DiskCommand::Create {
+            name,
+            domain,
+            size,
+            format,
+            preallocated,
+        } => {
+            let d = c
+                .create_disk(&CreateDisk {
+                    name,
+                    domain,
+                    size,
+                    format,
+                    preallocated,
+                })
+                .await?;
+            if as_json {
+                return json(&d);
+            }
+            println!("created disk {} ({}), {}", d.name, d.id, bytes(d.size));
+        }
+        DiskCommand::List => {
+            let list = c.disks().await?;
+            if as_json {
+                return json(&list);
+            }
+            let domains = c.domains().await?;
+            let name_of = |id: uuid::Uuid| {
+                domains
+                    .iter()
+                    .find(|d| d.id == id)
+                    .map_or_else(|| short(&id), |d| d.name.clone())
+            };
+            let rows = list
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.name.clone(),
+                        d.id.to_string(),
+                        bytes(d.size),
+                        name_of(d.domain),
+                        d.volumes.len().to_string(),
+                        d.locked_by
+                            .map(|j| format!("moving (job {})", short(&j)))
+                            .unwrap_or_default(),
+                    ]
+                })
+                .collect::<Vec<_>>();
+            table(&["NAME", "ID", "SIZE", "DOMAIN", "VOLUMES", "STATE"], &rows);
+        }
+        DiskCommand::Show { disk } => {
+            let d = c.disk(&disk).await?;
+            if as_json {
+                return json(&d);
+            }
+            print_disk(&c, &d).await?;
+        }
+        DiskCommand::Snapshot { disk } => {
+            let d = c.snapshot_disk(&disk).await?;
+            if as_json {
+                return json(&d);
+            }
+            print_disk(&c, &d).await?;
+        }
+        DiskCommand::Move {
+            disk,
+            to,
+            wait,
+            bandwidth,
+        } => {
+            let job = c
+                .move_disk(
+                    &disk,
+                    &MoveRequest {
+                        to,
+                        bandwidth_mib_s: bandwidth,
+                    },
+                )
+                .await?;
+            started_job(&c, job, wait, as_json).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn print_disk(c: &EngineClient, d: &Disk) -> Result<()> {
+    let domains = c.domains().await?;
+    let name_of = |id: uuid::Uuid| {
+        domains
+            .iter()
+            .find(|x| x.id == id)
+            .map_or_else(|| id.to_string(), |x| x.name.clone())
+    };
+    println!("disk {} ({})", d.name, d.id);
+    println!("  size    {}", bytes(d.size));
+    println!("  domain  {}", name_of(d.domain));
+    if let Some(vm) = d.vm {
+        println!("  vm      {vm}");
+    }
+    if let Some(job) = d.locked_by {
+        println!("  locked  by job {job}");
+    }
+    println!("  chain (base first):");
+    let rows = d
+        .volumes
+        .iter()
+        .map(|v| {
+            vec![
+                v.id.to_string(),
+                name_of(v.domain),
+                v.format.to_string(),
+                format!("{:?}", v.legality).to_uppercase(),
+                format!("{:?}", v.voltype).to_uppercase(),
+            ]
+        })
+        .collect::<Vec<_>>();
+    table(&["VOLUME", "DOMAIN", "FORMAT", "LEGALITY", "TYPE"], &rows);
+    Ok(())
+}

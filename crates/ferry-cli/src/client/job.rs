@@ -1,0 +1,80 @@
+//! `ferry job ...`
+
+use anyhow::Result;
+use clap::Subcommand;
+use ferry_engine::EngineClient;
+use uuid::Uuid;
+
+use super::output::{bytes, json, short, table};
+use super::wait::{describe, follow, state_word};
+
+/// Job commands.
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// List jobs, newest first.
+    List,
+    /// Show a job and its steps.
+    Show {
+        /// The job's id.
+        id: Uuid,
+    },
+    /// Wait for a job, showing its progress; fail if it fails.
+    Wait {
+        /// The job's id.
+        id: Uuid,
+    },
+    /// Cancel a job (possible until finalizeBlockMigrate starts): its disks
+    /// end where they were.
+    Cancel {
+        /// The job's id.
+        id: Uuid,
+    },
+}
+
+pub(super) async fn run(c: EngineClient, cmd: JobCommand, as_json: bool) -> Result<()> {
+    match cmd {
+        JobCommand::List => {
+            let list = c.jobs().await?;
+            if as_json {
+                return json(&list);
+            }
+            let rows = list
+                .iter()
+                .map(|j| {
+                    vec![
+                        j.id.to_string(),
+                        format!("{:?}", j.kind).to_lowercase(),
+                        format!("{:?}", j.mode).to_lowercase(),
+                        state_word(j.state).to_string(),
+                        j.step.clone(),
+                        format!("{}/{}", bytes(j.done_bytes), bytes(j.total_bytes)),
+                        j.disks.iter().map(short).collect::<Vec<_>>().join(","),
+                    ]
+                })
+                .collect::<Vec<_>>();
+            table(
+                &["ID", "KIND", "MODE", "STATE", "STEP", "COPIED", "DISKS"],
+                &rows,
+            );
+        }
+        JobCommand::Show { id } => {
+            let job = c.job(id).await?;
+            if as_json {
+                return json(&job);
+            }
+            describe(&job);
+        }
+        JobCommand::Wait { id } => {
+            let job = c.job(id).await?;
+            follow(&c, job, as_json).await?;
+        }
+        JobCommand::Cancel { id } => {
+            let job = c.cancel_job(id).await?;
+            if as_json {
+                return json(&job);
+            }
+            println!("cancel of job {id} requested; it rolls back now (ferry job wait {id})");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! `ferry vm ...`
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Subcommand;
+use ferry_api::engine::{CreateVm, DirectBoot, MoveRequest, Vm, VmState};
+use ferry_engine::EngineClient;
+
+use super::output::{json, short, table};
+use super::wait::started_job;
+
+/// VM commands.
+#[derive(Debug, Subcommand)]
+pub enum VmCommand {
+    /// Define a VM with its disks on a host.
+    Create {
+        /// Its name.
+        name: String,
+        /// A disk, by name or id; repeat in device order.
+        #[arg(long = "disk", required = true)]
+        disks: Vec<String>,
+        /// Guest memory in MiB.
+        #[arg(long, value_name = "MIB")]
+        memory: Option<u64>,
+        /// The host, by name or id (default: the first host that is up).
+        #[arg(long)]
+        host: Option<String>,
+        /// Boot this kernel directly (with --initrd).
+        #[arg(long, requires = "initrd")]
+        kernel: Option<PathBuf>,
+        /// The initramfs for --kernel.
+        #[arg(long, requires = "kernel")]
+        initrd: Option<PathBuf>,
+        /// The kernel command line for --kernel.
+        #[arg(long, default_value = "")]
+        append: String,
+    },
+    /// Start a VM.
+    Start {
+        /// The VM, by name or id.
+        vm: String,
+    },
+    /// Stop a VM (the guest gets 30 s to power down).
+    Stop {
+        /// The VM, by name or id.
+        vm: String,
+        /// Quit at once instead of asking the guest to power down.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show a VM.
+    Show {
+        /// The VM, by name or id.
+        vm: String,
+    },
+    /// List VMs.
+    List,
+    /// Move all of a VM's disks to another storage domain, together.
+    Move {
+        /// The VM, by name or id.
+        vm: String,
+        /// The destination domain, by name or id.
+        #[arg(long)]
+        to: String,
+        /// Wait for the move, showing its progress; fail if it fails.
+        #[arg(long)]
+        wait: bool,
+        /// Bandwidth limit of the copy in MiB/s.
+        #[arg(long, value_name = "MIB_PER_S")]
+        bandwidth: Option<u64>,
+    },
+}
+
+fn state(s: VmState) -> &'static str {
+    match s {
+        VmState::Running => "running",
+        VmState::Stopped => "stopped",
+        VmState::Unknown => "unknown",
+    }
+}
+
+async fn print_vm(c: &EngineClient, vm: &Vm, as_json: bool) -> Result<()> {
+    if as_json {
+        return json(vm);
+    }
+    let hosts = c.hosts().await?;
+    let host = hosts
+        .iter()
+        .find(|h| h.id == vm.host)
+        .map_or_else(|| vm.host.to_string(), |h| h.name.clone());
+    println!("vm {} ({})", vm.name, vm.id);
+    println!("  state   {}", state(vm.state));
+    println!("  host    {host}");
+    println!("  memory  {} MiB", vm.memory_mib);
+    for d in &vm.disks {
+        let disk = c.disk(&d.to_string()).await?;
+        println!("  disk    {} ({})", disk.name, disk.id);
+    }
+    Ok(())
+}
+
+pub(super) async fn run(c: EngineClient, cmd: VmCommand, as_json: bool) -> Result<()> {
+    match cmd {
+        VmCommand::Create {
+            name,
+            disks,
+            memory,
+            host,
+            kernel,
+            initrd,
+            append,
+        } => {
+            let boot = match (kernel, initrd) {
+                (Some(kernel), Some(initrd)) => Some(DirectBoot {
+                    kernel: std::path::absolute(kernel)?,
+                    initrd: std::path::absolute(initrd)?,
+                    append,
+                }),
+                _ => None,
+            };
+            let vm = c
+                .create_vm(&CreateVm {
+                    name,
+                    disks,
+                    memory_mib: memory,
+                    host,
+                    boot,
+                })
+                .await?;
+            print_vm(&c, &vm, as_json).await?;
+        }
+        VmCommand::Start { vm } => {
+            let vm = c.start_vm(&vm).await?;
+            print_vm(&c, &vm, as_json).await?;
+        }
+        VmCommand::Stop { vm, force } => {
+            let vm = if force {
+                c.kill_vm(&vm).await?
+            } else {
+                c.stop_vm(&vm).await?
+            };
+            print_vm(&c, &vm, as_json).await?;
+        }
+        VmCommand::Show { vm } => {
+            let vm = c.vm(&vm).await?;
+            print_vm(&c, &vm, as_json).await?;
+        }
+        VmCommand::List => {
+            let list = c.vms().await?;
+            if as_json {
+                return json(&list);
+            }
+            let hosts = c.hosts().await?;
+            let rows = list
+                .iter()
+                .map(|v| {
+                    vec![
+                        v.name.clone(),
+                        v.id.to_string(),
+                        state(v.state).to_string(),
+                        hosts
+                            .iter()
+                            .find(|h| h.id == v.host)
+                            .map_or_else(|| short(&v.host), |h| h.name.clone()),
+                        v.disks.len().to_string(),
+                    ]
+                })
+                .collect::<Vec<_>>();
+            table(&["NAME", "ID", "STATE", "HOST", "DISKS"], &rows);
+        }
+        VmCommand::Move {
+            vm,
+            to,
+            wait,
+            bandwidth,
+        } => {
+            let job = c
+                .move_vm(
+                    &vm,
+                    &MoveRequest {
+                        to,
+                        bandwidth_mib_s: bandwidth,
+                    },
+                )
+                .await?;
+            started_job(&c, job, wait, as_json).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! Following a job to its end with a live progress bar.
+
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use ferry_api::engine::{Job, JobKind, JobState, MoveMode, StepState};
+use ferry_engine::EngineClient;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::output::{bytes, json};
+
+/// How often a followed job is read.
+const POLL: Duration = Duration::from_millis(500);
+
+/// A job's state as one word.
+pub fn state_word(s: JobState) -> &'static str {
+    match s {
+        JobState::Running => "running",
+        JobState::RollingBack => "rolling back",
+        JobState::Succeeded => "succeeded",
+        JobState::Failed => "failed",
+        JobState::Cancelled => "cancelled",
+    }
+}
+
+/// Prints a job and its steps.
+pub fn describe(job: &Job) {
+    println!("job {} ({})", job.id, state_word(job.state));
+    let kind = match job.kind {
+        JobKind::DiskMove => "disk move",
+        JobKind::VmMove => "VM move",
+    };
+    let mode = match job.mode {
+        MoveMode::Live => "live",
+        MoveMode::Cold => "cold",
+    };
+    println!("  {mode} {kind} to domain {}", job.dst_domain);
+    println!(
+        "  copied {} of {}",
+        bytes(job.done_bytes),
+        bytes(job.total_bytes)
+    );
+    for s in &job.steps {
+        let took = match (s.started, s.finished) {
+            (Some(a), Some(b)) => format!("{:.1} s", b.saturating_sub(a) as f64 / 1000.0),
+            _ => String::new(),
+        };
+        let state = match s.state {
+            StepState::Pending => "pending",
+            StepState::Running => "running",
+            StepState::Done => "done",
+            StepState::Skipped => "skipped",
+            StepState::Failed => "FAILED",
+            StepState::RolledBack => "rolled back",
+        };
+        println!(
+            "  {:<22} {:<12} {:>8}  {}",
+            s.name,
+            state,
+            took,
+            s.error.clone().unwrap_or_default()
+        );
+    }
+    if let Some(e) = &job.error {
+        println!("  error: {e}");
+    }
+}
+
+/// After a move started: print its id, and with `wait` follow it.
+pub async fn started_job(c: &EngineClient, job: Job, wait: bool, as_json: bool) -> Result<()> {
+    if !wait {
+        if as_json {
+            return json(&job);
+        }
+        println!("{}", job.id);
+        return Ok(());
+    }
+    if !as_json {
+        let mode = match job.mode {
+            MoveMode::Live => "live",
+            MoveMode::Cold => "cold",
+        };
+        eprintln!("job {} started ({mode} move)", job.id);
+    }
+    follow(c, job, as_json).await
+}
+
+/// Polls the job until it ends, drawing step, bytes, rate and ETA; fails
+/// (non-zero exit) when the job fails or is cancelled.
+pub async fn follow(c: &EngineClient, mut job: Job, as_json: bool) -> Result<()> {
+    let bar = ProgressBar::new(job.total_bytes.max(1));
+    if as_json {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg:<24} [{bar:32}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    loop {
+        bar.set_length(job.total_bytes.max(job.done_bytes).max(1));
+        bar.set_position(job.done_bytes);
+        bar.set_message(match job.state {
+            JobState::RollingBack => format!("rolling back ({})", job.step),
+            _ => job.step.clone(),
+        });
+        if job.state.is_finished() {
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+        job = c.job(job.id).await?;
+    }
+    bar.finish_and_clear();
+    if as_json {
+        json(&job)?;
+    } else {
+        describe(&job);
+    }
+    match job.state {
+        JobState::Succeeded => Ok(()),
+        JobState::Cancelled => bail!(
+            "job {} was cancelled; the disks are where they were",
+            job.id
+        ),
+        _ => bail!(
+            "job {} failed: {}",
+            job.id,
+            job.error.unwrap_or_else(|| "no reason recorded".into())
+        ),
+    }
+}

@@ -1,0 +1,96 @@
+//! The mission end to end, through the `ferry` CLI: given an engine and two
+//! agents on one machine (SPM on host1, the VM on host2) and a VM whose two
+//! disks have chains holding data, with the guest writing during the whole
+//! move, when `ferry vm move` moves it to domain2, then every layer reads
+//! as before, every acknowledged write is there, nothing is left on
+//! domain1, and the VM starts again from domain2 alone.
+
+mod common;
+
+use common::*;
+use ferry_api::engine::{Disk, Job, JobState, MoveMode, StepState, Vm, VmState};
+use ferry_api::VolumeFormat;
+use ferry_testkit::guest::{self, verify_acked_writes};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_vm_with_two_disks_moves_to_domain2_through_the_cli() {
+    let cluster = Cluster::start().await;
+    let c = cluster.client();
+    let a = cluster.disk("disk-a", VolumeFormat::Raw, 2).await;
+    let b = cluster.disk("disk-b", VolumeFormat::Qcow2, 3).await;
+    let writer = writer();
+    cluster.vm("vm1", &["disk-a", "disk-b"], &writer).await;
+    let before_a = layer_contents(&a);
+    let before_b = layer_contents(&b);
+
+    let (ok, vm): (bool, Vm) = cluster.cli_json(&["vm", "start", "vm1"]);
+    assert!(ok);
+    assert_eq!(vm.state, VmState::Running);
+    let mut log = cluster.serial_log(vm.id).await;
+    log.wait_ready(WAIT).expect("guest writes");
+    more_acks(&mut log, 20);
+
+    let (ok, job): (bool, Job) =
+        cluster.cli_json(&["vm", "move", "vm1", "--to", "domain2", "--wait"]);
+    assert!(ok, "{job:#?}");
+    assert_job(&job, JobState::Succeeded);
+    assert_eq!(job.mode, MoveMode::Live);
+    assert_eq!(job.disks.len(), 2);
+    for step in &job.steps {
+        assert_eq!(step.state, StepState::Done, "{step:?}");
+    }
+    more_acks(&mut log, 20);
+
+    // Same chain shapes, all on domain2.
+    let d2 = c.domain("domain2").await.expect("domain2");
+    let d1 = c.domain("domain1").await.expect("domain1");
+    let (_, a2): (bool, Disk) = cluster.cli_json(&["disk", "show", "disk-a"]);
+    let (_, b2): (bool, Disk) = cluster.cli_json(&["disk", "show", "disk-b"]);
+    for (old, new) in [(&a, &a2), (&b, &b2)] {
+        assert_eq!(new.domain, d2.id);
+        assert_eq!(new.volumes.len(), old.volumes.len());
+        for (o, n) in old.volumes.iter().zip(&new.volumes) {
+            assert_eq!(o.id, n.id);
+            assert_eq!(o.format, n.format);
+            assert_eq!(n.domain, d2.id);
+        }
+        assert!(new.locked_by.is_none());
+    }
+
+    let out = cluster.cli(&["vm", "stop", "vm1", "--force"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    log.poll();
+
+    // Every layer of disk-b reads as before; disk-a's base too, and its
+    // leaf holds every acknowledged write on top of its old data.
+    assert_eq!(layer_contents(&b2), before_b);
+    let after_a = layer_contents(&a2);
+    assert_eq!(after_a[0], before_a[0]);
+    let raw = cluster.lab.root().join("a.raw");
+    guest::guest_visible_raw(&a2.volumes[1].path, &raw);
+    verify_acked_writes(&raw, &writer, log.acks()).expect("every acked write on domain2");
+    let content = std::fs::read(&raw).expect("read");
+    let first = usize::try_from(8 * MIB).expect("fits");
+    assert_eq!(&content[..2 * first], &before_a[1][..2 * first]);
+
+    // Nothing of either disk is left on domain1; the VM runs from domain2.
+    for d in [&a, &b] {
+        assert!(
+            files_under(&d1.path.join("images").join(d.id.to_string())).is_empty(),
+            "disk {} left files on domain1",
+            d.name
+        );
+    }
+    let (ok, vm): (bool, Vm) = cluster.cli_json(&["vm", "start", "vm1"]);
+    assert!(ok);
+    let mut second = cluster.serial_log(vm.id).await;
+    second
+        .wait_for_acks(20, WAIT)
+        .expect("the VM writes again from domain2");
+    let out = cluster.cli(&["vm", "stop", "vm1", "--force"]);
+    assert!(out.status.success());
+}

@@ -1,0 +1,74 @@
+//! The REST API under `/api/v1`: one module per resource, each handler a
+//! translation of a request into an `ops` or `flow` call. This module
+//! merges the routes, adds authentication and answers unknown paths and
+//! methods with the same JSON errors as everything else.
+
+mod auth;
+mod disks;
+mod domains;
+pub mod extract;
+mod health;
+mod hosts;
+mod jobs;
+mod openapi;
+mod vms;
+
+use std::sync::Arc;
+
+use axum::http::{Method, Uri};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::engine::Engine;
+use crate::error::Error;
+
+/// The whole API, authenticated, bound to `engine`.
+pub fn router(engine: Arc<Engine>) -> Router {
+    Router::new()
+        .route("/api/v1/health", get(health::health))
+        .route("/api/v1/openapi.json", get(openapi::openapi_json))
+        .route("/api/v1/hosts", get(hosts::list).post(hosts::add))
+        .route("/api/v1/hosts/{host}", get(hosts::get))
+        .route("/api/v1/domains", get(domains::list).post(domains::create))
+        .route("/api/v1/domains/{domain}", get(domains::get))
+        .route("/api/v1/disks", get(disks::list).post(disks::create))
+        .route("/api/v1/disks/{disk}", get(disks::get))
+        .route("/api/v1/disks/{disk}/snapshot", post(disks::snapshot))
+        .route("/api/v1/disks/{disk}/move", post(disks::move_disk))
+        .route("/api/v1/vms", get(vms::list).post(vms::create))
+        .route("/api/v1/vms/{vm}", get(vms::get))
+        .route("/api/v1/vms/{vm}/start", post(vms::start))
+        .route("/api/v1/vms/{vm}/stop", post(vms::stop))
+        .route("/api/v1/vms/{vm}/move", post(vms::move_vm))
+        .route("/api/v1/jobs", get(jobs::list))
+        .route("/api/v1/jobs/{job}", get(jobs::get))
+        .route("/api/v1/jobs/{job}/cancel", post(jobs::cancel))
+        .route("/api/v1/events", get(jobs::events))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            engine.clone(),
+            auth::require_token,
+        ))
+        .with_state(engine)
+}
+
+/// The OpenAPI document, for tools that want it without a server.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    openapi::ApiDoc::openapi()
+}
+
+async fn not_found(method: Method, uri: Uri) -> Error {
+    Error::NotFound(format!(
+        "there is no endpoint {method} {}; see /api/v1/openapi.json for the API",
+        uri.path()
+    ))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Error {
+    Error::MethodNotAllowed(format!(
+        "{} does not accept {method}; see /api/v1/openapi.json for the methods it takes",
+        uri.path()
+    ))
+}

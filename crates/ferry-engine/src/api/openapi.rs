@@ -1,0 +1,70 @@
+//! The OpenAPI document of `/api/v1`, generated from the handlers'
+//! annotations and the `ferry_api::engine` types, so it cannot disagree
+//! with what the engine answers.
+
+use axum::Json;
+use ferry_api::engine::{
+    AddHost, ApiError, CreateDisk, CreateDomain, CreateVm, DirectBoot, Disk, Domain, EngineHealth,
+    Event, Host, HostStatus, Job, JobKind, JobState, JobStep, MoveMode, MoveRequest, StepState, Vm,
+    VmState, Volume,
+};
+use ferry_api::{Legality, VolumeFormat, VolumeRole};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::api::{disks, domains, health, hosts, jobs, vms};
+
+/// The whole API.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Ferry engine",
+        description = "Live storage migration of running QEMU VM disks. Every request but /api/v1/health needs 'Authorization: Bearer <token>'. Things are named by name or UUID in paths and requests; errors are {\"error\": \"<sentence>\"}."
+    ),
+    paths(
+        health::health,
+        openapi_json,
+        hosts::add, hosts::list, hosts::get,
+        domains::create, domains::list, domains::get,
+        disks::create, disks::list, disks::get, disks::snapshot, disks::move_disk,
+        vms::create, vms::list, vms::get, vms::start, vms::stop, vms::move_vm,
+        jobs::list, jobs::get, jobs::cancel, jobs::events,
+    ),
+    components(schemas(
+        ApiError, EngineHealth, Host, HostStatus, AddHost, Domain, CreateDomain, Volume, Disk,
+        CreateDisk, VmState, Vm, DirectBoot, CreateVm, MoveRequest, JobKind, MoveMode, JobState,
+        StepState, JobStep, Job, Event, VolumeFormat, Legality, VolumeRole,
+    )),
+    modifiers(&BearerToken),
+    security(("bearer" = [])),
+    tags(
+        (name = "engine", description = "The engine itself"),
+        (name = "hosts", description = "Hypervisor hosts and their agents"),
+        (name = "domains", description = "Storage domains"),
+        (name = "disks", description = "Disks, their chains, snapshots and moves"),
+        (name = "vms", description = "Virtual machines"),
+        (name = "jobs", description = "Move jobs"),
+        (name = "events", description = "The event log"),
+    )
+)]
+pub(crate) struct ApiDoc;
+
+/// Declares the bearer token scheme the `security` requirement names.
+struct BearerToken;
+
+impl Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "engine",
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json")))]
+pub(crate) async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

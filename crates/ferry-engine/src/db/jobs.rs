@@ -1,0 +1,453 @@
+//! The `jobs`, `job_disks` and `job_steps` tables: the move flow persists
+//! every job here before and after each step, so a restarted engine can
+//! resume it (docs/architecture.md §5). The flow owns what the rows mean;
+//! this module only stores and reads them.
+
+use ferry_api::engine::{Job, JobKind, JobState, JobStep, MoveMode, StepState};
+use sqlx::any::AnyRow;
+use uuid::Uuid;
+
+use crate::db::codec::{self, now_ms};
+use crate::db::Db;
+use crate::error::{Error, Result};
+
+/// The step from which a move can no longer be cancelled: from here on the
+/// truth is the destination (docs/architecture.md §3).
+const POINT_OF_NO_RETURN: &str = "finalizeBlockMigrate";
+
+/// A row of `jobs`, with its disks from `job_disks`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRow {
+    /// The job's UUID.
+    pub id: Uuid,
+    /// Disk move or VM move.
+    pub kind: JobKind,
+    /// Live or cold.
+    pub mode: MoveMode,
+    /// Where it stands.
+    pub state: JobState,
+    /// The disks it moves, in order (not changed by [`Db::update_job`]).
+    pub disks: Vec<Uuid>,
+    /// The VM whose disks move, if any.
+    pub vm: Option<Uuid>,
+    /// Where the disks were.
+    pub src_domain: Uuid,
+    /// Where they go.
+    pub dst_domain: Uuid,
+    /// Bandwidth limit in MiB/s.
+    pub bandwidth_mib_s: Option<u64>,
+    /// The step running now (or the last one).
+    pub step: String,
+    /// Bytes copied so far.
+    pub done_bytes: u64,
+    /// Bytes to copy in all.
+    pub total_bytes: u64,
+    /// Copy rate over the last seconds, bytes per second (the flow
+    /// measures it).
+    pub rate_bps: u64,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Whether a cancel was asked for (set only by
+    /// [`Db::request_cancel`]).
+    pub cancel_requested: bool,
+    /// The flow's private state.
+    pub data: serde_json::Value,
+    /// When it was created, milliseconds since the epoch.
+    pub created: u64,
+    /// When it was last written.
+    pub updated: u64,
+    /// When it finished.
+    pub finished: Option<u64>,
+}
+
+impl JobRow {
+    /// A new running job at its first step, created now.
+    pub fn new(
+        kind: JobKind,
+        mode: MoveMode,
+        disks: Vec<Uuid>,
+        src_domain: Uuid,
+        dst_domain: Uuid,
+        first_step: &str,
+    ) -> JobRow {
+        let now = now_ms();
+        JobRow {
+            id: Uuid::new_v4(),
+            kind,
+            mode,
+            state: JobState::Running,
+            disks,
+            vm: None,
+            src_domain,
+            dst_domain,
+            bandwidth_mib_s: None,
+            step: first_step.to_string(),
+            done_bytes: 0,
+            total_bytes: 0,
+            rate_bps: 0,
+            error: None,
+            cancel_requested: false,
+            data: serde_json::Value::Null,
+            created: now,
+            updated: now,
+            finished: None,
+        }
+    }
+
+    /// The API's view with its steps. `eta_secs` follows from the rate;
+    /// `cancellable` holds while the job runs forwards and has not reached
+    /// `finalizeBlockMigrate` (a job without that step stays cancellable
+    /// while it runs).
+    pub fn to_api(&self, steps: Vec<JobStep>) -> Job {
+        let left = self.total_bytes.saturating_sub(self.done_bytes);
+        let eta_secs =
+            (self.rate_bps > 0 && !self.state.is_finished()).then(|| left.div_ceil(self.rate_bps));
+        let past_no_return = steps
+            .iter()
+            .skip_while(|s| s.name != POINT_OF_NO_RETURN)
+            .any(|s| !matches!(s.state, StepState::Pending | StepState::Skipped));
+        Job {
+            id: self.id,
+            kind: self.kind,
+            mode: self.mode,
+            state: self.state,
+            disks: self.disks.clone(),
+            vm: self.vm,
+            src_domain: self.src_domain,
+            dst_domain: self.dst_domain,
+            step: self.step.clone(),
+            steps,
+            done_bytes: self.done_bytes,
+            total_bytes: self.total_bytes,
+            rate_bps: self.rate_bps,
+            eta_secs,
+            bandwidth_mib_s: self.bandwidth_mib_s,
+            cancellable: self.state == JobState::Running && !past_no_return,
+            error: self.error.clone(),
+            created: self.created,
+            finished: self.finished,
+        }
+    }
+
+    fn from_row(row: &AnyRow, disks: Vec<Uuid>) -> Result<JobRow> {
+        let data = codec::text(row, "data")?;
+        Ok(JobRow {
+            id: codec::uuid(row, "id")?,
+            kind: codec::word(row, "kind")?,
+            mode: codec::word(row, "mode")?,
+            state: codec::word(row, "state")?,
+            disks,
+            vm: codec::opt_uuid(row, "vm_id")?,
+            src_domain: codec::uuid(row, "src_domain")?,
+            dst_domain: codec::uuid(row, "dst_domain")?,
+            bandwidth_mib_s: codec::opt_uint(row, "bandwidth_mib_s")?,
+            step: codec::text(row, "step")?,
+            done_bytes: codec::uint(row, "done_bytes")?,
+            total_bytes: codec::uint(row, "total_bytes")?,
+            rate_bps: codec::uint(row, "rate_bps")?,
+            error: codec::opt_text(row, "error")?,
+            cancel_requested: codec::boolean(row, "cancel_requested")?,
+            data: serde_json::from_str(&data)
+                .map_err(|_| Error::Corrupt(format!("column data holds '{data}'")))?,
+            created: codec::uint(row, "created")?,
+            updated: codec::uint(row, "updated")?,
+            finished: codec::opt_uint(row, "finished")?,
+        })
+    }
+}
+
+const COLUMNS: &str = "id, kind, mode, state, vm_id, src_domain, dst_domain, bandwidth_mib_s, \
+    step, done_bytes, total_bytes, rate_bps, error, cancel_requested, data, created, updated, finished";
+
+fn step_from_row(row: &AnyRow) -> Result<JobStep> {
+    let attempts = codec::uint(row, "attempts")?;
+    Ok(JobStep {
+        name: codec::text(row, "name")?,
+        state: codec::word(row, "state")?,
+        started: codec::opt_uint(row, "started")?,
+        finished: codec::opt_uint(row, "finished")?,
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        error: codec::opt_text(row, "error")?,
+    })
+}
+
+impl Db {
+    /// Persists a new job, its disks and its steps (all pending) in one
+    /// transaction.
+    pub async fn insert_job(&self, job: &JobRow, steps: &[&str]) -> Result<()> {
+        let action = "record a new job";
+        let mut tx = self.pool().begin().await.map_err(Error::db(action))?;
+        sqlx::query(&format!(
+            "INSERT INTO jobs ({COLUMNS}) VALUES
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+        ))
+        .bind(job.id.to_string())
+        .bind(codec::enum_text(&job.kind)?)
+        .bind(codec::enum_text(&job.mode)?)
+        .bind(codec::enum_text(&job.state)?)
+        .bind(job.vm.map(|v| v.to_string()))
+        .bind(job.src_domain.to_string())
+        .bind(job.dst_domain.to_string())
+        .bind(codec::opt_i64(job.bandwidth_mib_s, "bandwidth_mib_s")?)
+        .bind(job.step.clone())
+        .bind(codec::to_i64(job.done_bytes, "done_bytes")?)
+        .bind(codec::to_i64(job.total_bytes, "total_bytes")?)
+        .bind(codec::to_i64(job.rate_bps, "rate_bps")?)
+        .bind(job.error.clone())
+        .bind(codec::flag(job.cancel_requested))
+        .bind(job.data.to_string())
+        .bind(codec::to_i64(job.created, "created")?)
+        .bind(codec::to_i64(job.updated, "updated")?)
+        .bind(codec::opt_i64(job.finished, "finished")?)
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::db(action))?;
+        for (position, disk) in job.disks.iter().enumerate() {
+            sqlx::query("INSERT INTO job_disks (job_id, disk_id, position) VALUES ($1, $2, $3)")
+                .bind(job.id.to_string())
+                .bind(disk.to_string())
+                .bind(index(position)?)
+                .execute(&mut *tx)
+                .await
+                .map_err(Error::db(action))?;
+        }
+        for (position, name) in steps.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO job_steps (job_id, position, name, state, attempts) VALUES ($1, $2, $3, $4, 0)",
+            )
+            .bind(job.id.to_string())
+            .bind(index(position)?)
+            .bind(name.to_string())
+            .bind(codec::enum_text(&StepState::Pending)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db(action))?;
+        }
+        tx.commit().await.map_err(Error::db(action))
+    }
+
+    async fn job_disks(&self, job: Uuid) -> Result<Vec<Uuid>> {
+        let rows = sqlx::query("SELECT disk_id FROM job_disks WHERE job_id = $1 ORDER BY position")
+            .bind(job.to_string())
+            .fetch_all(self.pool())
+            .await
+            .map_err(Error::db("read a job's disks"))?;
+        rows.iter().map(|r| codec::uuid(r, "disk_id")).collect()
+    }
+
+    async fn job_rows(&self, sql: &str, action: &str) -> Result<Vec<JobRow>> {
+        let rows = sqlx::query(sql)
+            .fetch_all(self.pool())
+            .await
+            .map_err(Error::db(action))?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let disks = self.job_disks(codec::uuid(row, "id")?).await?;
+            jobs.push(JobRow::from_row(row, disks)?);
+        }
+        Ok(jobs)
+    }
+
+    /// One job.
+    pub async fn job(&self, id: Uuid) -> Result<Option<JobRow>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(Error::db("read a job"))?;
+        match row {
+            Some(row) => Ok(Some(JobRow::from_row(&row, self.job_disks(id).await?)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every job, newest first.
+    pub async fn jobs(&self) -> Result<Vec<JobRow>> {
+        self.job_rows(
+            &format!("SELECT {COLUMNS} FROM jobs ORDER BY created DESC, id"),
+            "list jobs",
+        )
+        .await
+    }
+
+    /// Jobs still running or rolling back, oldest first: what a restarted
+    /// engine resumes.
+    pub async fn unfinished_jobs(&self) -> Result<Vec<JobRow>> {
+        self.job_rows(
+            &format!(
+                "SELECT {COLUMNS} FROM jobs WHERE state IN ('running', 'rolling_back') ORDER BY created, id"
+            ),
+            "list unfinished jobs",
+        )
+        .await
+    }
+
+    /// Writes every mutable field of `job` and stamps `updated`. It leaves
+    /// `cancel_requested` alone, so a cancel asked while the flow holds an
+    /// older copy of the row is not lost; and the disks, which do not
+    /// change.
+    pub async fn update_job(&self, job: &JobRow) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE jobs SET mode = $1, state = $2, vm_id = $3, src_domain = $4, dst_domain = $5,
+                 bandwidth_mib_s = $6, step = $7, done_bytes = $8, total_bytes = $9, rate_bps = $10,
+                 error = $11, data = $12, updated = $13, finished = $14
+             WHERE id = $15",
+        )
+        .bind(codec::enum_text(&job.mode)?)
+        .bind(codec::enum_text(&job.state)?)
+        .bind(job.vm.map(|v| v.to_string()))
+        .bind(job.src_domain.to_string())
+        .bind(job.dst_domain.to_string())
+        .bind(codec::opt_i64(job.bandwidth_mib_s, "bandwidth_mib_s")?)
+        .bind(job.step.clone())
+        .bind(codec::to_i64(job.done_bytes, "done_bytes")?)
+        .bind(codec::to_i64(job.total_bytes, "total_bytes")?)
+        .bind(codec::to_i64(job.rate_bps, "rate_bps")?)
+        .bind(job.error.clone())
+        .bind(job.data.to_string())
+        .bind(codec::to_i64(now_ms(), "updated")?)
+        .bind(codec::opt_i64(job.finished, "finished")?)
+        .bind(job.id.to_string())
+        .execute(self.pool())
+        .await
+        .map_err(Error::db("record a job"))?;
+        if done.rows_affected() == 0 {
+            return Err(no_job(job.id));
+        }
+        Ok(())
+    }
+
+    /// Records a running job's copy progress only (`done_bytes`,
+    /// `total_bytes`, `rate_bps`): cheap enough for every progress tick,
+    /// and it cannot undo a state change written meanwhile.
+    pub async fn update_progress(&self, job: &JobRow) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE jobs SET done_bytes = $1, total_bytes = $2, rate_bps = $3, updated = $4 WHERE id = $5",
+        )
+        .bind(codec::to_i64(job.done_bytes, "done_bytes")?)
+        .bind(codec::to_i64(job.total_bytes, "total_bytes")?)
+        .bind(codec::to_i64(job.rate_bps, "rate_bps")?)
+        .bind(codec::to_i64(now_ms(), "updated")?)
+        .bind(job.id.to_string())
+        .execute(self.pool())
+        .await
+        .map_err(Error::db("record a job's progress"))?;
+        if done.rows_affected() == 0 {
+            return Err(no_job(job.id));
+        }
+        Ok(())
+    }
+
+    /// Records a step's new state. `Running` stamps `started`, clears
+    /// `finished`, counts an attempt and makes it the job's current step;
+    /// `Done`, `Failed`, `Skipped` and `RolledBack` stamp `finished`;
+    /// `error` replaces the step's error in every case.
+    pub async fn set_step(
+        &self,
+        job: Uuid,
+        name: &str,
+        state: StepState,
+        error: Option<&str>,
+    ) -> Result<()> {
+        let action = "record a job's step";
+        let now = codec::to_i64(now_ms(), "now")?;
+        // Pending stamps nothing (PostgreSQL refuses a parameter a query
+        // does not use, so it has its own statement).
+        let stamp = match state {
+            StepState::Running => Some(
+                "UPDATE job_steps SET state = $1, error = $2, started = $3, finished = NULL,
+                     attempts = attempts + 1
+                 WHERE job_id = $4 AND name = $5",
+            ),
+            StepState::Pending => None,
+            StepState::Done | StepState::Failed | StepState::Skipped | StepState::RolledBack => {
+                Some(
+                    "UPDATE job_steps SET state = $1, error = $2, finished = $3
+                     WHERE job_id = $4 AND name = $5",
+                )
+            }
+        };
+        let query = match stamp {
+            Some(sql) => sqlx::query(sql)
+                .bind(codec::enum_text(&state)?)
+                .bind(error.map(str::to_string))
+                .bind(now),
+            None => sqlx::query(
+                "UPDATE job_steps SET state = $1, error = $2 WHERE job_id = $3 AND name = $4",
+            )
+            .bind(codec::enum_text(&state)?)
+            .bind(error.map(str::to_string)),
+        };
+        let mut tx = self.pool().begin().await.map_err(Error::db(action))?;
+        let done = query
+            .bind(job.to_string())
+            .bind(name.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db(action))?;
+        if done.rows_affected() == 0 {
+            tx.rollback().await.map_err(Error::db(action))?;
+            return Err(Error::NotFound(format!(
+                "job {job} has no step named '{name}'"
+            )));
+        }
+        if state == StepState::Running {
+            sqlx::query("UPDATE jobs SET step = $1, updated = $2 WHERE id = $3")
+                .bind(name.to_string())
+                .bind(now)
+                .bind(job.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(Error::db(action))?;
+        }
+        tx.commit().await.map_err(Error::db(action))
+    }
+
+    /// A job's steps in order.
+    pub async fn steps(&self, job: Uuid) -> Result<Vec<JobStep>> {
+        let rows = sqlx::query(
+            "SELECT name, state, started, finished, attempts, error
+             FROM job_steps WHERE job_id = $1 ORDER BY position",
+        )
+        .bind(job.to_string())
+        .fetch_all(self.pool())
+        .await
+        .map_err(Error::db("read a job's steps"))?;
+        rows.iter().map(step_from_row).collect()
+    }
+
+    /// Marks that a cancel was asked for; the flow decides what it means.
+    pub async fn request_cancel(&self, job: Uuid) -> Result<()> {
+        let done = sqlx::query("UPDATE jobs SET cancel_requested = 1, updated = $1 WHERE id = $2")
+            .bind(codec::to_i64(now_ms(), "updated")?)
+            .bind(job.to_string())
+            .execute(self.pool())
+            .await
+            .map_err(Error::db("record a cancel"))?;
+        if done.rows_affected() == 0 {
+            return Err(no_job(job));
+        }
+        Ok(())
+    }
+
+    /// One job as the API shows it, with its steps.
+    pub async fn job_view(&self, id: Uuid) -> Result<Option<Job>> {
+        match self.job(id).await? {
+            Some(row) => {
+                let steps = self.steps(id).await?;
+                Ok(Some(row.to_api(steps)))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+fn index(position: usize) -> Result<i64> {
+    i64::try_from(position).map_err(|_| Error::Internal("more than 2^63 items".into()))
+}
+
+fn no_job(id: Uuid) -> Error {
+    Error::NotFound(format!(
+        "there is no job {id}; list the jobs with 'ferry job list'"
+    ))
+}

@@ -1,0 +1,101 @@
+//! The engine's shared state: the database, the agents, the event log and
+//! the token, behind one `Arc` that the REST handlers, the monitor and the
+//! move flow all hold.
+
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, MutexGuard};
+
+use crate::agents::Agents;
+use crate::db::Db;
+use crate::error::Result;
+use crate::events::Events;
+use crate::monitor;
+
+/// The engine core. It knows nothing of HTTP: the REST layer translates
+/// requests into calls of `crate::ops` and `crate::flow` on it.
+pub struct Engine {
+    db: Db,
+    agents: Agents,
+    events: Events,
+    token: String,
+    /// One poll at a time: a test's `poll_now` waits for the background
+    /// poll instead of interleaving with it.
+    poll: Mutex<()>,
+    /// One SPM election at a time, whether the monitor or an operation
+    /// (the first domain, a new host) starts it.
+    election: Mutex<()>,
+    /// Inventory changes that check and then write (a name is free, a
+    /// disk belongs to no VM) hold this, so two requests cannot both pass
+    /// the check.
+    inventory: Mutex<()>,
+}
+
+impl std::fmt::Debug for Engine {
+    /// Never prints the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("db", &self.db)
+            .field("token", &"<hidden>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Opens the database at `database` (creating the schema) and builds
+    /// the engine around it. Nothing runs yet: the monitor is started by
+    /// [`crate::Server::bind`].
+    pub async fn open(database: &str, token: impl Into<String>) -> Result<Arc<Engine>> {
+        let db = Db::open(database).await?;
+        Ok(Arc::new(Engine {
+            agents: Agents::new(db.clone()),
+            events: Events::new(db.clone()),
+            db,
+            token: token.into(),
+            poll: Mutex::new(()),
+            election: Mutex::new(()),
+            inventory: Mutex::new(()),
+        }))
+    }
+
+    /// The inventory database.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The agents of the hosts.
+    pub fn agents(&self) -> &Agents {
+        &self.agents
+    }
+
+    /// The event log.
+    pub fn events(&self) -> &Events {
+        &self.events
+    }
+
+    /// The bearer token every request but health must carry.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Held while an inventory change checks and writes; the flow takes it
+    /// too when it checks the inventory before locking disks.
+    pub async fn inventory_lock(&self) -> MutexGuard<'_, ()> {
+        self.inventory.lock().await
+    }
+
+    pub(crate) async fn poll_lock(&self) -> MutexGuard<'_, ()> {
+        self.poll.lock().await
+    }
+
+    pub(crate) async fn election_lock(&self) -> MutexGuard<'_, ()> {
+        self.election.lock().await
+    }
+
+    /// Polls every host once, now: their health, the SPM role, domain
+    /// space and VM states (what the monitor does every
+    /// [`monitor::INTERVAL`]).
+    pub async fn poll_now(&self) -> Result<()> {
+        monitor::poll(self).await
+    }
+}

@@ -1,0 +1,164 @@
+//! A running job as its runner sees it: the persisted row and plan, and
+//! the few things a step does besides its own work (record a step's state,
+//! report progress, notice a cancel, reach the agents). Every change is
+//! written to the database before the runner goes on, so a restarted
+//! engine finds the job where it was.
+
+use std::sync::Arc;
+
+use ferry_api::engine::{JobState, StepState};
+use ferry_host::AgentClient;
+use uuid::Uuid;
+
+use super::plan::MovePlan;
+use super::progress::RateMeter;
+use super::retry::Failure;
+use crate::db::JobRow;
+use crate::error::{Error, Result};
+use crate::Engine;
+
+/// One job being run.
+#[derive(Debug)]
+pub struct JobCtx {
+    /// The engine.
+    pub engine: Arc<Engine>,
+    /// The row as last written.
+    pub row: JobRow,
+    /// The plan (the row's `data`).
+    pub plan: MovePlan,
+    meter: RateMeter,
+}
+
+impl JobCtx {
+    /// Loads job `id`.
+    pub async fn load(engine: Arc<Engine>, id: Uuid) -> Result<JobCtx> {
+        let row = engine
+            .db()
+            .job(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("job {id} does not exist")))?;
+        let plan: MovePlan = serde_json::from_value(row.data.clone()).map_err(|e| {
+            Error::Corrupt(format!("the plan of job {id} cannot be read back: {e}"))
+        })?;
+        Ok(JobCtx {
+            engine,
+            row,
+            plan,
+            meter: RateMeter::default(),
+        })
+    }
+
+    /// The job's id.
+    pub fn id(&self) -> Uuid {
+        self.row.id
+    }
+
+    /// Writes the row and plan back.
+    pub async fn save(&mut self) -> Result<()> {
+        self.row.data = serde_json::to_value(&self.plan)
+            .map_err(|e| Error::Internal(format!("cannot encode a job plan: {e}")))?;
+        self.engine.db().update_job(&self.row).await
+    }
+
+    /// Records a step's state (and makes a running step the current one).
+    pub async fn step(&mut self, name: &str, state: StepState, error: Option<&str>) -> Result<()> {
+        self.engine
+            .db()
+            .set_step(self.row.id, name, state, error)
+            .await?;
+        if state == StepState::Running {
+            self.row.step = name.to_string();
+        }
+        Ok(())
+    }
+
+    /// The state of every step, by name.
+    pub async fn step_state(&self, name: &str) -> Result<StepState> {
+        Ok(self
+            .engine
+            .db()
+            .steps(self.row.id)
+            .await?
+            .into_iter()
+            .find(|s| s.name == name)
+            .map_or(StepState::Pending, |s| s.state))
+    }
+
+    /// Records copy progress and the rate derived from it.
+    pub async fn progress(&mut self, done: u64, total: u64) -> Result<()> {
+        self.meter.sample(done);
+        self.row.done_bytes = done;
+        self.row.total_bytes = total.max(done);
+        self.row.rate_bps = self.meter.rate();
+        self.engine.db().update_progress(&self.row).await
+    }
+
+    /// Whether the user asked to cancel (read from the database, so a
+    /// cancel sent to another engine process is seen too).
+    pub async fn cancel_requested(&self) -> Result<bool> {
+        Ok(self
+            .engine
+            .db()
+            .job(self.row.id)
+            .await?
+            .is_some_and(|j| j.cancel_requested))
+    }
+
+    /// Fails with [`Failure::Cancelled`] when a cancel was asked for.
+    pub async fn check_cancel(&self) -> std::result::Result<(), Failure> {
+        if self.cancel_requested().await.map_err(Failure::from)? {
+            return Err(Failure::Cancelled);
+        }
+        Ok(())
+    }
+
+    /// The SPM's agent.
+    pub async fn spm(&self) -> std::result::Result<AgentClient, Failure> {
+        self.engine
+            .agents()
+            .spm()
+            .await
+            .map(|(_, c)| c)
+            .map_err(Failure::from)
+    }
+
+    /// The agent of the VM's host.
+    pub async fn vm_host(&self) -> std::result::Result<AgentClient, Failure> {
+        let host = self
+            .plan
+            .host
+            .ok_or_else(|| Failure::Permanent("the job has no VM host".into()))?;
+        self.engine
+            .agents()
+            .client(host)
+            .await
+            .map_err(Failure::from)
+    }
+
+    /// Ends the job: final state, error, disks unlocked, an event.
+    pub async fn finish(&mut self, state: JobState, error: Option<String>) -> Result<()> {
+        self.row.state = state;
+        self.row.error = error.clone();
+        self.row.finished = Some(crate::db::codec::now_ms());
+        self.row.rate_bps = 0;
+        self.save().await?;
+        self.engine.db().unlock_disks(self.row.id).await?;
+        let what = match state {
+            JobState::Succeeded => "succeeded".to_string(),
+            JobState::Cancelled => "was cancelled; the disks are where they were".to_string(),
+            _ => format!(
+                "failed ({}); the disks are where they were",
+                error.unwrap_or_default()
+            ),
+        };
+        self.engine
+            .events()
+            .record(
+                "job",
+                &format!("job {} {what}", self.row.id),
+                Some(self.row.id),
+            )
+            .await;
+        Ok(())
+    }
+}

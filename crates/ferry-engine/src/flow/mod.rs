@@ -1,0 +1,294 @@
+//! The live move flow of the seed, as a persisted state machine: one job
+//! row, one row per step written before and after each step, and a runner
+//! per job that carries on from the persisted step after an engine
+//! restart. Steps (the seed's names): prepare → `createVolumeCrossSD` →
+//! `blockMigrate` → `cloneInternalVolumes` → `finalizeBlockMigrate` →
+//! merge → cleanup; a VM that is down makes it a cold move (prepare →
+//! `cloneInternalVolumes` → switch → cleanup). Until
+//! `finalizeBlockMigrate` starts, a failure or a cancel rolls everything
+//! back; after it, the destination is the truth and the remaining steps
+//! are retried until they succeed.
+
+mod job;
+mod plan;
+mod progress;
+mod retry;
+mod rollback;
+mod runner;
+mod steps;
+mod tasks;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use ferry_api::engine::{Job, JobKind, JobState, MoveMode, VmState};
+use uuid::Uuid;
+
+use crate::db::JobRow;
+use crate::error::{Error, Result};
+use crate::Engine;
+
+pub use plan::{COLD_STEPS, LIVE_STEPS};
+
+/// A move to start: which disks, from which VM, to which domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveSpec {
+    /// Disk move or VM move.
+    pub kind: JobKind,
+    /// The disks, in the VM's device order for a VM move.
+    pub disks: Vec<Uuid>,
+    /// The VM, for a VM move.
+    pub vm: Option<Uuid>,
+    /// The destination domain.
+    pub dst_domain: Uuid,
+    /// Bandwidth limit of the copy, MiB/s.
+    pub bandwidth_mib_s: Option<u64>,
+}
+
+/// Room left free on the destination beyond the chain's size: a copy that
+/// would fill a domain to the last byte is refused up front.
+const SPACE_SLACK_PERCENT: u64 = 5;
+
+/// prepare: validates the move (disks exist and are not locked, the
+/// destination is another active domain with room for the chains, the
+/// disks of a VM move are all on one domain), decides live or cold from
+/// the VM's state, locks the disks, persists the job with its plan and
+/// starts its runner. Nothing is created anywhere if any check fails.
+pub async fn start_move(engine: &Arc<Engine>, spec: MoveSpec) -> Result<Job> {
+    if spec.disks.is_empty() {
+        return Err(Error::BadRequest("a move needs at least one disk".into()));
+    }
+    let db = engine.db();
+    let mut src = None;
+    let mut vm = spec.vm;
+    let mut seen = HashSet::new();
+    for disk in &spec.disks {
+        if !seen.insert(*disk) {
+            return Err(Error::BadRequest(format!("disk {disk} is listed twice")));
+        }
+        let row = db
+            .disk(*disk)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("disk {disk} does not exist")))?;
+        if let Some(job) = row.locked_by {
+            return Err(Error::Locked {
+                disk: row.name.clone(),
+                job,
+            });
+        }
+        match src {
+            None => src = Some(row.domain),
+            Some(s) if s != row.domain => {
+                return Err(Error::BadRequest(format!(
+                    "the disks of this move are on different domains; move them one by one (disk {} is on {})",
+                    row.name, row.domain
+                )))
+            }
+            Some(_) => {}
+        }
+        let owner = db.vm_of_disk(*disk).await?;
+        match (vm, owner) {
+            (None, Some(o)) => vm = Some(o),
+            (Some(v), Some(o)) if v != o => {
+                return Err(Error::BadRequest(format!(
+                    "disk {} belongs to another VM; move each VM's disks separately",
+                    row.name
+                )))
+            }
+            _ => {}
+        }
+    }
+    let src = src.ok_or_else(|| Error::Internal("no source domain".into()))?;
+    let dst = db.domain(spec.dst_domain).await?.ok_or_else(|| {
+        Error::NotFound(format!("storage domain {} does not exist", spec.dst_domain))
+    })?;
+    if dst.id == src {
+        return Err(Error::BadRequest(format!(
+            "the disks are already on storage domain {}; choose another destination",
+            dst.name
+        )));
+    }
+
+    // Live or cold: the VM's state as its host reports it now.
+    let (mode, host) = match vm {
+        Some(v) => {
+            let row = db
+                .vm(v)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("VM {v} does not exist")))?;
+            let running = match engine.agents().client(row.host).await {
+                Ok(agent) => agent
+                    .vm(v)
+                    .await
+                    .map(|s| s.state == ferry_api::vm::VmState::Running)
+                    .unwrap_or(row.state == VmState::Running),
+                Err(_) => row.state == VmState::Running,
+            };
+            (
+                if running {
+                    MoveMode::Live
+                } else {
+                    MoveMode::Cold
+                },
+                Some(row.host),
+            )
+        }
+        None => (MoveMode::Cold, None),
+    };
+
+    // The chains as the SPM sees them, and the space they need.
+    let (_, spm) = engine.agents().spm().await?;
+    let mut plan = plan::MovePlan::new(src, dst.id, vm, host);
+    for disk in &spec.disks {
+        let volumes = spm
+            .image_volumes(src, *disk)
+            .await
+            .map_err(|e| Error::Unavailable(format!("cannot read disk {disk}'s chain: {e}")))?;
+        let chain = order_chain(&volumes).ok_or_else(|| {
+            Error::Conflict(format!(
+                "disk {disk}'s volumes on its domain do not form one chain (an earlier move may have left it split); check `ferry disk show`"
+            ))
+        })?;
+        let bytes: u64 = volumes.iter().map(|v| v.allocated).sum();
+        plan.add_disk(*disk, chain, bytes);
+    }
+    let free = spm
+        .domains()
+        .await
+        .map_err(|e| Error::Unavailable(format!("cannot read the domains' free space: {e}")))?
+        .into_iter()
+        .find(|d| d.uuid == dst.id)
+        .map(|d| d.free)
+        .unwrap_or(dst.free);
+    let needed = plan.total_bytes() + plan.total_bytes() * SPACE_SLACK_PERCENT / 100;
+    if needed > free {
+        return Err(Error::NoSpace(format!(
+            "storage domain {} has {} MiB free but the move needs {} MiB (the chains plus {SPACE_SLACK_PERCENT}%); free space there or choose another domain",
+            dst.name,
+            free >> 20,
+            needed.div_ceil(1 << 20)
+        )));
+    }
+
+    let steps: &[&str] = match mode {
+        MoveMode::Live => plan::LIVE_STEPS,
+        MoveMode::Cold => plan::COLD_STEPS,
+    };
+    let mut row = JobRow::new(
+        spec.kind,
+        mode,
+        spec.disks.clone(),
+        src,
+        dst.id,
+        plan::PREPARE,
+    );
+    row.vm = vm;
+    row.bandwidth_mib_s = spec.bandwidth_mib_s;
+    row.total_bytes = plan.total_bytes();
+    row.data = serde_json::to_value(&plan)
+        .map_err(|e| Error::Internal(format!("cannot encode a job plan: {e}")))?;
+    db.insert_job(&row, steps).await?;
+    // The lock is taken after the row exists (it names the job); a lost
+    // race for the lock deletes nothing but marks this job failed.
+    if let Err(e) = db.lock_disks(row.id, &spec.disks).await {
+        row.state = JobState::Failed;
+        row.error = Some(e.to_string());
+        db.update_job(&row).await?;
+        return Err(e);
+    }
+    db.set_step(
+        row.id,
+        plan::PREPARE,
+        ferry_api::engine::StepState::Done,
+        None,
+    )
+    .await?;
+    engine
+        .events()
+        .record(
+            "job",
+            &format!(
+                "job {} started: {} move of {} disk(s) to {}",
+                row.id,
+                match mode {
+                    MoveMode::Live => "live",
+                    MoveMode::Cold => "cold",
+                },
+                spec.disks.len(),
+                dst.name
+            ),
+            Some(row.id),
+        )
+        .await;
+    runner::spawn(engine.clone(), row.id);
+    db.job_view(row.id)
+        .await?
+        .ok_or_else(|| Error::Internal("the new job vanished".into()))
+}
+
+/// Orders an image's volumes on one domain base first; `None` unless they
+/// form exactly one chain.
+fn order_chain(volumes: &[ferry_api::agent::VolumeInfo]) -> Option<Vec<Uuid>> {
+    let ids: HashSet<Uuid> = volumes.iter().map(|v| v.volume).collect();
+    let base = volumes
+        .iter()
+        .filter(|v| v.parent.is_none_or(|p| !ids.contains(&p)) && v.parent_domain.is_none())
+        .collect::<Vec<_>>();
+    let [base] = base.as_slice() else {
+        return None;
+    };
+    let mut chain = vec![base.volume];
+    while let Some(next) = volumes
+        .iter()
+        .find(|v| v.parent == chain.last().copied() && v.parent_domain.is_none())
+    {
+        if chain.contains(&next.volume) {
+            return None;
+        }
+        chain.push(next.volume);
+    }
+    (chain.len() == volumes.len()).then_some(chain)
+}
+
+/// Asks a job to stop and roll back. Refused once `finalizeBlockMigrate`
+/// has started: from there the move completes.
+pub async fn cancel(engine: &Arc<Engine>, id: Uuid) -> Result<Job> {
+    let db = engine.db();
+    let job = db
+        .job(id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("job {id} does not exist")))?;
+    if job.state.is_finished() {
+        return Err(Error::Conflict(format!(
+            "job {id} has already ended ({:?}); there is nothing to cancel",
+            job.state
+        )));
+    }
+    if plan::past_point_of_no_return(&job.step) {
+        return Err(Error::Conflict(format!(
+            "job {id} is at {}, past the switch to the destination; it can no longer be cancelled and will complete",
+            job.step
+        )));
+    }
+    db.request_cancel(id).await?;
+    engine
+        .events()
+        .record("job", &format!("cancel of job {id} requested"), Some(id))
+        .await;
+    db.job_view(id)
+        .await?
+        .ok_or_else(|| Error::Internal("the job vanished".into()))
+}
+
+/// Starts a runner for every job a previous engine left unfinished.
+pub async fn resume_all(engine: &Arc<Engine>) {
+    match engine.db().unfinished_jobs().await {
+        Ok(jobs) => {
+            for job in jobs {
+                tracing::info!(job = %job.id, step = job.step, "resuming job");
+                runner::spawn(engine.clone(), job.id);
+            }
+        }
+        Err(e) => tracing::error!("cannot list unfinished jobs: {e}"),
+    }
+}

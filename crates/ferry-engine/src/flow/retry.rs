@@ -1,0 +1,150 @@
+//! How the flow treats an agent's failure: retry what may pass (the agent
+//! is restarting, the network blinked, the host is busy), stop on what will
+//! not (the agent said no: a 4xx), and recognise a full destination.
+
+use std::future::Future;
+use std::time::Duration;
+
+use ferry_host::ClientError;
+
+/// What a failed call means for the step that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// May pass: try again after a pause.
+    Transient(String),
+    /// Will not pass by trying again: roll back (or, past the switch
+    /// point, report).
+    Permanent(String),
+    /// The destination is full.
+    NoSpace(String),
+    /// The user cancelled the job.
+    Cancelled,
+}
+
+impl Failure {
+    /// The failure in words, for the job's error.
+    pub fn message(&self) -> String {
+        match self {
+            Failure::Transient(m) | Failure::Permanent(m) | Failure::NoSpace(m) => m.clone(),
+            Failure::Cancelled => "the job was cancelled".into(),
+        }
+    }
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        let text = e.to_string();
+        match e.status().map(|s| s.as_u16()) {
+            Some(507) => Failure::NoSpace(text),
+            Some(code) if (400..500).contains(&code) => Failure::Permanent(text),
+            // 5xx, timeouts and transport errors: the agent may be
+            // restarting or its host briefly unreachable.
+            _ => Failure::Transient(text),
+        }
+    }
+}
+
+impl From<crate::error::Error> for Failure {
+    fn from(e: crate::error::Error) -> Self {
+        let text = e.to_string();
+        match e.status().as_u16() {
+            507 => Failure::NoSpace(text),
+            503 | 500 => Failure::Transient(text),
+            _ => Failure::Permanent(text),
+        }
+    }
+}
+
+/// The pause before attempt `n` (from 1): half a second, doubling, at most
+/// ten seconds.
+pub fn backoff(attempt: u32) -> Duration {
+    let ms = 500u64.saturating_mul(1u64 << attempt.min(5));
+    Duration::from_millis(ms.min(10_000))
+}
+
+/// Runs `call` until it succeeds, fails for good, or `give_up` transient
+/// failures have happened (`None`: never give up, for the steps the seed
+/// retries until success). `on_retry` hears each transient failure, so the
+/// step can show it.
+pub async fn retry<T, F, Fut>(
+    give_up: Option<u32>,
+    mut on_retry: impl FnMut(u32, &str),
+    mut call: F,
+) -> Result<T, Failure>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Failure>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        match call().await {
+            Ok(v) => return Ok(v),
+            Err(Failure::Transient(msg)) => {
+                attempt += 1;
+                if give_up.is_some_and(|n| attempt >= n) {
+                    return Err(Failure::Permanent(format!(
+                        "{msg} (gave up after {attempt} attempts)"
+                    )));
+                }
+                on_retry(attempt, &msg);
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            Err(other) => return Err(other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff(1), Duration::from_millis(1000));
+        assert!(backoff(2) > backoff(1));
+        assert_eq!(backoff(30), Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn transient_failures_are_retried_and_permanent_ones_are_not() {
+        let mut calls = 0;
+        let out: Result<u32, Failure> = retry(
+            None,
+            |_, _| {},
+            || {
+                calls += 1;
+                let n = calls;
+                async move {
+                    if n < 3 {
+                        Err(Failure::Transient("agent restarting".into()))
+                    } else {
+                        Ok(n)
+                    }
+                }
+            },
+        )
+        .await;
+        assert_eq!(out, Ok(3));
+
+        let mut calls = 0;
+        let out: Result<(), Failure> = retry(
+            None,
+            |_, _| {},
+            || {
+                calls += 1;
+                async { Err(Failure::Permanent("no such VM".into())) }
+            },
+        )
+        .await;
+        assert_eq!(calls, 1);
+        assert!(matches!(out, Err(Failure::Permanent(_))));
+
+        let out: Result<(), Failure> = retry(
+            Some(2),
+            |_, _| {},
+            || async { Err(Failure::Transient("down".into())) },
+        )
+        .await;
+        assert!(matches!(out, Err(Failure::Permanent(m)) if m.contains("gave up")));
+    }
+}

@@ -1,0 +1,413 @@
+//! The steps of a move, one function each, named as the seed names them.
+//! Each one only asks agents to do idempotent things, so running a step
+//! again after an engine crash (the step is persisted `running`) is safe.
+
+use ferry_api::agent::DeleteVolumes;
+use ferry_api::agent::{CloneInternalVolumes, CreateVolumeCrossSd, VolumeRef};
+use ferry_api::engine::{MoveMode, StepState};
+use ferry_api::vm::{
+    BlockMigrate, BlockMigrateDisk, FinalizeBlockMigrate, FinalizeDisk, Merge, VmState,
+};
+use uuid::Uuid;
+
+use super::job::JobCtx;
+use super::plan::{self, DiskPlan};
+use super::retry::{retry, Failure};
+use super::tasks::{classify, wait_all, Ended, Watched};
+
+/// How many clone tasks of one job run at once (a VM move copies its disks
+/// in parallel up to this bound).
+const PARALLEL_COPIES: usize = 2;
+
+/// How many times a clone that failed for a reason other than space is
+/// started again before the move is rolled back.
+const CLONE_ATTEMPTS: u32 = 5;
+
+fn note_retry(step: &'static str, job: Uuid) -> impl FnMut(u32, &str) {
+    move |attempt, msg| {
+        tracing::warn!(%job, step, attempt, "retrying: {msg}");
+    }
+}
+
+fn clone_request(
+    job: &JobCtx,
+    d: &DiskPlan,
+    volumes: Vec<Uuid>,
+    parallel: usize,
+) -> CloneInternalVolumes {
+    CloneInternalVolumes {
+        src_domain: job.plan.src,
+        dst_domain: job.plan.dst,
+        image: d.disk,
+        volumes,
+        bandwidth_mib_s: job
+            .row
+            .bandwidth_mib_s
+            .map(|b| (b / u64::try_from(parallel.max(1)).unwrap_or(1)).max(1)),
+    }
+}
+
+/// `createVolumeCrossSD`: first starts copying what is read-only already
+/// (the volumes under the leaf: the seed's "copy the base"), then creates
+/// each disk's new leaf on the destination over its leaf on the source.
+pub async fn create_volume_cross_sd(job: &mut JobCtx) -> Result<(), Failure> {
+    let spm = job.spm().await?;
+    let parallel = job.plan.disks.len().min(PARALLEL_COPIES);
+    for d in job.plan.disks.clone() {
+        if let Some(task) = d.early_clone {
+            let req = clone_request(job, &d, d.below_leaf().to_vec(), parallel);
+            retry(
+                None,
+                note_retry(plan::CREATE_VOLUME_CROSS_SD, job.id()),
+                || async {
+                    spm.clone_internal_volumes(task, &req)
+                        .await
+                        .map_err(Failure::from)
+                },
+            )
+            .await?;
+        }
+        let Some(leaf) = d.leaf() else {
+            return Err(Failure::Permanent(format!(
+                "disk {} has no volumes",
+                d.disk
+            )));
+        };
+        let req = CreateVolumeCrossSd {
+            dst_domain: job.plan.dst,
+            image: d.disk,
+            volume: d.new_leaf,
+            parent: VolumeRef {
+                domain: job.plan.src,
+                image: d.disk,
+                volume: leaf,
+            },
+        };
+        retry(
+            None,
+            note_retry(plan::CREATE_VOLUME_CROSS_SD, job.id()),
+            || async {
+                spm.create_volume_cross_sd(&req)
+                    .await
+                    .map_err(Failure::from)
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// What `blockMigrate` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Switched {
+    /// The VM writes to the new leaves.
+    Live,
+    /// The VM is not running: the move goes on cold.
+    VmDown,
+}
+
+/// `blockMigrate`: every disk of the job switches to its new leaf in one
+/// call (one QMP transaction). Retried until it succeeds or the agent
+/// says no; a VM that is not running makes the move a cold one.
+pub async fn block_migrate(job: &mut JobCtx) -> Result<Switched, Failure> {
+    let vm = job
+        .plan
+        .vm
+        .ok_or_else(|| Failure::Permanent("a live move needs a VM".into()))?;
+    let req = BlockMigrate {
+        disks: job
+            .plan
+            .disks
+            .iter()
+            .map(|d| BlockMigrateDisk {
+                image: d.disk,
+                src_domain: job.plan.src,
+                dst_domain: job.plan.dst,
+                volume: d.new_leaf,
+            })
+            .collect(),
+    };
+    let id = job.id();
+    loop {
+        let host = job.vm_host().await?;
+        let running = retry(None, note_retry(plan::BLOCK_MIGRATE, id), || async {
+            host.vm(vm).await.map_err(Failure::from)
+        })
+        .await?
+        .state
+            == VmState::Running;
+        if !running {
+            return Ok(Switched::VmDown);
+        }
+        match host.block_migrate(vm, &req).await.map_err(Failure::from) {
+            Ok(_) => return Ok(Switched::Live),
+            Err(Failure::Transient(msg)) => {
+                tracing::warn!(job = %id, "blockMigrate failed, retrying: {msg}");
+                job.check_cancel().await?;
+                tokio::time::sleep(super::retry::backoff(2)).await;
+            }
+            // A VM that stopped between the check and the call is refused
+            // with 409; the loop's next check sees it stopped.
+            Err(Failure::Permanent(msg)) if msg.contains("not running") => continue,
+            Err(other) => return Err(other),
+        }
+    }
+}
+
+/// Rolls `createVolumeCrossSD` back when the VM turned out to be down: the
+/// new leaves go, their parents are leaves again.
+pub async fn undo_create_volume_cross_sd(job: &mut JobCtx) -> Result<(), Failure> {
+    let spm = job.spm().await?;
+    for d in job.plan.disks.clone() {
+        let req = DeleteVolumes {
+            domain: job.plan.dst,
+            image: d.disk,
+            volumes: vec![d.new_leaf],
+        };
+        retry(None, note_retry(plan::BLOCK_MIGRATE, job.id()), || async {
+            spm.delete_volumes(&req).await.map_err(Failure::from)
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// `cloneInternalVolumes`: waits for the early copies, then copies every
+/// disk's whole chain under the new leaf (the early copies are skipped as
+/// LEGAL, so only the old leaf is copied now), verified, up to
+/// [`PARALLEL_COPIES`] disks at a time. A full destination ends the move
+/// (rolled back); other failures start the copy again.
+pub async fn clone_internal_volumes(job: &mut JobCtx) -> Result<(), Failure> {
+    let spm = job.spm().await?;
+    let total = job.plan.total_bytes();
+    // The early copies first: the later tasks must not copy the same
+    // volumes at the same time.
+    let early: Vec<Watched> = job
+        .plan
+        .disks
+        .iter()
+        .filter_map(|d| d.early_clone)
+        .map(|task| Watched {
+            agent: spm.clone(),
+            task,
+        })
+        .collect();
+    if !early.is_empty() {
+        let ended = wait_all(job, &early, 0, total, true).await?;
+        // A failed early copy is redone by the full copy below.
+        for e in ended {
+            if let Ended::Failed(msg) = e {
+                if let Failure::NoSpace(m) = classify(&msg) {
+                    return Err(Failure::NoSpace(m));
+                }
+            }
+        }
+    }
+    let parallel = job.plan.disks.len().clamp(1, PARALLEL_COPIES);
+    let indices: Vec<usize> = (0..job.plan.disks.len()).collect();
+    for batch in indices.chunks(parallel) {
+        let mut attempts = 0u32;
+        loop {
+            job.check_cancel().await?;
+            let mut watched = Vec::new();
+            for &i in batch {
+                let d = job.plan.disks[i].clone();
+                let req = clone_request(job, &d, d.chain.clone(), parallel);
+                retry(
+                    None,
+                    note_retry(plan::CLONE_INTERNAL_VOLUMES, job.id()),
+                    || async {
+                        spm.clone_internal_volumes(d.clone, &req)
+                            .await
+                            .map_err(Failure::from)
+                    },
+                )
+                .await?;
+                watched.push(Watched {
+                    agent: spm.clone(),
+                    task: d.clone,
+                });
+            }
+            let base: u64 = job.plan.disks[..batch[0]].iter().map(|d| d.bytes).sum();
+            let ended = wait_all(job, &watched, base, total, true).await?;
+            let failures: Vec<String> = ended
+                .into_iter()
+                .filter_map(|e| match e {
+                    Ended::Failed(m) => Some(m),
+                    Ended::Cancelled => Some("the copy was cancelled on its host".into()),
+                    Ended::Succeeded => None,
+                })
+                .collect();
+            if failures.is_empty() {
+                break;
+            }
+            let msg = failures.join("; ");
+            if let Failure::NoSpace(m) = classify(&msg) {
+                return Err(Failure::NoSpace(m));
+            }
+            attempts += 1;
+            if attempts >= CLONE_ATTEMPTS {
+                return Err(Failure::Permanent(format!(
+                    "copying failed {attempts} times: {msg}"
+                )));
+            }
+            tracing::warn!(job = %job.id(), attempts, "cloneInternalVolumes failed, copying again: {msg}");
+            // A task id answers with its old result: new ids for the retry.
+            for &i in batch {
+                job.plan.disks[i].clone = Uuid::new_v4();
+            }
+            job.save().await.map_err(Failure::from)?;
+            tokio::time::sleep(super::retry::backoff(attempts)).await;
+        }
+    }
+    job.progress(total, total).await.map_err(Failure::from)?;
+    Ok(())
+}
+
+/// `finalizeBlockMigrate`: the VM's disks read from the copies. Retried
+/// until it succeeds; the agent refuses (4xx) only before changing
+/// anything, so a refusal can still be rolled back.
+pub async fn finalize_block_migrate(job: &mut JobCtx) -> Result<(), Failure> {
+    let vm = job
+        .plan
+        .vm
+        .ok_or_else(|| Failure::Permanent("a live move needs a VM".into()))?;
+    let req = FinalizeBlockMigrate {
+        disks: job
+            .plan
+            .disks
+            .iter()
+            .map(|d| FinalizeDisk {
+                image: d.disk,
+                src_domain: job.plan.src,
+                dst_domain: job.plan.dst,
+            })
+            .collect(),
+    };
+    let host = job.vm_host().await?;
+    retry(
+        None,
+        note_retry(plan::FINALIZE_BLOCK_MIGRATE, job.id()),
+        || async {
+            host.finalize_block_migrate(vm, &req)
+                .await
+                .map_err(Failure::from)
+        },
+    )
+    .await?;
+    for d in job.plan.disks.clone() {
+        job.engine
+            .db()
+            .set_disk_domain(d.disk, job.plan.dst)
+            .await
+            .map_err(Failure::from)?;
+    }
+    Ok(())
+}
+
+/// merge: each disk's move leaf folds into its parent on the destination,
+/// so the chain has the shape it had. Retried until it succeeds.
+pub async fn merge(job: &mut JobCtx) -> Result<(), Failure> {
+    let vm = job
+        .plan
+        .vm
+        .ok_or_else(|| Failure::Permanent("a live move needs a VM".into()))?;
+    for i in 0..job.plan.disks.len() {
+        let d = job.plan.disks[i].clone();
+        let host = job.vm_host().await?;
+        let req = Merge {
+            vm,
+            image: d.disk,
+            domain: job.plan.dst,
+            volume: d.new_leaf,
+        };
+        let mut attempts = 0u32;
+        loop {
+            retry(None, note_retry(plan::MERGE, job.id()), || async {
+                host.merge(d.merge, &req).await.map_err(Failure::from)
+            })
+            .await?;
+            let ended = wait_all(
+                job,
+                &[Watched {
+                    agent: host.clone(),
+                    task: d.merge,
+                }],
+                0,
+                0,
+                false,
+            )
+            .await?;
+            match ended.first() {
+                Some(Ended::Succeeded) => break,
+                other => {
+                    attempts += 1;
+                    let msg = format!("{other:?}");
+                    if attempts >= CLONE_ATTEMPTS {
+                        return Err(Failure::Permanent(format!("merge failed: {msg}")));
+                    }
+                    job.plan.disks[i].merge = Uuid::new_v4();
+                    job.save().await.map_err(Failure::from)?;
+                    tokio::time::sleep(super::retry::backoff(attempts)).await;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A cold move's switch: the disks' leaves are the destination copies now.
+pub async fn switch(job: &mut JobCtx) -> Result<(), Failure> {
+    for d in job.plan.disks.clone() {
+        job.engine
+            .db()
+            .set_disk_domain(d.disk, job.plan.dst)
+            .await
+            .map_err(Failure::from)?;
+    }
+    Ok(())
+}
+
+/// cleanup: the source's copies of the disks go (never a SHARED volume
+/// another disk uses: the agent refuses that), the inventory is refreshed.
+pub async fn cleanup(job: &mut JobCtx) -> Result<(), Failure> {
+    let spm = job.spm().await?;
+    for d in job.plan.disks.clone() {
+        let req = ferry_api::agent::DeleteImage {
+            domain: job.plan.src,
+            image: d.disk,
+        };
+        retry(None, note_retry(plan::CLEANUP, job.id()), || async {
+            spm.delete_image(&req).await.map_err(Failure::from)
+        })
+        .await?;
+        crate::ops::disks::refresh_disk(&job.engine, d.disk)
+            .await
+            .map_err(Failure::from)?;
+    }
+    Ok(())
+}
+
+/// Marks the live-only steps skipped when a move turns cold.
+pub async fn turn_cold(job: &mut JobCtx) -> Result<(), Failure> {
+    job.row.mode = MoveMode::Cold;
+    job.plan.turned_cold = true;
+    job.save().await.map_err(Failure::from)?;
+    for step in [plan::BLOCK_MIGRATE, plan::MERGE] {
+        job.step(
+            step,
+            StepState::Skipped,
+            Some("the VM is not running: moved cold"),
+        )
+        .await
+        .map_err(Failure::from)?;
+    }
+    job.step(
+        plan::CREATE_VOLUME_CROSS_SD,
+        StepState::RolledBack,
+        Some("the VM is not running: moved cold"),
+    )
+    .await
+    .map_err(Failure::from)?;
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! Waiting on the agents' tasks (clone, merge, rollback): poll their
+//! status, pass their progress on to the job, and notice a cancel.
+
+use std::time::Duration;
+
+use ferry_api::agent::{TaskState, TaskStatus};
+use ferry_host::AgentClient;
+use uuid::Uuid;
+
+use super::job::JobCtx;
+use super::retry::{retry, Failure};
+
+/// How often a task's status is read.
+const POLL: Duration = Duration::from_millis(300);
+
+/// One agent task the job waits for, and the bytes it stands for in the
+/// job's progress.
+#[derive(Debug, Clone)]
+pub struct Watched {
+    /// The agent running it.
+    pub agent: AgentClient,
+    /// The task.
+    pub task: Uuid,
+}
+
+/// What a finished task came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// It did its work.
+    Succeeded,
+    /// It failed, with the agent's reason.
+    Failed(String),
+    /// It was cancelled.
+    Cancelled,
+}
+
+/// Waits until every task ended, reporting `base + Σ done` of `total` as
+/// the job's progress. When `cancellable` and the user cancels, the tasks
+/// are cancelled and [`Failure::Cancelled`] returned. An agent that does
+/// not answer is asked again (it may be restarting); a task it no longer
+/// knows is reported as failed.
+pub async fn wait_all(
+    job: &mut JobCtx,
+    tasks: &[Watched],
+    base: u64,
+    total: u64,
+    cancellable: bool,
+) -> Result<Vec<Ended>, Failure> {
+    let mut ended: Vec<Option<Ended>> = vec![None; tasks.len()];
+    let mut done: Vec<u64> = vec![0; tasks.len()];
+    loop {
+        for (i, w) in tasks.iter().enumerate() {
+            if ended[i].is_some() {
+                continue;
+            }
+            let status: TaskStatus = retry(
+                None,
+                |_, _| {},
+                || async { w.agent.task(w.task).await.map_err(Failure::from) },
+            )
+            .await
+            .map_err(|f| match f {
+                Failure::Permanent(m) => Failure::Permanent(format!(
+                    "task {} is unknown to its agent ({m}); it will be started again",
+                    w.task
+                )),
+                other => other,
+            })?;
+            done[i] = status.done_bytes;
+            ended[i] = match status.state {
+                TaskState::Running => None,
+                TaskState::Succeeded => Some(Ended::Succeeded),
+                TaskState::Cancelled => Some(Ended::Cancelled),
+                TaskState::Failed => Some(Ended::Failed(
+                    status.error.unwrap_or_else(|| "no reason given".into()),
+                )),
+            };
+        }
+        // Tasks that copy nothing the user waits for (merge, rollback)
+        // pass a total of 0 and leave the job's progress alone.
+        if total > 0 {
+            let sum: u64 = base + done.iter().sum::<u64>();
+            job.progress(sum.min(total), total)
+                .await
+                .map_err(Failure::from)?;
+        }
+        if ended.iter().all(Option::is_some) {
+            return Ok(ended.into_iter().flatten().collect());
+        }
+        if cancellable && job.cancel_requested().await.map_err(Failure::from)? {
+            for (i, w) in tasks.iter().enumerate() {
+                if ended[i].is_none() {
+                    let _ = w.agent.cancel_task(w.task).await;
+                }
+            }
+            return Err(Failure::Cancelled);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// A task's failure message, classified: a full destination is
+/// [`Failure::NoSpace`], anything else may pass on a retry.
+pub fn classify(message: &str) -> Failure {
+    let lower = message.to_lowercase();
+    // ferry-storage's NoSpace ("... bytes free but ... are needed") and
+    // the kernel's ENOSPC ("No space left on device").
+    if lower.contains("no space left")
+        || (lower.contains("bytes free but") && lower.contains("needed"))
+    {
+        Failure::NoSpace(message.to_string())
+    } else {
+        Failure::Transient(message.to_string())
+    }
+}

@@ -1,0 +1,47 @@
+//! Ferry's engine: the control plane of live storage migration
+//! (docs/architecture.md §1).
+//!
+//! - [`db`]: the inventory (hosts, storage domains, disks and their
+//!   chains, VMs, jobs and their steps, the event log) in SQLite by
+//!   default, through `sqlx`'s `Any` driver so PostgreSQL needs no rewrite.
+//! - [`monitor`]: polls every agent, marks hosts and VMs up or down, and
+//!   keeps exactly one SPM among the hosts that are up.
+//! - [`ops`]: the inventory operations (typed commands), and [`flow`]: the
+//!   move jobs.
+//! - [`api`]: the REST API under `/api/v1`, which only translates HTTP to
+//!   those calls; [`client`]: its typed client.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), ferry_engine::Error> {
+//! let config = ferry_engine::EngineConfig {
+//!     listen: "127.0.0.1:0".parse().expect("an address"),
+//!     token: "secret".into(),
+//!     database: ferry_engine::EngineConfig::sqlite_url("/var/lib/ferry".as_ref()),
+//! };
+//! let server = ferry_engine::Server::bind(config).await?;
+//! println!("listening on {}", server.local_addr());
+//! server.run().await // until SIGTERM or Ctrl-C
+//! # }
+//! ```
+
+mod agents;
+pub mod api;
+pub mod client;
+mod config;
+pub mod db;
+mod engine;
+mod error;
+mod events;
+pub mod flow;
+pub mod monitor;
+pub mod ops;
+mod server;
+
+pub use agents::Agents;
+pub use client::{EngineClient, EngineClientError};
+pub use config::EngineConfig;
+pub use engine::Engine;
+pub use error::{Error, Result};
+pub use events::Events;
+pub use ops::refresh_disk;
+pub use server::Server;

@@ -1,0 +1,198 @@
+//! Disks: create one (a base volume made by the SPM), list them, show one,
+//! and start a move.
+
+use ferry_api::agent::{CreateVolume, DeleteImage};
+use ferry_api::engine::{CreateDisk, Disk, Job, JobKind, MoveRequest};
+use ferry_api::Allocation;
+use uuid::Uuid;
+
+use crate::db::codec::now_ms;
+use crate::db::{DiskRow, DomainRow};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::flow::{self, MoveSpec};
+use crate::ops::refresh::volume_from_info;
+use crate::ops::{resolve_disk, resolve_domain, validate_name};
+
+/// Re-exported here too: a disk's chain is refreshed wherever disks
+/// change (the flow calls it as `ops::disks::refresh_disk`).
+pub use crate::ops::refresh::refresh_disk;
+
+/// Creates a disk: one base volume of a new image on the domain. A
+/// preallocated disk that does not fit in the domain's free space is
+/// refused (507) before anything is made.
+pub async fn create_disk(engine: &Engine, req: CreateDisk) -> Result<Disk> {
+    validate_name("disk", &req.name)?;
+    if req.size == 0 {
+        return Err(Error::BadRequest(
+            "a disk's size must be more than 0 bytes".into(),
+        ));
+    }
+    crate::db::codec::to_i64(req.size, "the disk's size")?;
+    let domain = resolve_domain(engine, &req.domain).await?;
+    let row = {
+        let _inventory = engine.inventory_lock().await;
+        if engine.db().disk_by_name_or_id(&req.name).await?.is_some() {
+            return Err(Error::Conflict(format!(
+                "there is already a disk named {}; choose another name",
+                req.name
+            )));
+        }
+        let (spm, client) = engine.agents().spm_host().await?;
+        if req.preallocated {
+            let free = current_free(engine, &client, &domain).await;
+            if req.size > free {
+                return Err(Error::NoSpace(format!(
+                    "disk {} needs {} bytes preallocated, but storage domain {} has only {free} bytes free; choose another domain, a smaller size, or a sparse disk",
+                    req.name, req.size, domain.name
+                )));
+            }
+        }
+        let id = Uuid::new_v4();
+        let base = client
+            .create_volume(&CreateVolume {
+                domain: domain.id,
+                image: id,
+                volume: Uuid::new_v4(),
+                format: req.format,
+                size: Some(req.size),
+                allocation: if req.preallocated {
+                    Allocation::Preallocated
+                } else {
+                    Allocation::Sparse
+                },
+                parent: None,
+                parent_image: None,
+                description: format!("ferry disk {}", req.name),
+            })
+            .await
+            .map_err(Error::agent(&spm.name))?;
+        let row = DiskRow {
+            id,
+            name: req.name.clone(),
+            size: req.size,
+            domain: domain.id,
+            locked_by: None,
+            created: now_ms(),
+        };
+        // The SPM's answer is the new disk's whole chain.
+        let recorded = match engine.db().insert_disk(&row).await {
+            Ok(()) => {
+                engine
+                    .db()
+                    .replace_volumes(id, &[volume_from_info(&base)])
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = recorded {
+            // Unrecorded storage would be invisible: remove it.
+            let undo = client
+                .delete_image(&DeleteImage {
+                    domain: domain.id,
+                    image: id,
+                })
+                .await;
+            if let Err(u) = undo {
+                tracing::warn!("cannot remove the unrecorded image {id}: {}", u.message());
+            }
+            return Err(e);
+        }
+        engine
+            .events()
+            .record(
+                "disk",
+                format!(
+                    "disk {} created on storage domain {} ({} bytes, {}{})",
+                    row.name,
+                    domain.name,
+                    row.size,
+                    req.format,
+                    if req.preallocated {
+                        ", preallocated"
+                    } else {
+                        ""
+                    }
+                ),
+                Some(row.id),
+            )
+            .await;
+        row
+    };
+    disk_view(engine, &row).await
+}
+
+/// The domain's free space as the SPM sees it now (the stored figure is up
+/// to one poll old), falling back to the stored one.
+async fn current_free(
+    engine: &Engine,
+    client: &ferry_host::AgentClient,
+    domain: &DomainRow,
+) -> u64 {
+    match client.domains().await {
+        Ok(infos) => match infos.into_iter().find(|d| d.uuid == domain.id) {
+            Some(d) => {
+                if let Err(e) = engine
+                    .db()
+                    .set_domain_space(d.uuid, d.capacity, d.free)
+                    .await
+                {
+                    tracing::warn!("cannot record domain space: {}", e.full_text());
+                }
+                d.free
+            }
+            None => domain.free,
+        },
+        Err(_) => domain.free,
+    }
+}
+
+/// A disk as the API shows it: its stored chain, its VM and its lock.
+pub async fn disk_view(engine: &Engine, row: &DiskRow) -> Result<Disk> {
+    Ok(Disk {
+        id: row.id,
+        name: row.name.clone(),
+        domain: row.domain,
+        size: row.size,
+        volumes: engine.db().volumes(row.id).await?,
+        vm: engine.db().vm_of_disk(row.id).await?,
+        locked_by: row.locked_by,
+    })
+}
+
+/// Every disk, by name.
+pub async fn disks(engine: &Engine) -> Result<Vec<Disk>> {
+    let mut out = Vec::new();
+    for row in engine.db().disks().await? {
+        out.push(disk_view(engine, &row).await?);
+    }
+    Ok(out)
+}
+
+/// One disk, by name or UUID.
+pub async fn disk(engine: &Engine, key: &str) -> Result<Disk> {
+    let row = resolve_disk(engine, key).await?;
+    disk_view(engine, &row).await
+}
+
+/// Starts moving one disk (with its VM, if it has one, running or not).
+pub async fn move_disk(
+    engine: &std::sync::Arc<Engine>,
+    key: &str,
+    req: MoveRequest,
+) -> Result<Job> {
+    let disk = resolve_disk(engine, key).await?;
+    let dst = resolve_domain(engine, &req.to).await?;
+    let vm = engine.db().vm_of_disk(disk.id).await?;
+    flow::start_move(
+        engine,
+        MoveSpec {
+            kind: JobKind::DiskMove,
+            disks: vec![disk.id],
+            vm,
+            dst_domain: dst.id,
+            bandwidth_mib_s: req.bandwidth_mib_s,
+        },
+    )
+    .await
+}

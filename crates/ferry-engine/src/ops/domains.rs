@@ -1,0 +1,174 @@
+//! Storage domains: create one (the first becomes the master, whose lease
+//! is the SPM lease), list them, show one.
+
+use std::path::{Component, Path};
+
+use ferry_api::agent::{CreateDomain as AgentCreateDomain, DomainInfo};
+use ferry_api::engine::{CreateDomain, Domain, HostStatus};
+use ferry_storage::StorageDomain;
+use uuid::Uuid;
+
+use crate::db::codec::now_ms;
+use crate::db::DomainRow;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::monitor::election;
+use crate::ops::{resolve_domain, validate_name};
+
+/// Creates a storage domain under `req.path` and connects it on every host
+/// that is up.
+///
+/// The SPM creates it. The first domain is the exception: there is no SPM
+/// before there is a master domain to hold its lease, so the engine
+/// creates that one itself (it must see the same path as the hosts, as in
+/// `ferry up` and the tests), has the first host that is up connect it,
+/// and then elects the SPM on it.
+pub async fn create_domain(engine: &Engine, req: CreateDomain) -> Result<Domain> {
+    validate_name("storage domain", &req.name)?;
+    check_path(&req.path)?;
+    let (row, first) = {
+        let _inventory = engine.inventory_lock().await;
+        let db = engine.db();
+        if db.domain_by_name_or_id(&req.name).await?.is_some() {
+            return Err(Error::Conflict(format!(
+                "there is already a storage domain named {}; choose another name",
+                req.name
+            )));
+        }
+        let up: Vec<_> = db
+            .hosts()
+            .await?
+            .into_iter()
+            .filter(|h| h.status == HostStatus::Up)
+            .collect();
+        if up.is_empty() {
+            return Err(Error::Unavailable(
+                "no host is up to create the storage domain on; add a host first (ferry host add)"
+                    .into(),
+            ));
+        }
+        let id = Uuid::new_v4();
+        let first = db.master_domain().await?.is_none();
+        let (made_by, info) = if first {
+            bootstrap(engine, &req, id).await?
+        } else {
+            let (spm, client) = engine.agents().spm_host().await?;
+            let info = client
+                .create_domain(&AgentCreateDomain {
+                    path: req.path.clone(),
+                    name: req.name.clone(),
+                    uuid: id,
+                })
+                .await
+                .map_err(Error::agent(&spm.name))?;
+            (spm.id, info)
+        };
+        for h in up.iter().filter(|h| h.id != made_by) {
+            let client = engine.agents().client_for(h);
+            if let Err(e) = client.connect_domain(&info.path).await {
+                engine
+                    .events()
+                    .record(
+                        "host",
+                        format!(
+                            "host {} cannot use the new storage domain {} at {}: {}",
+                            h.name,
+                            req.name,
+                            info.path.display(),
+                            e.message()
+                        ),
+                        Some(h.id),
+                    )
+                    .await;
+            }
+        }
+        let row = DomainRow {
+            id,
+            name: req.name.clone(),
+            path: info.path.clone(),
+            capacity: info.capacity,
+            free: info.free,
+            master: first,
+            created: now_ms(),
+        };
+        db.insert_domain(&row).await?;
+        let role = if first { " (master)" } else { "" };
+        engine
+            .events()
+            .record(
+                "domain",
+                format!(
+                    "storage domain {}{role} created at {}",
+                    row.name,
+                    row.path.display()
+                ),
+                Some(row.id),
+            )
+            .await;
+        (row, first)
+    };
+    if first {
+        if let Err(e) = election::ensure_spm(engine).await {
+            tracing::warn!("no SPM after creating the master domain: {}", e.full_text());
+        }
+    }
+    domain_view(engine, &row).await
+}
+
+/// Creates the first domain without an SPM, and has the first host that
+/// is up connect it; undone if that host cannot.
+async fn bootstrap(engine: &Engine, req: &CreateDomain, id: Uuid) -> Result<(Uuid, DomainInfo)> {
+    let (host, client) = engine.agents().first_up().await?;
+    let root = req.path.clone();
+    let name = req.name.clone();
+    let made =
+        tokio::task::spawn_blocking(move || StorageDomain::create_with_uuid(&root, &name, id))
+            .await
+            .map_err(|e| Error::Internal(format!("creating the domain stopped: {e}")))??;
+    let path = made.path().to_path_buf();
+    match client.connect_domain(&path).await {
+        Ok(info) => Ok((host.id, info)),
+        Err(e) => {
+            let undo = path.clone();
+            let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(undo)).await;
+            Err(Error::BadRequest(format!(
+                "host {} cannot use {} ({}); the engine and the hosts must see the first domain at the same path",
+                host.name,
+                path.display(),
+                e.message()
+            )))
+        }
+    }
+}
+
+/// An absolute path without `..`, as the agents require.
+fn check_path(path: &Path) -> Result<()> {
+    if !path.is_absolute() || path.components().any(|c| c == Component::ParentDir) {
+        return Err(Error::BadRequest(format!(
+            "'{}' is not a usable directory for a storage domain: give an absolute path without '..'",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// A domain as the API shows it.
+pub async fn domain_view(engine: &Engine, row: &DomainRow) -> Result<Domain> {
+    let disks = engine.db().disks_on_domain(row.id).await?;
+    Ok(row.to_api(disks))
+}
+
+/// Every domain, oldest first.
+pub async fn domains(engine: &Engine) -> Result<Vec<Domain>> {
+    let mut out = Vec::new();
+    for row in engine.db().domains().await? {
+        out.push(domain_view(engine, &row).await?);
+    }
+    Ok(out)
+}
+
+/// One domain, by name or UUID.
+pub async fn domain(engine: &Engine, key: &str) -> Result<Domain> {
+    let row = resolve_domain(engine, key).await?;
+    domain_view(engine, &row).await
+}

@@ -1,0 +1,126 @@
+//! Hosts: add one whose agent already runs, list them, show one.
+
+use ferry_api::engine::{AddHost, Host, HostStatus};
+use ferry_host::AgentClient;
+use reqwest::StatusCode;
+use uuid::Uuid;
+
+use crate::db::codec::now_ms;
+use crate::db::HostRow;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::monitor::election;
+use crate::ops::{resolve_host, validate_name};
+
+/// Adds a host after checking that its agent answers with that token and
+/// can use every known storage domain; nothing is recorded otherwise.
+/// The new host may become SPM at once if none is.
+pub async fn add_host(engine: &Engine, req: AddHost) -> Result<Host> {
+    validate_name("host", &req.name)?;
+    let url = req.url.trim().trim_end_matches('/').to_string();
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(Error::BadRequest(format!(
+            "'{}' is not an agent URL: give http://<host>:<port>",
+            req.url
+        )));
+    }
+    if req.token.trim().is_empty() {
+        return Err(Error::BadRequest(
+            "the agent's token is empty: give the token the agent was started with (its --token)"
+                .into(),
+        ));
+    }
+    let id = {
+        let _inventory = engine.inventory_lock().await;
+        let hosts = engine.db().hosts().await?;
+        if hosts.iter().any(|h| h.name == req.name) {
+            return Err(Error::Conflict(format!(
+                "there is already a host named {}; choose another name",
+                req.name
+            )));
+        }
+        if let Some(h) = hosts.iter().find(|h| h.url == url) {
+            return Err(Error::Conflict(format!(
+                "the agent at {url} is already host {}",
+                h.name
+            )));
+        }
+        let client = AgentClient::new(url.clone(), req.token.clone());
+        check_agent(&client, &url).await?;
+        for d in engine.db().domains().await? {
+            client.connect_domain(&d.path).await.map_err(|e| {
+                Error::BadRequest(format!(
+                    "the agent at {url} cannot use storage domain {} at {} ({}); make it reachable there, then add the host again",
+                    d.name,
+                    d.path.display(),
+                    e.message()
+                ))
+            })?;
+        }
+        let row = HostRow {
+            id: Uuid::new_v4(),
+            name: req.name.clone(),
+            url: url.clone(),
+            token: req.token.clone(),
+            status: HostStatus::Up,
+            spm: false,
+            last_seen: Some(now_ms()),
+            error: None,
+            created: now_ms(),
+        };
+        engine.db().insert_host(&row).await?;
+        engine
+            .events()
+            .record(
+                "host",
+                format!("host {} added ({url})", row.name),
+                Some(row.id),
+            )
+            .await;
+        row.id
+    };
+    if let Err(e) = election::ensure_spm(engine).await {
+        tracing::warn!("no SPM after adding a host: {}", e.full_text());
+    }
+    host(engine, &id.to_string()).await
+}
+
+/// Health proves the agent is there; an authenticated call proves the
+/// token (health answers without one).
+async fn check_agent(client: &AgentClient, url: &str) -> Result<()> {
+    client.health().await.map_err(|e| {
+        Error::BadRequest(format!(
+            "the agent at {url} does not answer ({}); start it, or give the URL it listens on",
+            e.message()
+        ))
+    })?;
+    client.spm().await.map_err(|e| {
+        if e.status() == Some(StatusCode::UNAUTHORIZED) {
+            Error::BadRequest(format!(
+                "the agent at {url} refused the token; give the token it was started with (its --token)"
+            ))
+        } else {
+            Error::BadRequest(format!(
+                "the agent at {url} answered health but not its API ({}); is it a Ferry agent?",
+                e.message()
+            ))
+        }
+    })?;
+    Ok(())
+}
+
+/// Every host, oldest first.
+pub async fn hosts(engine: &Engine) -> Result<Vec<Host>> {
+    Ok(engine
+        .db()
+        .hosts()
+        .await?
+        .iter()
+        .map(HostRow::to_api)
+        .collect())
+}
+
+/// One host, by name or UUID.
+pub async fn host(engine: &Engine, key: &str) -> Result<Host> {
+    Ok(resolve_host(engine, key).await?.to_api())
+}

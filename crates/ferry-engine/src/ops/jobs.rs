@@ -1,0 +1,46 @@
+//! Jobs: list, show, cancel. The flow (`crate::flow`) runs them; these
+//! only read them and pass a cancel on.
+
+use std::sync::Arc;
+
+use ferry_api::engine::Job;
+use uuid::Uuid;
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::flow;
+
+/// Every job, newest first.
+pub async fn jobs(engine: &Engine) -> Result<Vec<Job>> {
+    let mut out = Vec::new();
+    for row in engine.db().jobs().await? {
+        let steps = engine.db().steps(row.id).await?;
+        out.push(row.to_api(steps));
+    }
+    Ok(out)
+}
+
+/// A job's UUID from a path segment (jobs have no names).
+pub fn job_id(key: &str) -> Result<Uuid> {
+    Uuid::parse_str(key).map_err(|_| {
+        Error::NotFound(format!(
+            "there is no job '{key}': jobs are named by their UUID; list them with 'ferry job list'"
+        ))
+    })
+}
+
+/// One job.
+pub async fn job(engine: &Engine, key: &str) -> Result<Job> {
+    let id = job_id(key)?;
+    engine.db().job_view(id).await?.ok_or_else(|| {
+        Error::NotFound(format!(
+            "there is no job {id}; list the jobs with 'ferry job list'"
+        ))
+    })
+}
+
+/// Asks the flow to cancel a job.
+pub async fn cancel(engine: &Arc<Engine>, key: &str) -> Result<Job> {
+    let current = job(engine, key).await?;
+    flow::cancel(engine, current.id).await
+}

@@ -1,0 +1,112 @@
+//! The inventory operations behind the REST API, one module per resource.
+//! They take the `ferry_api::engine` request types and return its
+//! response types; the HTTP layer only translates (firecracker's split of
+//! `api_server` and `vmm`).
+//!
+//! Every operation checks its input before it changes anything, so a bad
+//! request changes nothing; every change is recorded in the event log.
+
+pub mod disks;
+pub mod domains;
+pub mod events;
+pub mod hosts;
+pub mod jobs;
+mod refresh;
+pub mod snapshot;
+pub mod vms;
+
+pub use refresh::refresh_disk;
+
+use uuid::Uuid;
+
+use crate::db::{DiskRow, DomainRow, HostRow, VmRow};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+
+/// The longest name the engine accepts (a domain's name goes into VDSM
+/// metadata, which allows 50).
+const MAX_NAME: usize = 50;
+
+/// Checks a host, domain or disk name: 1 to 50 letters, digits, `-`, `_`
+/// or `.`, and not a UUID (a UUID-shaped name would be ambiguous wherever
+/// a name or a UUID is accepted).
+pub fn validate_name(what: &str, name: &str) -> Result<()> {
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if name.is_empty() || name.len() > MAX_NAME || !ok_chars || name == "." || name == ".." {
+        return Err(Error::BadRequest(format!(
+            "'{name}' is not a valid {what} name: use 1 to {MAX_NAME} letters, digits, '-', '_' or '.'"
+        )));
+    }
+    if Uuid::parse_str(name).is_ok() {
+        return Err(Error::BadRequest(format!(
+            "'{name}' is not a valid {what} name: it looks like a UUID, and things are named by name or UUID; choose a word"
+        )));
+    }
+    Ok(())
+}
+
+/// Finds a host by name or UUID, or says how to find the right one.
+pub async fn resolve_host(engine: &Engine, key: &str) -> Result<HostRow> {
+    engine
+        .db()
+        .host_by_name_or_id(key)
+        .await?
+        .ok_or_else(|| not_found("host", key, "ferry host list"))
+}
+
+/// Finds a storage domain by name or UUID.
+pub async fn resolve_domain(engine: &Engine, key: &str) -> Result<DomainRow> {
+    engine
+        .db()
+        .domain_by_name_or_id(key)
+        .await?
+        .ok_or_else(|| not_found("storage domain", key, "ferry domain list"))
+}
+
+/// Finds a disk by name or UUID.
+pub async fn resolve_disk(engine: &Engine, key: &str) -> Result<DiskRow> {
+    engine
+        .db()
+        .disk_by_name_or_id(key)
+        .await?
+        .ok_or_else(|| not_found("disk", key, "ferry disk list"))
+}
+
+/// Finds a VM by name or UUID.
+pub async fn resolve_vm(engine: &Engine, key: &str) -> Result<VmRow> {
+    engine
+        .db()
+        .vm_by_name_or_id(key)
+        .await?
+        .ok_or_else(|| not_found("VM", key, "ferry vm list"))
+}
+
+fn not_found(what: &str, key: &str, list: &str) -> Error {
+    Error::NotFound(format!(
+        "there is no {what} named or numbered '{key}'; list them with '{list}'"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_words_not_paths_or_uuids() {
+        for ok in ["domain1", "disk-a", "vm_1", "a.b"] {
+            assert!(validate_name("disk", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "..",
+            "a/b",
+            "a b",
+            "0f8fad5b-d9cb-469f-a165-70867728950e",
+            &"x".repeat(51),
+        ] {
+            assert!(validate_name("disk", bad).is_err(), "{bad}");
+        }
+    }
+}

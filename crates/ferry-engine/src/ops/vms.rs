@@ -1,0 +1,281 @@
+//! VMs: create (define on its host), list, show, start, stop, and move
+//! all their disks together.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use ferry_api::engine::{CreateVm, HostStatus, Job, JobKind, MoveRequest, Vm, VmState};
+use ferry_api::vm::{VmBoot, VmDefinition, VmDisk};
+use ferry_host::AgentClient;
+use reqwest::StatusCode;
+use uuid::Uuid;
+
+use crate::db::codec::now_ms;
+use crate::db::{HostRow, VmRow};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::flow::{self, MoveSpec};
+use crate::ops::{resolve_disk, resolve_domain, resolve_host, resolve_vm, validate_name};
+
+/// Guest memory when the request gives none.
+const DEFAULT_MEMORY_MIB: u64 = 256;
+
+/// How long a stop waits for the guest to power down before QEMU quits.
+const STOP_GRACE_SECS: u64 = 30;
+
+/// Creates a VM: checks its disks exist and belong to no other VM, defines
+/// it on its host (default: the first host that is up) and records it,
+/// stopped.
+pub async fn create_vm(engine: &Engine, req: CreateVm) -> Result<Vm> {
+    validate_vm_name(&req.name)?;
+    if req.disks.is_empty() {
+        return Err(Error::BadRequest(
+            "a VM needs at least one disk: list them in 'disks'".into(),
+        ));
+    }
+    let memory_mib = req.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB);
+    if memory_mib < 16 {
+        return Err(Error::BadRequest(format!(
+            "{memory_mib} MiB is too little memory for a VM; give at least 16"
+        )));
+    }
+    crate::db::codec::to_i64(memory_mib, "memory_mib")?;
+    let _inventory = engine.inventory_lock().await;
+    if engine.db().vm_by_name_or_id(&req.name).await?.is_some() {
+        return Err(Error::Conflict(format!(
+            "there is already a VM named {}; choose another name",
+            req.name
+        )));
+    }
+    let mut disks = Vec::new();
+    let mut seen = HashSet::new();
+    for key in &req.disks {
+        let d = resolve_disk(engine, key).await?;
+        if !seen.insert(d.id) {
+            return Err(Error::BadRequest(format!(
+                "disk {} is listed twice; give each disk once",
+                d.name
+            )));
+        }
+        if let Some(owner) = engine.db().vm_of_disk(d.id).await? {
+            let owner = engine
+                .db()
+                .vm(owner)
+                .await?
+                .map_or(owner.to_string(), |v| v.name);
+            return Err(Error::Conflict(format!(
+                "disk {} already belongs to VM {owner}; a disk belongs to one VM",
+                d.name
+            )));
+        }
+        disks.push(d);
+    }
+    let (host, client) = match &req.host {
+        Some(key) => {
+            let h = resolve_host(engine, key).await?;
+            let c = engine.agents().client_for(&h);
+            (h, c)
+        }
+        None => engine.agents().first_up().await?,
+    };
+    require_up(&host)?;
+    let row = VmRow {
+        id: Uuid::new_v4(),
+        name: req.name.clone(),
+        host: host.id,
+        memory_mib,
+        boot: req.boot.clone(),
+        state: VmState::Stopped,
+        created: now_ms(),
+    };
+    let def = definition(&row, disks.iter().map(|d| (d.id, d.domain)));
+    client
+        .define_vm(&def)
+        .await
+        .map_err(Error::agent(&host.name))?;
+    let ids: Vec<Uuid> = disks.iter().map(|d| d.id).collect();
+    if let Err(e) = engine.db().insert_vm(&row, &ids).await {
+        // Not recorded, so not defined either: bad input changes nothing.
+        let _ = client.undefine_vm(row.id).await;
+        return Err(e);
+    }
+    engine
+        .events()
+        .record(
+            "vm",
+            format!("VM {} created on host {}", row.name, host.name),
+            Some(row.id),
+        )
+        .await;
+    vm_view(engine, &row).await
+}
+
+/// VM names go into QEMU's command line and the agent's files: the agent
+/// takes letters, digits, `-` and `_`, starting with a letter.
+fn validate_vm_name(name: &str) -> Result<()> {
+    validate_name("VM", name)?;
+    let starts_with_letter = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
+    if !starts_with_letter || name.contains('.') {
+        return Err(Error::BadRequest(format!(
+            "'{name}' is not a valid VM name: use letters, digits, '-' and '_', starting with a letter"
+        )));
+    }
+    Ok(())
+}
+
+fn require_up(host: &HostRow) -> Result<()> {
+    if host.status == HostStatus::Down {
+        return Err(Error::Unavailable(format!(
+            "host {} is down ({}); start its agent or choose another host",
+            host.name,
+            host.error.as_deref().unwrap_or("it does not answer")
+        )));
+    }
+    Ok(())
+}
+
+/// The agent's definition of a VM whose disks are `(image, leaf domain)`.
+fn definition(row: &VmRow, disks: impl Iterator<Item = (Uuid, Uuid)>) -> VmDefinition {
+    VmDefinition {
+        id: row.id,
+        name: row.name.clone(),
+        memory_mib: row.memory_mib,
+        cpus: 1,
+        disks: disks
+            .map(|(image, domain)| VmDisk { image, domain })
+            .collect(),
+        boot: row.boot.as_ref().map(|b| VmBoot {
+            kernel: b.kernel.clone(),
+            initrd: b.initrd.clone(),
+            append: b.append.clone(),
+        }),
+    }
+}
+
+/// The VM's definition with its disks where the inventory has them now.
+async fn current_definition(engine: &Engine, row: &VmRow) -> Result<VmDefinition> {
+    let mut disks = Vec::new();
+    for id in engine.db().vm_disks(row.id).await? {
+        let d = engine.db().disk(id).await?.ok_or_else(|| {
+            Error::Corrupt(format!(
+                "VM {} uses disk {id}, which is not in the disks table",
+                row.name
+            ))
+        })?;
+        disks.push((d.id, d.domain));
+    }
+    Ok(definition(row, disks.into_iter()))
+}
+
+/// A VM as the API shows it.
+pub async fn vm_view(engine: &Engine, row: &VmRow) -> Result<Vm> {
+    let disks = engine.db().vm_disks(row.id).await?;
+    Ok(row.to_api(disks))
+}
+
+/// Every VM, by name.
+pub async fn vms(engine: &Engine) -> Result<Vec<Vm>> {
+    let mut out = Vec::new();
+    for row in engine.db().vms().await? {
+        out.push(vm_view(engine, &row).await?);
+    }
+    Ok(out)
+}
+
+/// One VM, by name or UUID.
+pub async fn vm(engine: &Engine, key: &str) -> Result<Vm> {
+    let row = resolve_vm(engine, key).await?;
+    vm_view(engine, &row).await
+}
+
+/// Starts a VM on its host. It is defined again first with its disks'
+/// current domains (a disk moved while the VM was down); a VM already
+/// running is left as it is.
+pub async fn start_vm(engine: &Engine, key: &str) -> Result<Vm> {
+    let row = resolve_vm(engine, key).await?;
+    let (host, client) = engine.agents().host_of_vm(row.id).await?;
+    require_up(&host)?;
+    if !is_running(&client, &host, row.id).await? {
+        let def = current_definition(engine, &row).await?;
+        client
+            .define_vm(&def)
+            .await
+            .map_err(Error::agent(&host.name))?;
+        client
+            .start_vm(row.id)
+            .await
+            .map_err(Error::agent(&host.name))?;
+    }
+    if engine
+        .db()
+        .set_vm_state(row.id, VmState::Running)
+        .await?
+        .is_some()
+    {
+        engine
+            .events()
+            .record(
+                "vm",
+                format!("VM {} started on host {}", row.name, host.name),
+                Some(row.id),
+            )
+            .await;
+    }
+    vm(engine, &row.id.to_string()).await
+}
+
+async fn is_running(client: &AgentClient, host: &HostRow, vm: Uuid) -> Result<bool> {
+    match client.vm(vm).await {
+        Ok(s) => Ok(s.state == ferry_api::vm::VmState::Running),
+        Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => Ok(false),
+        Err(e) => Err(Error::agent(&host.name)(e)),
+    }
+}
+
+/// Stops a VM: the guest is asked to power down, and QEMU quits after
+/// [`STOP_GRACE_SECS`] if it has not.
+pub async fn stop_vm(engine: &Engine, key: &str, force: bool) -> Result<Vm> {
+    let row = resolve_vm(engine, key).await?;
+    let (host, client) = engine.agents().host_of_vm(row.id).await?;
+    require_up(&host)?;
+    if is_running(&client, &host, row.id).await? {
+        client
+            .stop_vm(row.id, if force { 0 } else { STOP_GRACE_SECS })
+            .await
+            .map_err(Error::agent(&host.name))?;
+    }
+    if engine
+        .db()
+        .set_vm_state(row.id, VmState::Stopped)
+        .await?
+        .is_some()
+    {
+        engine
+            .events()
+            .record(
+                "vm",
+                format!("VM {} stopped on host {}", row.name, host.name),
+                Some(row.id),
+            )
+            .await;
+    }
+    vm(engine, &row.id.to_string()).await
+}
+
+/// Starts moving every disk of a VM together.
+pub async fn move_vm(engine: &Arc<Engine>, key: &str, req: MoveRequest) -> Result<Job> {
+    let row = resolve_vm(engine, key).await?;
+    let dst = resolve_domain(engine, &req.to).await?;
+    let disks = engine.db().vm_disks(row.id).await?;
+    flow::start_move(
+        engine,
+        MoveSpec {
+            kind: JobKind::VmMove,
+            disks,
+            vm: Some(row.id),
+            dst_domain: dst.id,
+            bandwidth_mib_s: req.bandwidth_mib_s,
+        },
+    )
+    .await
+}

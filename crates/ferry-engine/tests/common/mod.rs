@@ -1,0 +1,243 @@
+//! A real engine on a temporary SQLite file and real agents, all served
+//! in-process on 127.0.0.1:0, plus raw HTTP for the requests a
+//! well-behaved client cannot send.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ferry_api::engine::{AddHost, CreateDomain, Domain, Host};
+use ferry_engine::{Engine, EngineClient, EngineClientError, EngineConfig};
+use ferry_host::{AgentClient, AgentConfig};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const ENGINE_TOKEN: &str = "engine-token-7c2e";
+pub const AGENT_TOKEN: &str = "agent-token-91ab";
+
+/// A temporary directory under the test scratch root.
+pub fn scratch(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(ferry_testkit::scratch_root())
+        .expect("a temporary directory")
+}
+
+/// A running agent; [`TestAgent::stop`] shuts it down like a host going
+/// away (its SPM lease is freed).
+pub struct TestAgent {
+    pub name: String,
+    pub url: String,
+    pub client: AgentClient,
+    /// Kills any QEMU this agent started if the test fails half-way;
+    /// declared before `run_dir` so it runs while the pid files exist.
+    _vms: ferry_testkit::agent::KillVmsOnDrop,
+    pub run_dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<Result<(), ferry_host::Error>>>,
+}
+
+impl TestAgent {
+    pub async fn start(name: &str) -> TestAgent {
+        let run_dir = scratch("ferry-engine-agent-");
+        let server = ferry_host::Server::bind(AgentConfig {
+            name: name.to_string(),
+            listen: "127.0.0.1:0".parse().expect("an address"),
+            token: AGENT_TOKEN.to_string(),
+            run_dir: run_dir.path().to_path_buf(),
+            domains: Vec::new(),
+            accel: ferry_host::Accel::Tcg,
+        })
+        .await
+        .expect("bind the agent");
+        let url = format!("http://{}", server.local_addr());
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(server.run_until(async {
+            let _ = rx.await;
+        }));
+        TestAgent {
+            name: name.to_string(),
+            client: AgentClient::new(url.clone(), AGENT_TOKEN),
+            url,
+            _vms: ferry_testkit::agent::KillVmsOnDrop(run_dir.path().to_path_buf()),
+            run_dir,
+            stop: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    /// The request that adds this agent's host to an engine.
+    pub fn add_request(&self) -> AddHost {
+        AddHost {
+            name: self.name.clone(),
+            url: self.url.clone(),
+            token: AGENT_TOKEN.to_string(),
+        }
+    }
+
+    /// Shuts the agent down and waits until it has: its port closes and
+    /// its lease is released, as when a host dies.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.expect("agent task").expect("agent stopped cleanly");
+        }
+    }
+}
+
+/// A running engine on its own SQLite file.
+pub struct TestEngine {
+    pub url: String,
+    pub client: EngineClient,
+    pub engine: Arc<Engine>,
+    pub data_dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<Result<(), ferry_engine::Error>>>,
+}
+
+impl TestEngine {
+    pub async fn start() -> TestEngine {
+        let data_dir = scratch("ferry-engine-data-");
+        let server = ferry_engine::Server::bind(EngineConfig {
+            listen: "127.0.0.1:0".parse().expect("an address"),
+            token: ENGINE_TOKEN.to_string(),
+            database: EngineConfig::sqlite_url(data_dir.path()),
+        })
+        .await
+        .expect("bind the engine");
+        let url = format!("http://{}", server.local_addr());
+        let engine = server.engine().clone();
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(server.run_until(async {
+            let _ = rx.await;
+        }));
+        TestEngine {
+            client: EngineClient::new(url.clone(), ENGINE_TOKEN),
+            url,
+            engine,
+            data_dir,
+            stop: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await
+                .expect("engine task")
+                .expect("engine stopped cleanly");
+        }
+    }
+
+    /// Stops the engine and keeps its data directory (the caller removes
+    /// it), to open the database again.
+    pub async fn stop_keeping_data(mut self) -> PathBuf {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await
+                .expect("engine task")
+                .expect("engine stopped cleanly");
+        }
+        self.data_dir.keep()
+    }
+
+    pub async fn add(&self, agent: &TestAgent) -> Host {
+        self.client
+            .add_host(&agent.add_request())
+            .await
+            .expect("add the host")
+    }
+
+    pub async fn create_domain(&self, name: &str, root: &Path) -> Domain {
+        self.client
+            .create_domain(&CreateDomain {
+                name: name.to_string(),
+                path: root.to_path_buf(),
+            })
+            .await
+            .expect("create a domain")
+    }
+}
+
+/// Sends a request with reqwest, the body as given, and returns the
+/// status and the body.
+pub async fn raw(
+    url: &str,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    let mut req = reqwest::Client::new().request(method, format!("{url}{path}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    let resp = req.send().await.expect("send");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.expect("a body"))
+}
+
+/// Asserts a raw answer is `status` with `ApiError` JSON mentioning
+/// `says`, and returns the message.
+pub fn assert_json_error(answer: &(u16, String), status: u16, says: &str) -> String {
+    assert_eq!(answer.0, status, "body: {}", answer.1);
+    let v: serde_json::Value = serde_json::from_str(&answer.1)
+        .unwrap_or_else(|e| panic!("the error body is not JSON ({e}): {:?}", answer.1));
+    let msg = v["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error field in {v}"))
+        .to_string();
+    assert!(msg.contains(says), "{msg:?} does not say {says:?}");
+    msg
+}
+
+/// Asserts a client call was refused with `status` and a message
+/// mentioning `says`.
+pub fn assert_refused<T: std::fmt::Debug>(
+    r: Result<T, EngineClientError>,
+    status: u16,
+    says: &str,
+) -> String {
+    let e = r.expect_err("the engine refuses");
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(status), "{e:?}");
+    let msg = e.message();
+    assert!(msg.contains(says), "{msg:?} does not say {says:?}");
+    msg
+}
+
+/// The event messages, newest first.
+pub async fn event_messages(engine: &TestEngine) -> Vec<String> {
+    engine
+        .client
+        .events(Some(1000))
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|e| e.message)
+        .collect()
+}
+
+/// Whether some event says `what`.
+pub fn said(events: &[String], what: &str) -> bool {
+    events.iter().any(|m| m.contains(what))
+}
+
+/// A domain root that outlives the test's agents (they keep files open).
+pub fn domain_root() -> (tempfile::TempDir, PathBuf) {
+    let dir = scratch("ferry-engine-domains-");
+    let path = dir.path().to_path_buf();
+    (dir, path)
+}
