@@ -210,7 +210,8 @@ async fn a_running_vm_is_snapshotted_live_and_its_state_follows_start_and_stop()
     e.engine.poll_now().await.expect("a poll");
     assert_eq!(c.vm("vm1").await.expect("vm").state, VmState::Running);
 
-    let stopped = c.stop_vm(&vm.id.to_string()).await.expect("stop");
+    // Forced: the VM has no OS to power down for the 30 s grace.
+    let stopped = c.kill_vm(&vm.id.to_string()).await.expect("stop");
     assert_eq!(stopped.state, VmState::Stopped);
     e.engine.poll_now().await.expect("a poll");
     assert_eq!(c.vm("vm1").await.expect("vm").state, VmState::Stopped);

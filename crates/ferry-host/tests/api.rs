@@ -507,3 +507,35 @@ async fn a_second_agent_on_the_same_run_directory_is_refused() {
     );
     agent.stop().await;
 }
+
+#[tokio::test]
+async fn an_agent_with_no_domain_may_create_the_first_one_without_being_spm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rd = common::run_dir();
+    let agent = start("host1", rd.path(), &[]).await;
+    let c = &agent.client;
+    let first = c
+        .create_domain(&CreateDomain {
+            path: dir.path().to_path_buf(),
+            name: "master".into(),
+            uuid: Uuid::new_v4(),
+        })
+        .await
+        .expect("the master domain is created without an SPM");
+    assert!(first.path.join("dom_md").join("leases").is_file());
+    // From now on only the SPM creates domains.
+    assert_refused(
+        c.create_domain(&CreateDomain {
+            path: dir.path().to_path_buf(),
+            name: "second".into(),
+            uuid: Uuid::new_v4(),
+        })
+        .await,
+        409,
+        "is not SPM",
+    );
+    c.acquire_spm(first.uuid)
+        .await
+        .expect("SPM on the master domain");
+    agent.stop().await;
+}

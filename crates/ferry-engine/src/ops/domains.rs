@@ -5,7 +5,6 @@ use std::path::{Component, Path};
 
 use ferry_api::agent::{CreateDomain as AgentCreateDomain, DomainInfo};
 use ferry_api::engine::{CreateDomain, Domain, HostStatus};
-use ferry_storage::StorageDomain;
 use uuid::Uuid;
 
 use crate::db::codec::now_ms;
@@ -115,30 +114,20 @@ pub async fn create_domain(engine: &Engine, req: CreateDomain) -> Result<Domain>
     domain_view(engine, &row).await
 }
 
-/// Creates the first domain without an SPM, and has the first host that
-/// is up connect it; undone if that host cannot.
+/// Creates the first (master) domain: no host can be SPM before a domain
+/// exists, so the first host that is up creates it as a bootstrap (an
+/// agent with no domain at all accepts that without the SPM role).
 async fn bootstrap(engine: &Engine, req: &CreateDomain, id: Uuid) -> Result<(Uuid, DomainInfo)> {
     let (host, client) = engine.agents().first_up().await?;
-    let root = req.path.clone();
-    let name = req.name.clone();
-    let made =
-        tokio::task::spawn_blocking(move || StorageDomain::create_with_uuid(&root, &name, id))
-            .await
-            .map_err(|e| Error::Internal(format!("creating the domain stopped: {e}")))??;
-    let path = made.path().to_path_buf();
-    match client.connect_domain(&path).await {
-        Ok(info) => Ok((host.id, info)),
-        Err(e) => {
-            let undo = path.clone();
-            let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(undo)).await;
-            Err(Error::BadRequest(format!(
-                "host {} cannot use {} ({}); the engine and the hosts must see the first domain at the same path",
-                host.name,
-                path.display(),
-                e.message()
-            )))
-        }
-    }
+    let info = client
+        .create_domain(&AgentCreateDomain {
+            path: req.path.clone(),
+            name: req.name.clone(),
+            uuid: id,
+        })
+        .await
+        .map_err(Error::agent(&host.name))?;
+    Ok((host.id, info))
 }
 
 /// An absolute path without `..`, as the agents require.

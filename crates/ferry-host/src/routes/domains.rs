@@ -51,7 +51,13 @@ async fn create(
     State(agent): State<Arc<AgentState>>,
     ApiJson(req): ApiJson<CreateDomain>,
 ) -> Result<Json<DomainInfo>> {
-    agent.spm().require("create storage domains")?;
+    // The first domain of a new data center is made before any host can be
+    // SPM (the SPM lease lives on it): an agent that knows no domain at all
+    // may create one; after that only the SPM may.
+    let bootstrap = agent.domains().set().iter().next().is_none();
+    if !bootstrap {
+        agent.spm().require("create storage domains")?;
+    }
     let _serial = agent.storage_lock().await;
     let a = agent.clone();
     blocking(move || {
