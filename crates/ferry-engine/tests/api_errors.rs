@@ -239,7 +239,7 @@ async fn bad_inventory_requests_are_refused_with_what_to_do_and_change_nothing()
         })
         .await,
         400,
-        "is not a directory",
+        "give an existing directory",
     );
     assert!(c.domains().await.expect("domains").is_empty());
     assert!(!c.host("host1").await.expect("host").spm);

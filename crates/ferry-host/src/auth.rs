@@ -1,9 +1,7 @@
 //! Bearer-token authentication of every request but health.
 //!
 //! The agent changes storage that many VMs depend on, so nothing but the
-//! liveness probe is answered without the token. The comparison takes the
-//! same time whatever the token's first differing byte, so the token cannot
-//! be guessed byte by byte from response times.
+//! liveness probe is answered without the token (see `ferry_host::bearer`).
 
 use std::sync::Arc;
 
@@ -35,70 +33,11 @@ pub(crate) async fn require_token(
 }
 
 fn check(header: Option<&axum::http::HeaderValue>, token: &str) -> Result<(), Error> {
-    let Some(header) = header else {
-        return Err(Error::Unauthorized(
-            "this request needs the agent's token: send the header 'Authorization: Bearer <token>'"
-                .into(),
-        ));
-    };
-    let presented = header
-        .to_str()
-        .ok()
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            Error::Unauthorized(
-                "the Authorization header is not 'Bearer <token>': send the agent's token as a bearer token"
-                    .into(),
-            )
-        })?;
-    if constant_time_eq(presented.trim().as_bytes(), token.as_bytes()) {
-        Ok(())
-    } else {
-        Err(Error::Unauthorized(
-            "the bearer token is wrong: use the token the agent was started with (--token or FERRY_AGENT_TOKEN)"
-                .into(),
-        ))
-    }
-}
-
-/// Compares two byte strings in time that depends only on their lengths.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = u8::from(a.len() != b.len());
-    for (i, x) in a.iter().enumerate() {
-        // Compare against something even when b is shorter, so the loop
-        // always runs over all of a.
-        let y = b.get(i).copied().unwrap_or(!x);
-        diff |= x ^ y;
-    }
-    diff == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_the_exact_token_passes() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-        assert!(!constant_time_eq(b"secret2", b"secret"));
-        assert!(!constant_time_eq(b"", b"secret"));
-    }
-
-    #[test]
-    fn missing_malformed_and_wrong_headers_are_refused_with_a_reason() {
-        let ok = axum::http::HeaderValue::from_static("Bearer secret");
-        assert!(check(Some(&ok), "secret").is_ok());
-        let basic = axum::http::HeaderValue::from_static("Basic c2VjcmV0");
-        let wrong = axum::http::HeaderValue::from_static("Bearer nope");
-        for (h, says) in [
-            (None, "needs the agent's token"),
-            (Some(&basic), "not 'Bearer <token>'"),
-            (Some(&wrong), "token is wrong"),
-        ] {
-            let e = check(h, "secret").expect_err("refused");
-            assert!(e.to_string().contains(says), "{e}");
-        }
-    }
+    crate::bearer::check(
+        header,
+        token,
+        "the agent's",
+        "use the token the agent was started with (--token or FERRY_AGENT_TOKEN)",
+    )
+    .map_err(Error::Unauthorized)
 }

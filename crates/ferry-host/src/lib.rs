@@ -34,11 +34,13 @@
 //! ```
 
 mod auth;
+pub mod bearer;
 pub mod client;
 mod config;
 pub mod domains;
 mod error;
 mod fsutil;
+pub mod json_body;
 mod hsm;
 mod routes;
 mod server;

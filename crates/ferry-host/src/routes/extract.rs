@@ -19,29 +19,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
-        let bytes = axum::body::Bytes::from_request(req, state)
+        crate::json_body::read(req, state, "")
             .await
-            .map_err(|e| {
-                Error::BadRequest(format!(
-                    "the request body could not be read: {}",
-                    e.body_text()
-                ))
-            })?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(Error::BadRequest(
-                "the request body is empty; send a JSON object with the documented fields".into(),
-            ));
-        }
-        serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
-            let what = if e.is_data() {
-                "does not have the expected fields"
-            } else {
-                "is not valid JSON"
-            };
-            Error::BadRequest(format!(
-                "the request body {what} ({e}); send a JSON object with the documented fields"
-            ))
-        })
+            .map(ApiJson)
+            .map_err(Error::BadRequest)
     }
 }
 
