@@ -196,6 +196,7 @@ pub async fn start_vm(engine: &Engine, key: &str) -> Result<Vm> {
     let (host, client) = engine.agents().host_of_vm(row.id).await?;
     require_up(&host)?;
     if !is_running(&client, &host, row.id).await? {
+        refuse_during_cold_move(engine, row.id).await?;
         let def = current_definition(engine, &row).await?;
         client
             .define_vm(&def)
@@ -222,6 +223,29 @@ pub async fn start_vm(engine: &Engine, key: &str) -> Result<Vm> {
             .await;
     }
     vm(engine, &row.id.to_string()).await
+}
+
+/// A cold move copies a stopped VM's disks as they are; a guest writing
+/// meanwhile would write to the source after the copy read it, and those
+/// writes would be lost at the switch. So the VM stays down until the move
+/// ends (or is cancelled).
+async fn refuse_during_cold_move(engine: &Engine, vm: Uuid) -> Result<()> {
+    for disk in engine.db().vm_disks(vm).await? {
+        let Some(job) = engine.db().disk(disk).await?.and_then(|d| d.locked_by) else {
+            continue;
+        };
+        let cold = engine
+            .db()
+            .job(job)
+            .await?
+            .is_some_and(|j| j.mode == ferry_api::engine::MoveMode::Cold);
+        if cold {
+            return Err(Error::Conflict(format!(
+                "the VM's disk {disk} is being moved while the VM is down (job {job}); start the VM when the job ends, or cancel it (ferry job cancel {job})"
+            )));
+        }
+    }
+    Ok(())
 }
 
 async fn is_running(client: &AgentClient, host: &HostRow, vm: Uuid) -> Result<bool> {
