@@ -4,30 +4,54 @@
 
 #![allow(dead_code)]
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-use ferry_api::engine::{CreateDisk, CreateDomain, CreateVm, DirectBoot, Disk, Job};
+use ferry_api::engine::{
+    CreateDisk, CreateDomain, CreateVm, DirectBoot, Disk, Domain, Job, JobState, StepState,
+};
 use ferry_api::VolumeFormat;
 use ferry_engine::EngineClient;
 use ferry_testkit::agent::{AgentProcess, KillVmsOnDrop};
 use ferry_testkit::engine::{EngineProcess, TOKEN};
-use ferry_testkit::guest::{self, SerialLog, WriterConfig};
+use ferry_testkit::guest::{self, Ack, SerialLog, WriterConfig};
 use ferry_testkit::Lab;
+use uuid::Uuid;
 
 pub const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 pub const MIB: u64 = 1 << 20;
 pub const WAIT: Duration = Duration::from_secs(180);
+/// How often the tests read a job.
+pub const POLL: Duration = Duration::from_millis(100);
+
+/// The engine's test hook: with it, the engine holds a job at the start of
+/// the step it names (persisted `running`) until the job is cancelled or
+/// the engine killed.
+pub const HOLD: &str = "FERRY_TEST_HOLD_STEP";
+
+/// The steps of a live move after prepare, in order.
+pub const LIVE_STEPS: [&str; 6] = [
+    "createVolumeCrossSD",
+    "blockMigrate",
+    "cloneInternalVolumes",
+    "finalizeBlockMigrate",
+    "merge",
+    "cleanup",
+];
 
 /// Engine + two agents (host1 becomes SPM, VMs go on host2).
 pub struct Cluster {
-    pub lab: Lab,
+    // Fields drop in this order: the VMs are reaped while their pid files
+    // still exist (the lab, which holds them, goes last).
+    _reap1: KillVmsOnDrop,
+    _reap2: KillVmsOnDrop,
     pub engine: EngineProcess,
     pub host1: AgentProcess,
     pub host2: AgentProcess,
-    _reap1: KillVmsOnDrop,
-    _reap2: KillVmsOnDrop,
+    pub lab: Lab,
 }
 
 impl Cluster {
@@ -94,6 +118,19 @@ impl Cluster {
             .expect("run ferry")
     }
 
+    /// Starts the `ferry` CLI against the engine without waiting for it
+    /// (a `--wait` that follows a job), its output captured.
+    pub fn cli_spawn(&self, args: &[&str]) -> std::process::Child {
+        Command::new(FERRY)
+            .args(args)
+            .env("FERRY_URL", self.engine.url())
+            .env("FERRY_TOKEN", TOKEN)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start ferry")
+    }
+
     /// Runs the CLI with `--json` and parses its standard output.
     pub fn cli_json<T: serde::de::DeserializeOwned>(&self, args: &[&str]) -> (bool, T) {
         let mut all = args.to_vec();
@@ -113,12 +150,26 @@ impl Cluster {
     /// pattern (layer i writes byte 0x10+i over [i*8, i*8+8) MiB), a raw
     /// or qcow2 base.
     pub async fn disk(&self, name: &str, base: VolumeFormat, layers: usize) -> Disk {
+        self.disk_sized(name, base, layers, 64 * MIB, 8 * MIB).await
+    }
+
+    /// As [`Cluster::disk`] with another virtual size and amount of data
+    /// per layer: layer i writes byte 0x10+i over
+    /// `[i*layer_len, (i+1)*layer_len)`.
+    pub async fn disk_sized(
+        &self,
+        name: &str,
+        base: VolumeFormat,
+        layers: usize,
+        size: u64,
+        layer_len: u64,
+    ) -> Disk {
         let c = self.client();
         let d = c
             .create_disk(&CreateDisk {
                 name: name.into(),
                 domain: "domain1".into(),
-                size: 64 * MIB,
+                size,
                 format: base,
                 preallocated: false,
             })
@@ -132,11 +183,11 @@ impl Cluster {
             };
             let leaf = disk.volumes.last().expect("a leaf");
             let byte = 0x10 + i;
-            let off = i as u64 * 8 * MIB;
+            let off = i as u64 * layer_len;
             ferry_testkit::qemu_io_path(
                 &leaf.path,
                 leaf.format,
-                &[&format!("write -P {byte:#x} {off} 8M")],
+                &[&format!("write -P {byte:#x} {off} {layer_len}")],
             );
         }
         c.disk(name).await.expect("disk")
@@ -161,6 +212,202 @@ impl Cluster {
             .expect("create vm");
     }
 
+    /// Kills the engine (SIGKILL) and starts it again holding every job
+    /// at the start of `step` (the flow's `FERRY_TEST_HOLD_STEP` hook).
+    pub async fn hold_engine_at(&mut self, step: &str) {
+        self.restart_engine(&[(HOLD, step)]).await;
+    }
+
+    /// Polls job `id` until `done` holds, at most [`WAIT`]; panics with
+    /// the job and the engine's log otherwise, or when the job ends
+    /// without `done` holding.
+    pub async fn wait_job_until(&self, id: Uuid, what: &str, done: impl Fn(&Job) -> bool) -> Job {
+        let c = self.client();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let job = c.job(id).await.expect("read the job");
+            if done(&job) {
+                return job;
+            }
+            assert!(
+                !job.state.is_finished(),
+                "job {id} ended before {what}: {job:#?}\nengine log:\n{}",
+                tail(&self.engine.log())
+            );
+            assert!(
+                Instant::now() < deadline,
+                "job {id} did not reach {what} within {WAIT:?}: {job:#?}\nengine log:\n{}",
+                tail(&self.engine.log())
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Polls disk `name` until `done` holds, at most [`WAIT`].
+    pub async fn wait_disk_until(
+        &self,
+        name: &str,
+        what: &str,
+        done: impl Fn(&Disk) -> bool,
+    ) -> Disk {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let disk = self.disk_now(name).await;
+            if done(&disk) {
+                return disk;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "disk {name} was not {what} within {WAIT:?}: {disk:#?}"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits until job `id` is at `step` and that step is `running` (a
+    /// job held there by the hook).
+    pub async fn wait_step_running(&self, id: Uuid, step: &str) -> Job {
+        self.wait_job_until(id, &format!("{step} running"), |j| {
+            j.step == step && step_state(j, step) == StepState::Running
+        })
+        .await
+    }
+
+    /// Waits until job `id` ended, at most [`WAIT`].
+    pub async fn wait_end(&self, id: Uuid) -> Job {
+        match self.client().wait_job(id, WAIT).await {
+            Ok(job) => job,
+            Err(e) => panic!(
+                "job {id} did not end: {e}\nengine log:\n{}",
+                tail(&self.engine.log())
+            ),
+        }
+    }
+
+    /// A storage domain as the engine shows it.
+    pub async fn domain(&self, name: &str) -> Domain {
+        self.client().domain(name).await.expect("read the domain")
+    }
+
+    /// Every file of `disk` left on domain `name` (its image directory).
+    pub async fn files_of_disk_on(&self, name: &str, disk: &Disk) -> Vec<PathBuf> {
+        let d = self.domain(name).await;
+        files_under(&d.path.join("images").join(disk.id.to_string()))
+    }
+
+    /// A disk as the engine shows it.
+    pub async fn disk_now(&self, name: &str) -> Disk {
+        self.client().disk(name).await.expect("read the disk")
+    }
+
+    /// The guest-visible content of each volume of `disk`, base first,
+    /// each read through its own chain, saved as raw files in the lab (so
+    /// big disks cost no memory).
+    pub fn save_layers(&self, disk: &Disk, tag: &str) -> Vec<PathBuf> {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        disk.volumes
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let n = N.fetch_add(1, Ordering::Relaxed);
+                let out = self
+                    .lab
+                    .root()
+                    .join(format!("{}-{tag}-{i}-{n}.raw", disk.name));
+                guest::guest_visible_raw(&v.path, &out);
+                out
+            })
+            .collect()
+    }
+
+    /// Asserts that every volume of `after` under its leaf reads as it
+    /// did in `before` (what [`Cluster::save_layers`] saved). Safe while
+    /// the VM runs: those volumes are read-only.
+    pub fn assert_internal_layers(&self, before: &[PathBuf], after: &Disk) {
+        assert_eq!(
+            after.volumes.len(),
+            before.len(),
+            "disk {} has another chain shape: {after:#?}",
+            after.name
+        );
+        let below_leaf = &after.volumes[..after.volumes.len() - 1];
+        for (i, v) in below_leaf.iter().enumerate() {
+            let now = self.save_layers(
+                &Disk {
+                    volumes: vec![v.clone()],
+                    ..after.clone()
+                },
+                "internal",
+            );
+            if let Err(e) = same_bytes(&before[i], &now[0], None) {
+                panic!("layer {i} ({}) of disk {} changed: {e}", v.id, after.name);
+            }
+            let _ = std::fs::remove_file(&now[0]);
+        }
+    }
+
+    /// With the VM stopped: every volume of `after` reads as in `before`,
+    /// the leaf too outside the writer's region, and the leaf holds every
+    /// write the guest saw acknowledged.
+    pub fn assert_all_layers(
+        &self,
+        before: &[PathBuf],
+        after: &Disk,
+        writer: &WriterConfig,
+        acks: &[Ack],
+    ) {
+        self.assert_internal_layers(before, after);
+        let leaf = after.volumes.last().expect("a leaf");
+        let now = self.save_layers(
+            &Disk {
+                volumes: vec![leaf.clone()],
+                ..after.clone()
+            },
+            "leaf",
+        );
+        let region = writer.offset..writer.offset + writer.len;
+        if let Err(e) = same_bytes(&before[before.len() - 1], &now[0], Some(region)) {
+            panic!(
+                "the leaf of disk {} changed outside the writer's region: {e}",
+                after.name
+            );
+        }
+        let check = guest::verify_acked_writes(&now[0], writer, acks)
+            .unwrap_or_else(|e| panic!("disk {}: {e}", after.name));
+        assert!(check.slots_checked > 0, "no acknowledged write was checked");
+        let _ = std::fs::remove_file(&now[0]);
+    }
+
+    /// Asserts no agent task runs any more (no copy, merge or rollback of
+    /// a job that has ended goes on behind its back).
+    pub async fn assert_no_task_running(&self) {
+        for agent in [&self.host1, &self.host2] {
+            let tasks = agent.client().tasks().await.expect("list the tasks");
+            let running: Vec<_> = tasks
+                .iter()
+                .filter(|t| t.state == ferry_api::agent::TaskState::Running)
+                .collect();
+            assert!(
+                running.is_empty(),
+                "tasks still run on {} after the job ended: {running:#?}",
+                agent.name
+            );
+        }
+    }
+
+    /// Asserts the VM runs on host2 (its agent's word and the engine's)
+    /// and its guest still gets writes acknowledged.
+    pub async fn assert_vm_writing(&self, vm: &str, log: &mut SerialLog) {
+        let v = self.client().vm(vm).await.expect("read the VM");
+        let status = self.host2.client().vm(v.id).await.expect("VM on host2");
+        assert_eq!(
+            status.state,
+            ferry_api::vm::VmState::Running,
+            "VM {vm} is not running on host2"
+        );
+        more_acks(log, 10);
+    }
+
     /// The serial log of a VM running on host2.
     pub async fn serial_log(&self, vm: uuid::Uuid) -> SerialLog {
         let status = self
@@ -170,6 +417,48 @@ impl Cluster {
             .await
             .expect("vm status on host2");
         SerialLog::new(status.serial_log)
+    }
+}
+
+impl Drop for Cluster {
+    /// A failing test keeps what the processes logged: copied out of the
+    /// lab (which is removed) into a directory named on stderr.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let Ok(keep) = tempfile::Builder::new()
+            .prefix("ferry-failed-")
+            .tempdir_in(ferry_testkit::scratch_root())
+        else {
+            return;
+        };
+        let keep = keep.keep();
+        let root = self.lab.root();
+        let mut logs = vec![
+            (self.engine.dir.join("engine.log"), "engine.log".to_string()),
+            (root.join("run-host1/agent.log"), "host1-agent.log".into()),
+            (root.join("run-host2/agent.log"), "host2-agent.log".into()),
+        ];
+        for host in ["run-host1", "run-host2"] {
+            for vm in std::fs::read_dir(root.join(host).join("vms"))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                for f in files_under(&vm.path()) {
+                    let name = f.file_name().map(|n| n.to_string_lossy().to_string());
+                    if let Some(name) = name.filter(|n| n.ends_with(".log")) {
+                        let vm_name = vm.file_name().to_string_lossy().to_string();
+                        logs.push((f, format!("{host}-{vm_name}-{name}")));
+                    }
+                }
+            }
+        }
+        for (from, to) in logs {
+            let _ = std::fs::copy(&from, keep.join(to));
+        }
+        eprintln!("the cluster's logs are kept in {}", keep.display());
     }
 }
 
@@ -219,4 +508,178 @@ pub fn files_under(path: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// The state of a job's step by name.
+pub fn step_state(job: &Job, name: &str) -> StepState {
+    job.steps
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("job {} has no step {name}: {job:#?}", job.id))
+        .state
+}
+
+/// Asserts each named step of `job` is in the given state.
+pub fn assert_steps(job: &Job, want: &[(&str, StepState)]) {
+    for (name, state) in want {
+        assert_eq!(
+            step_state(job, name),
+            *state,
+            "step {name} of job {}: {job:#?}",
+            job.id
+        );
+    }
+}
+
+/// Asserts a job succeeded with every step done.
+pub fn assert_succeeded(job: &Job) {
+    assert_job(job, JobState::Succeeded);
+    for step in &job.steps {
+        assert_eq!(step.state, StepState::Done, "{step:?}\n{job:#?}");
+    }
+    assert!(job.error.is_none(), "{job:#?}");
+}
+
+/// The last lines of a log, for failure messages.
+pub fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
+}
+
+/// Compares two files chunk by chunk, skipping `except` (a byte range),
+/// and says where they first differ.
+pub fn same_bytes(a: &Path, b: &Path, except: Option<std::ops::Range<u64>>) -> Result<(), String> {
+    let open = |p: &Path| std::fs::File::open(p).map_err(|e| format!("open {}: {e}", p.display()));
+    let (mut fa, mut fb) = (open(a)?, open(b)?);
+    let (la, lb) = (
+        fa.metadata().map_err(|e| e.to_string())?.len(),
+        fb.metadata().map_err(|e| e.to_string())?.len(),
+    );
+    if la != lb {
+        return Err(format!("sizes differ: {la} and {lb}"));
+    }
+    let chunk = usize::try_from(MIB).expect("fits");
+    let (mut ba, mut bb) = (vec![0u8; chunk], vec![0u8; chunk]);
+    let mut at = 0u64;
+    while at < la {
+        let n = usize::try_from((la - at).min(MIB)).expect("fits");
+        fa.read_exact(&mut ba[..n]).map_err(|e| e.to_string())?;
+        fb.read_exact(&mut bb[..n]).map_err(|e| e.to_string())?;
+        if ba[..n] == bb[..n] {
+            at += n as u64;
+            continue;
+        }
+        for (i, (x, y)) in ba[..n].iter().zip(&bb[..n]).enumerate() {
+            let off = at + i as u64;
+            if x != y && !except.as_ref().is_some_and(|r| r.contains(&off)) {
+                return Err(format!("first difference at byte {off}: {x:#x} vs {y:#x}"));
+            }
+        }
+        at += n as u64;
+    }
+    Ok(())
+}
+
+/// Runs `ferry` and asserts it failed; returns its standard error.
+pub fn expect_failure(out: &Output, what: &str) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success(),
+        "{what} should have failed; stdout {} stderr {stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    stderr
+}
+
+/// Asserts `ferry` succeeded; returns its standard output.
+pub fn expect_success(out: &Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed: stdout {} stderr {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// A `tmpfs` mounted on a directory of its own for the length of a test:
+/// a storage domain that is easy to fill. Unmounted when dropped, however
+/// the test ends.
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` bytes; `None` (with a note printed) where
+    /// mounting is not allowed (not root, no CAP_SYS_ADMIN).
+    pub fn mount(size: u64) -> Option<Tmpfs> {
+        let dir = tempfile::Builder::new()
+            .prefix("ferry-tmpfs-")
+            .tempdir_in(ferry_testkit::scratch_root())
+            .expect("a mount point");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Tmpfs { dir }),
+            Ok(o) => {
+                eprintln!(
+                    "note: cannot mount a tmpfs here ({}); skipping the full-domain scenarios",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("note: cannot run mount ({e}); skipping the full-domain scenarios");
+                None
+            }
+        }
+    }
+
+    /// Where it is mounted.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Bytes free on it.
+    pub fn free(&self) -> u64 {
+        let out = Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(self.path())
+            .output()
+            .expect("run df");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or_else(|| panic!("df printed {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// Fills it until `leave` bytes are free, with a file outside any
+    /// domain.
+    pub fn fill_leaving(&self, leave: u64) {
+        let len = self.free().saturating_sub(leave);
+        let out = Command::new("fallocate")
+            .args(["-l", &len.to_string()])
+            .arg(self.path().join("filler"))
+            .output()
+            .expect("run fallocate");
+        assert!(
+            out.status.success(),
+            "fallocate failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazy: a process that still has a file open there must not keep
+        // the mount alive past the test.
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
 }

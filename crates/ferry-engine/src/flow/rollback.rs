@@ -10,7 +10,7 @@ use ferry_api::vm::RollbackBlockMigrate;
 use super::job::JobCtx;
 use super::plan;
 use super::retry::{retry, Failure};
-use super::tasks::{wait_all, Ended, Watched};
+use super::tasks::{stop_all, wait_all, Ended, Watched};
 
 /// Undoes what the job did. Only transient failures are retried; the
 /// agents' verbs it uses accept being called when there is nothing left to
@@ -18,11 +18,23 @@ use super::tasks::{wait_all, Ended, Watched};
 pub async fn roll_back(job: &mut JobCtx) -> Result<(), Failure> {
     let spm = job.spm().await?;
     // Copies in flight stop first (they would recreate what is deleted).
-    for d in job.plan.disks.clone() {
-        for task in d.early_clone.into_iter().chain([d.clone]) {
-            let _ = spm.cancel_task(task).await;
-        }
+    // Asking them to stop was not enough: a throttled copy went on for
+    // seconds after its cancel, past the end of the rollback and the
+    // disk's unlock, and when it finally stopped it removed its partial
+    // copy by path: the copy a next move of the same disk had made there
+    // in the meantime. That move then failed at finalize for ever, or,
+    // when finalize had already run, deleted the source in cleanup while
+    // the destination had lost its base. So wait until they have ended.
+    let copies: Vec<_> = job
+        .plan
+        .disks
+        .iter()
+        .flat_map(|d| d.early_clone.into_iter().chain([d.clone]))
+        .collect();
+    for task in &copies {
+        let _ = spm.cancel_task(*task).await;
     }
+    stop_all(&spm, &copies).await;
 
     let switched = job.row.mode == MoveMode::Live
         && matches!(

@@ -181,11 +181,16 @@ pub async fn clone_internal_volumes(job: &mut JobCtx) -> Result<(), Failure> {
     let spm = job.spm().await?;
     let total = job.plan.total_bytes();
     // The early copies first: the later tasks must not copy the same
-    // volumes at the same time.
+    // volumes at the same time. Only `createVolumeCrossSD` starts them, and
+    // a move that was cold from prepare never runs it: waiting for its
+    // early tasks there asked the agent about tasks it never had, and the
+    // 404 failed every cold move of a chain of two volumes or more.
+    let early_started = job.row.mode == MoveMode::Live || job.plan.turned_cold;
     let early: Vec<Watched> = job
         .plan
         .disks
         .iter()
+        .filter(|_| early_started)
         .filter_map(|d| d.early_clone)
         .map(|task| Watched {
             agent: spm.clone(),

@@ -99,6 +99,47 @@ pub async fn wait_all(
     }
 }
 
+/// Waits until none of `tasks` (already asked to cancel) runs on `agent`
+/// any more; a task the agent does not know (never started, or
+/// forgotten) counts as stopped. A cancel is only a request: a copy
+/// notices it between chunks, a throttled copy seconds later, and until
+/// then it may still write, and once stopped it removes "its" partial copy
+/// by path. The cancel is sent again now and then while a task runs, in
+/// case its agent restarted and resumed it.
+pub async fn stop_all(agent: &AgentClient, tasks: &[Uuid]) {
+    let mut running: Vec<Uuid> = tasks.to_vec();
+    let mut polls = 0u32;
+    loop {
+        let mut still = Vec::new();
+        for &task in &running {
+            match agent.task(task).await {
+                Ok(s) if s.state == TaskState::Running => {
+                    if polls % 10 == 9 {
+                        let _ = agent.cancel_task(task).await;
+                    }
+                    still.push(task);
+                }
+                Ok(_) => {}
+                Err(e) if e.status().is_some_and(|s| s.as_u16() == 404) => {}
+                // The agent does not answer: the task may still run there.
+                Err(_) => still.push(task),
+            }
+        }
+        running = still;
+        if running.is_empty() {
+            return;
+        }
+        polls += 1;
+        if polls % 100 == 0 {
+            tracing::warn!(
+                ?running,
+                "cancelled tasks have not stopped yet; still waiting"
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// A task's failure message, classified: a full destination is
 /// [`Failure::NoSpace`], anything else may pass on a retry.
 pub fn classify(message: &str) -> Failure {
