@@ -86,6 +86,14 @@ impl JobCtx {
 
     /// Records copy progress and the rate derived from it.
     pub async fn progress(&mut self, done: u64, total: u64) -> Result<()> {
+        // A copy task that restarts (the full chain copy after the early
+        // one) counts from 0 again before it skips what is already there;
+        // the job's progress never goes backwards for that.
+        let done = if total == self.row.total_bytes {
+            done.max(self.row.done_bytes)
+        } else {
+            done
+        };
         self.meter.sample(done);
         self.row.done_bytes = done;
         self.row.total_bytes = total.max(done);
