@@ -1,7 +1,10 @@
-//! Bearer-token authentication of every request but health.
+//! Bearer-token authentication of every request but health and the web
+//! UI's static files.
 //!
 //! The engine drives storage and VMs on every host, so nothing but the
-//! liveness probe is answered without the token (see `ferry_host::bearer`).
+//! liveness probe and the UI's page (which holds no data: it asks for the
+//! token and sends it to the API) is answered without the token (see
+//! `ferry_host::bearer`).
 
 use std::sync::Arc;
 
@@ -23,7 +26,8 @@ pub(crate) async fn require_token(
     request: Request,
     next: Next,
 ) -> Response {
-    if request.uri().path() == HEALTH_PATH {
+    let path = request.uri().path();
+    if path == HEALTH_PATH || super::ui::is_public(path) {
         return next.run(request).await;
     }
     match check(request.headers().get(AUTHORIZATION), engine.token()) {

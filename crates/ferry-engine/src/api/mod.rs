@@ -1,7 +1,8 @@
 //! The REST API under `/api/v1`: one module per resource, each handler a
 //! translation of a request into an `ops` or `flow` call. This module
-//! merges the routes, adds authentication and answers unknown paths and
-//! methods with the same JSON errors as everything else.
+//! merges the routes (and the web UI's, `ui`), adds authentication and
+//! answers unknown paths and methods with the same JSON errors as
+//! everything else.
 
 mod auth;
 mod disks;
@@ -11,6 +12,7 @@ mod health;
 mod hosts;
 mod jobs;
 mod openapi;
+mod ui;
 mod vms;
 
 use std::sync::Arc;
@@ -22,7 +24,7 @@ use axum::Router;
 use crate::engine::Engine;
 use crate::error::Error;
 
-/// The whole API, authenticated, bound to `engine`.
+/// The whole API, authenticated, and the web UI at `/`, bound to `engine`.
 pub fn router(engine: Arc<Engine>) -> Router {
     Router::new()
         .route("/api/v1/health", get(health::health))
@@ -44,6 +46,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/api/v1/jobs/{job}", get(jobs::get))
         .route("/api/v1/jobs/{job}/cancel", post(jobs::cancel))
         .route("/api/v1/events", get(jobs::events))
+        .merge(ui::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -2,28 +2,19 @@
 //! and `qemu-img convert -W -m 16` on the same files, on the same disk, in
 //! one run. Prints a table; never judges by wall-clock in tests.
 
-use std::fs::{self, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Subcommand};
+use clap::Args;
 use ferry_api::VolumeFormat;
 use ferry_storage::sparse_copy::{copy_file_sparse, CopyControl};
 use ferry_storage::{copy_chain, data_bytes, Chain, DomainSet, StorageDomain, Volume, VolumeSpec};
 use uuid::Uuid;
 
-const MIB: u64 = 1 << 20;
-const GIB: u64 = 1 << 30;
-
-/// Benchmarks.
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// Copy a multi-GiB chain: Ferry's layer-exact copy vs cp and qemu-img.
-    Copy(CopyBenchArgs),
-}
+use super::common::{drop_caches, median, run_tool, write_incompressible, RefCopy, GIB, MIB};
 
 /// Arguments of `ferry bench copy`.
 #[derive(Debug, Args)]
@@ -42,10 +33,9 @@ pub struct CopyBenchArgs {
     workers: usize,
 }
 
-pub fn run(cmd: BenchCommand) -> Result<()> {
-    match cmd {
-        BenchCommand::Copy(args) => copy_bench(&args),
-    }
+/// Runs `ferry bench copy`.
+pub fn run(args: &CopyBenchArgs) -> Result<()> {
+    copy_bench(args)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,8 +49,8 @@ impl Method {
     fn label(self) -> &'static str {
         match self {
             Method::Ferry => "ferry layer-exact copy",
-            Method::Cp => "cp --sparse=always",
-            Method::QemuImg => "qemu-img convert -W -m 16",
+            Method::Cp => RefCopy::Cp.label(),
+            Method::QemuImg => RefCopy::QemuImg.label(),
         }
     }
 }
@@ -200,49 +190,9 @@ fn copy_with(method: Method, src: &Path, dst: &Path, workers: usize) -> Result<(
             )?;
             Ok(())
         }
-        Method::Cp => {
-            run_tool(Command::new("cp").arg("--sparse=always").arg(src).arg(dst))?;
-            fsync(dst)
-        }
-        Method::QemuImg => {
-            run_tool(
-                Command::new("qemu-img")
-                    .args(["convert", "-f", "raw", "-O", "raw", "-W", "-m", "16"])
-                    .arg(src)
-                    .arg(dst),
-            )?;
-            fsync(dst)
-        }
+        Method::Cp => RefCopy::Cp.copy(src, dst),
+        Method::QemuImg => RefCopy::QemuImg.copy(src, dst),
     }
-}
-
-/// Every method pays for making its copy durable, as Ferry's copy does.
-fn fsync(path: &Path) -> Result<()> {
-    OpenOptions::new()
-        .write(true)
-        .open(path)
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("cannot fsync {}", path.display()))
-}
-
-fn run_tool(cmd: &mut Command) -> Result<()> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot run {cmd:?}"))?;
-    if !out.status.success() {
-        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(())
-}
-
-fn drop_caches() -> bool {
-    let _ = Command::new("sync").status();
-    fs::write("/proc/sys/vm/drop_caches", "3\n").is_ok()
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 /// base(raw): `gib` GiB of incompressible data in 32 MiB runs with 32 MiB
@@ -251,25 +201,7 @@ fn median(v: &mut [f64]) -> f64 {
 fn build_chain(d1: &StorageDomain, gib: u64) -> Result<Chain> {
     let image = Uuid::new_v4();
     let base = d1.create_volume(&VolumeSpec::base(image, VolumeFormat::Raw, 2 * gib * GIB))?;
-    {
-        let file = OpenOptions::new().write(true).open(base.path())?;
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut buf = vec![0u8; 8 << 20];
-        let mut off = 0;
-        while off < 2 * gib * GIB {
-            for piece in 0..4 {
-                for word in buf.chunks_exact_mut(8) {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    word.copy_from_slice(&state.to_le_bytes());
-                }
-                file.write_all_at(&buf, off + piece * 8 * MIB)?;
-            }
-            off += 64 * MIB;
-        }
-        file.sync_all()?;
-    }
+    write_incompressible(&base.path(), 2 * gib * GIB)?;
     let snap1 = d1.create_volume(&VolumeSpec::child_of(&base))?;
     let mut cmds = Vec::new();
     let mut off = 0;

@@ -1,0 +1,171 @@
+// The Move dialog: the valid destinations with their free space, a
+// warning when the chain may not fit, an optional bandwidth limit, and
+// the start of the job. A native modal <dialog>: focus moves into it,
+// stays there, Escape closes it, and focus returns to the Move button.
+
+import { call } from "./api.js";
+import { h } from "./dom.js";
+import { bytes, plural, sentence } from "./format.js";
+import { chainUpperBound } from "./model.js";
+
+/**
+ * Opens the dialog for one disk (`disk`) or every disk of a VM (`vm`
+ * without `disk`). `onStarted(job, destination)` runs when the engine
+ * accepted the move.
+ */
+export function openMoveDialog({ model, vm, disk, opener, onStarted }) {
+  const dialog = document.getElementById("move-dialog");
+  const disks = disk ? [disk] : model.disksOfVm(vm);
+  const mode = model.modeOf(vm);
+  const what = disk ? disk.name : `the disks of ${vm.name}`;
+  const from = [...new Set(disks.map((d) => model.placement(d).text))].join(", ");
+  const need = chainUpperBound(disks);
+  const volumes = disks.reduce((n, d) => n + d.volumes.length, 0);
+  const choices = model.destinations(disks);
+  const fits = (dom) => need <= dom.free;
+
+  const form = h("form", { id: "move-form", method: "dialog", novalidate: true },
+    h("h2", { id: "move-title" }, `Move ${what}`),
+    h("p", { id: "move-desc", class: `mode-note mode-${mode}` }, modeSentence(model, mode, vm, disk ? disk.name : "its disks")),
+    h("dl", { class: "facts" },
+      h("div", {}, h("dt", {}, "From"), h("dd", {}, from)),
+      h("div", {}, h("dt", {}, disks.length > 1 ? "Disks" : "Chain"),
+        h("dd", {}, disks.length > 1 ? `${disks.length} (${plural(volumes, "volume")})` : plural(volumes, "volume"))),
+      h("div", {}, h("dt", {}, "Space needed"), h("dd", {}, `at most ${bytes(need)}`))),
+    h("fieldset", { class: "choices" },
+      h("legend", {}, "Destination storage domain"),
+      choices.map((dom, i) =>
+        h("div", { class: "choice" },
+          h("input", {
+            type: "radio",
+            name: "to",
+            id: `move-to-${dom.id}`,
+            value: dom.id,
+            "data-name": dom.name,
+            required: true,
+            checked: choices.length === 1 || null,
+            "aria-describedby": `move-to-${dom.id}-free`,
+            autofocus: i === 0 || null,
+          }),
+          h("label", { for: `move-to-${dom.id}` },
+            h("span", { class: "choice-name" }, dom.name, dom.master ? h("span", { class: "badge master" }, "Master") : null),
+            h("span", { class: "choice-free", id: `move-to-${dom.id}-free` },
+              `${bytes(dom.free)} free of ${bytes(dom.capacity)}`,
+              fits(dom) ? null : h("span", { class: "warn-text" }, " — may not fit")))))),
+    h("p", { id: "move-fit", class: "warning", hidden: true }),
+    h("div", { class: "field" },
+      h("label", { for: "move-bw" }, "Bandwidth limit (MiB/s)"),
+      h("input", {
+        id: "move-bw",
+        name: "bandwidth",
+        type: "number",
+        min: "1",
+        step: "1",
+        inputmode: "numeric",
+        placeholder: "no limit",
+        "aria-describedby": "move-bw-hint",
+      }),
+      h("p", { id: "move-bw-hint", class: "hint" }, "Optional. Limits the copy between domains; empty for no limit.")),
+    h("div", { id: "move-error", class: "error-box", role: "alert", hidden: true }),
+    h("div", { class: "dialog-actions" },
+      h("button", { type: "button", class: "btn btn-secondary", "data-close": true }, "Close"),
+      h("button", { type: "submit", class: "btn btn-primary", id: "move-submit" },
+        `Start ${mode} move`)));
+
+  dialog.replaceChildren(form);
+  dialog.setAttribute("aria-labelledby", "move-title");
+  dialog.setAttribute("aria-describedby", "move-desc");
+
+  const fitBox = form.querySelector("#move-fit");
+  const errorBox = form.querySelector("#move-error");
+  const bw = form.querySelector("#move-bw");
+  const submit = form.querySelector("#move-submit");
+  const chosen = () => form.querySelector("input[name=to]:checked");
+
+  const showFit = () => {
+    const input = chosen();
+    const dom = input && choices.find((d) => d.id === input.value);
+    if (!dom || fits(dom)) {
+      fitBox.hidden = true;
+      fitBox.removeAttribute("role");
+      return;
+    }
+    fitBox.setAttribute("role", "status");
+    fitBox.hidden = false;
+    fitBox.textContent =
+      `May not fit: the chain can take up to ${bytes(need)} on ${dom.name}, which has ${bytes(dom.free)} free. ` +
+      "The engine checks the space really used and refuses the move if it does not fit.";
+  };
+  const showError = (text) => {
+    errorBox.hidden = !text;
+    errorBox.textContent = text ? sentence(text) : "";
+  };
+
+  form.addEventListener("change", (ev) => {
+    if (ev.target.name === "to") {
+      showFit();
+      showError("");
+    }
+  });
+  form.querySelector("[data-close]").addEventListener("click", () => dialog.close("cancel"));
+
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const input = chosen();
+    if (!input) {
+      showError("choose the storage domain to move to.");
+      form.querySelector("input[name=to]")?.focus();
+      return;
+    }
+    let bandwidth = null;
+    const raw = bw.value.trim();
+    if (raw !== "" || bw.validity.badInput) {
+      bandwidth = Number(raw);
+      if (!Number.isInteger(bandwidth) || bandwidth < 1) {
+        bw.setAttribute("aria-invalid", "true");
+        showError("the bandwidth limit is a whole number of MiB/s, 1 or more; leave it empty for no limit.");
+        bw.focus();
+        return;
+      }
+    }
+    bw.removeAttribute("aria-invalid");
+    showError("");
+    submit.disabled = true;
+    submit.textContent = "Starting…";
+    const path = disk ? `/disks/${disk.id}/move` : `/vms/${vm.id}/move`;
+    try {
+      const job = await call("POST", path, { to: input.value, bandwidth_mib_s: bandwidth });
+      dialog.close("started");
+      onStarted(job, input.dataset.name);
+    } catch (e) {
+      showError(`the engine did not start the move: ${e.message}`);
+      submit.disabled = false;
+      submit.textContent = `Start ${mode} move`;
+      submit.focus();
+    }
+  });
+
+  dialog.addEventListener(
+    "close",
+    () => {
+      dialog.replaceChildren();
+      const back = opener && opener.isConnected ? opener : document.getElementById("view-title");
+      back?.focus();
+    },
+    { once: true },
+  );
+
+  showFit();
+  dialog.showModal();
+  (chosen() || form.querySelector("input[name=to]") || bw).focus();
+}
+
+function modeSentence(model, mode, vm, what) {
+  if (!vm) return "Cold move: no VM uses this disk. Its chain is copied, then switched to the destination.";
+  const verb = what === "its disks" ? "are" : "is";
+  if (mode === "live") {
+    return `Live move: ${vm.name} keeps running on ${model.hostName(vm.host)} while ${what} ${verb} copied, then switches to the copy.`;
+  }
+  return `Cold move: ${vm.name} is ${vm.state}, so ${what} ${verb} copied offline; it cannot start until the move ends.`;
+}
+
