@@ -1,7 +1,13 @@
 //! Checks a copied layer against its source without trusting the copy
 //! routine: content is read through each chain with `imago` (an
-//! independent qcow2 reader), allocation is read with `qemu-img map`, and
-//! only ranges that map shows as zeros on both sides go unread.
+//! independent qcow2 reader) and allocation is read with `qemu-img map`.
+//!
+//! A layer is only ever copied over a parent that is already a verified,
+//! LEGAL copy, so what shows through from below is already known to be
+//! equal. What is read is therefore what the layer itself holds as data
+//! (on either side) and every range where the two sides disagree about
+//! what the layer holds: a layer's verification costs its own data, not
+//! the whole disk again.
 
 use std::fs::File as StdFile;
 use std::ops::Range;
@@ -45,7 +51,9 @@ impl VerifyReport {
 }
 
 /// Compares `copy` with `source`, each read through its own chain (which
-/// `domains` must let the walk resolve). The copy may still be ILLEGAL.
+/// `domains` must let the walk resolve). The copy may still be ILLEGAL;
+/// the layers below it must already have been verified (see the module
+/// doc).
 pub fn verify_copy(domains: &DomainSet, source: &Volume, copy: &Volume) -> Result<VerifyReport> {
     let src_chain = Chain::walk(domains, source)?;
     let dst_chain = Chain::walk(domains, copy)?;
@@ -58,11 +66,14 @@ pub fn compare_chains(source: &Chain, copy: &Chain) -> Result<VerifyReport> {
     let dst = &copy.leaf().volume;
     let a = qemu_img::map(&src.path(), source.leaf().metadata.format)?;
     let b = qemu_img::map(&dst.path(), copy.leaf().metadata.format)?;
-    // What reads as zero on both sides is equal without reading it.
-    let mut to_read = nonzero(&a);
-    to_read.extend(nonzero(&b));
+    let allocation = diff_own_allocation(&a, &b);
+    // Zeros the layer holds on both sides are equal without reading;
+    // ranges it holds on neither side are the verified parents'.
+    let mut to_read = own_data(&a);
+    to_read.extend(own_data(&b));
+    to_read.extend(allocation.iter().cloned());
     let mut report = compare_content(source, copy, union(to_read))?;
-    report.allocation = diff_own_allocation(&a, &b);
+    report.allocation = allocation;
     Ok(report)
 }
 
@@ -122,10 +133,13 @@ fn compare_content(source: &Chain, copy: &Chain, ranges: Vec<Range<u64>>) -> Res
     Ok(report)
 }
 
-/// The ranges a map does not promise to read as zeros.
-fn nonzero(map: &[MapEntry]) -> Vec<Range<u64>> {
+/// The ranges the layer itself holds as data (not as zero clusters).
+fn own_data(map: &[MapEntry]) -> Vec<Range<u64>> {
     map.iter()
-        .filter(|e| !e.zero)
+        .filter(|e| {
+            let (own, zero, _) = own_state(e);
+            own && !zero
+        })
         .map(|e| e.start..e.start + e.length)
         .collect()
 }

@@ -187,3 +187,22 @@ fn a_copy_made_by_qemu_img_convert_onto_the_same_parent_agrees_with_the_oracle()
     assert!(report.is_identical(), "{report:?}");
     assert!(report.bytes_compared > 0);
 }
+
+#[test]
+fn verifying_an_overlay_reads_its_own_data_not_the_disk_below() {
+    let lab = Lab::new();
+    let b = base(&lab.d1, VolumeFormat::Raw, 8 * MIB);
+    qemu_io(&b, &["write -P 0x3c 0 8M"]);
+    let s1 = child(&b);
+    qemu_io(&s1, &["write -P 0x4d 3M 256k", "write -z 5M 1M"]);
+    let copies = copy_image(&lab, &s1);
+
+    let report = verify_copy(&lab.domains(), &s1, &copies[1]).expect("verify");
+
+    assert!(report.is_identical(), "{report:?}");
+    assert_eq!(
+        report.bytes_compared,
+        256 * 1024,
+        "only the overlay's own data is read; the base below was verified when it was copied"
+    );
+}
