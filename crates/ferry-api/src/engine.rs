@@ -121,6 +121,11 @@ pub struct Volume {
     pub legality: Legality,
     /// LEAF, INTERNAL or SHARED (VDSM's VOLTYPE).
     pub voltype: VolumeRole,
+    /// Bytes its file holds (data, not holes) when the engine last read
+    /// the chain: what copying it moves, so what a move needs on the
+    /// destination. An estimate between reads, as the guest writes.
+    #[serde(default)]
+    pub allocated: u64,
 }
 
 /// A virtual disk (VDSM's image) and its chain.

@@ -93,6 +93,11 @@ async fn a_host_its_domains_disks_snapshots_and_a_vm_are_recorded_and_logged() {
         .expect("a qcow2 disk");
     assert_eq!(qcow.domain, d2.id);
     assert_eq!(qcow.volumes[0].format, VolumeFormat::Qcow2);
+    // What each volume takes is known (a move's space check and the UI's
+    // "will it fit" use it): next to nothing for a sparse raw file (qemu-img
+    // writes its first block), the header and tables for an empty qcow2.
+    assert!(base.allocated < MIB, "{base:?}");
+    assert!(qcow.volumes[0].allocated > 0, "{:?}", qcow.volumes[0]);
 
     // A snapshot of a disk without a VM: a qcow2 leaf over the raw base.
     let snap = c.snapshot_disk("disk-raw").await.expect("a snapshot");

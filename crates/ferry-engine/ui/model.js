@@ -117,13 +117,22 @@ export class Model {
   }
 }
 
+/** The slack the engine's space check adds to the chains' data (flow::SPACE_SLACK_PERCENT). */
+export const SPACE_SLACK_PERCENT = 5;
+
+/** Bytes of data the disks' chains hold, as the engine last read them. */
+export function chainData(disks) {
+  return disks.reduce((sum, d) => sum + d.volumes.reduce((s, v) => s + (v.allocated || 0), 0), 0);
+}
+
 /**
- * The most the disks' chains can take on the destination: each volume at
- * most the virtual size (the API reports no allocation; the engine checks
- * the real one and refuses a move that does not fit).
+ * What the engine will ask the destination to have free: the chains'
+ * data plus its slack. The same sum the engine's check makes, on figures
+ * that may be a little older (the guest keeps writing).
  */
-export function chainUpperBound(disks) {
-  return disks.reduce((sum, d) => sum + d.size * Math.max(1, d.volumes.length), 0);
+export function spaceNeeded(disks) {
+  const data = chainData(disks);
+  return data + Math.floor((data * SPACE_SLACK_PERCENT) / 100);
 }
 
 export function isFinished(job) {

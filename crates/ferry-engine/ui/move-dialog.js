@@ -1,12 +1,12 @@
 // The Move dialog: the valid destinations with their free space, a
-// warning when the chain may not fit, an optional bandwidth limit, and
+// warning when the chain will not fit, an optional bandwidth limit, and
 // the start of the job. A native modal <dialog>: focus moves into it,
 // stays there, Escape closes it, and focus returns to the Move button.
 
 import { call } from "./api.js";
 import { h } from "./dom.js";
 import { bytes, plural, sentence } from "./format.js";
-import { chainUpperBound } from "./model.js";
+import { chainData, spaceNeeded, SPACE_SLACK_PERCENT } from "./model.js";
 
 /**
  * Opens the dialog for one disk (`disk`) or every disk of a VM (`vm`
@@ -19,7 +19,8 @@ export function openMoveDialog({ model, vm, disk, opener, onStarted }) {
   const mode = model.modeOf(vm);
   const what = disk ? disk.name : `the disks of ${vm.name}`;
   const from = [...new Set(disks.map((d) => model.placement(d).text))].join(", ");
-  const need = chainUpperBound(disks);
+  const data = chainData(disks);
+  const need = spaceNeeded(disks);
   const volumes = disks.reduce((n, d) => n + d.volumes.length, 0);
   const choices = model.destinations(disks);
   const fits = (dom) => need <= dom.free;
@@ -31,7 +32,7 @@ export function openMoveDialog({ model, vm, disk, opener, onStarted }) {
       h("div", {}, h("dt", {}, "From"), h("dd", {}, from)),
       h("div", {}, h("dt", {}, disks.length > 1 ? "Disks" : "Chain"),
         h("dd", {}, disks.length > 1 ? `${disks.length} (${plural(volumes, "volume")})` : plural(volumes, "volume"))),
-      h("div", {}, h("dt", {}, "Space needed"), h("dd", {}, `at most ${bytes(need)}`))),
+      h("div", {}, h("dt", {}, "Space needed"), h("dd", {}, `${bytes(need)} (${bytes(data)} of data + ${SPACE_SLACK_PERCENT} %)`))),
     h("fieldset", { class: "choices" },
       h("legend", {}, "Destination storage domain"),
       choices.map((dom, i) =>
@@ -51,7 +52,7 @@ export function openMoveDialog({ model, vm, disk, opener, onStarted }) {
             h("span", { class: "choice-name" }, dom.name, dom.master ? h("span", { class: "badge master" }, "Master") : null),
             h("span", { class: "choice-free", id: `move-to-${dom.id}-free` },
               `${bytes(dom.free)} free of ${bytes(dom.capacity)}`,
-              fits(dom) ? null : h("span", { class: "warn-text" }, " — may not fit")))))),
+              fits(dom) ? null : h("span", { class: "warn-text" }, " — will not fit")))))),
     h("p", { id: "move-fit", class: "warning", hidden: true }),
     h("div", { class: "field" },
       h("label", { for: "move-bw" }, "Bandwidth limit (MiB/s)"),
@@ -93,8 +94,8 @@ export function openMoveDialog({ model, vm, disk, opener, onStarted }) {
     fitBox.setAttribute("role", "status");
     fitBox.hidden = false;
     fitBox.textContent =
-      `May not fit: the chain can take up to ${bytes(need)} on ${dom.name}, which has ${bytes(dom.free)} free. ` +
-      "The engine checks the space really used and refuses the move if it does not fit.";
+      `Will not fit: the move needs ${bytes(need)} on ${dom.name} (${bytes(data)} of data + ${SPACE_SLACK_PERCENT} %), ` +
+      `which has ${bytes(dom.free)} free. The engine will refuse it; free space on ${dom.name} or choose another domain.`;
   };
   const showError = (text) => {
     errorBox.hidden = !text;

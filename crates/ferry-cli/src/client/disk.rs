@@ -172,9 +172,13 @@ async fn print_disk(c: &EngineClient, d: &Disk) -> Result<()> {
                 v.format.to_string(),
                 format!("{:?}", v.legality).to_uppercase(),
                 format!("{:?}", v.voltype).to_uppercase(),
+                bytes(v.allocated),
             ]
         })
         .collect::<Vec<_>>();
-    table(&["VOLUME", "DOMAIN", "FORMAT", "LEGALITY", "TYPE"], &rows);
+    table(
+        &["VOLUME", "DOMAIN", "FORMAT", "LEGALITY", "TYPE", "DATA"],
+        &rows,
+    );
     Ok(())
 }

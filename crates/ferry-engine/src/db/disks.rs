@@ -52,6 +52,7 @@ fn volume_from_row(row: &AnyRow) -> Result<Volume> {
         parent: codec::opt_uuid(row, "parent")?,
         legality: codec::word(row, "legality")?,
         voltype: codec::word(row, "voltype")?,
+        allocated: codec::uint(row, "allocated")?,
     })
 }
 
@@ -122,7 +123,7 @@ impl Db {
     /// A disk's chain, base first, as last stored.
     pub async fn volumes(&self, disk: Uuid) -> Result<Vec<Volume>> {
         let rows = sqlx::query(
-            "SELECT id, domain_id, path, format, parent, legality, voltype
+            "SELECT id, domain_id, path, format, parent, legality, voltype, allocated
              FROM volumes WHERE disk_id = $1 ORDER BY position",
         )
         .bind(disk.to_string())
@@ -144,8 +145,8 @@ impl Db {
             .map_err(Error::db(action))?;
         for (position, v) in chain.iter().enumerate() {
             sqlx::query(
-                "INSERT INTO volumes (disk_id, id, domain_id, position, path, format, parent, legality, voltype)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                "INSERT INTO volumes (disk_id, id, domain_id, position, path, format, parent, legality, voltype, allocated)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(disk.to_string())
             .bind(v.id.to_string())
@@ -156,6 +157,7 @@ impl Db {
             .bind(v.parent.map(|p| p.to_string()))
             .bind(codec::enum_text(&v.legality)?)
             .bind(codec::enum_text(&v.voltype)?)
+            .bind(codec::to_i64(v.allocated, "a volume's allocation")?)
             .execute(&mut *tx)
             .await
             .map_err(Error::db(action))?;

@@ -13,7 +13,15 @@ use crate::error::{Error, Result};
 
 /// The schema this engine writes. A database with a higher version was
 /// written by a newer engine, which this one must not touch.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// What brings a database of an older schema up to the next version:
+/// `(version it produces, statements)`, in order. A fresh database gets
+/// the current tables directly and skips them.
+const MIGRATIONS: &[(i64, &[&str])] = &[(
+    2,
+    &["ALTER TABLE volumes ADD COLUMN allocated BIGINT NOT NULL DEFAULT 0"],
+)];
 
 /// The tables, in an order that satisfies their references.
 const TABLES: &[&str] = &[
@@ -59,6 +67,7 @@ const TABLES: &[&str] = &[
         parent TEXT,
         legality TEXT NOT NULL,
         voltype TEXT NOT NULL,
+        allocated BIGINT NOT NULL DEFAULT 0,
         PRIMARY KEY (disk_id, position)
     )",
     "CREATE TABLE IF NOT EXISTS vms (
@@ -180,6 +189,90 @@ async fn check_version(db: &Db) -> Result<()> {
         Some(v) if v > SCHEMA_VERSION => Err(Error::Conflict(format!(
             "the database was written by a newer engine (schema {v}, this engine knows {SCHEMA_VERSION}); run that engine or a newer one"
         ))),
-        Some(_) => Ok(()),
+        Some(v) => migrate(db, v).await,
+    }
+}
+
+/// Applies the migrations after `from`, each with its version record in
+/// one transaction, so a crash leaves the database at one version or the
+/// next.
+async fn migrate(db: &Db, from: i64) -> Result<()> {
+    for (version, statements) in MIGRATIONS.iter().filter(|(v, _)| *v > from) {
+        let action = "upgrade its schema";
+        let mut tx = db.pool().begin().await.map_err(Error::db(action))?;
+        for ddl in *statements {
+            sqlx::query(ddl)
+                .execute(&mut *tx)
+                .await
+                .map_err(Error::db(action))?;
+        }
+        sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
+            .bind(*version)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db(action))?;
+        tx.commit().await.map_err(Error::db(action))?;
+        tracing::info!(version, "upgraded the database schema");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `volumes` table as schema 1 made it.
+    const V1_VOLUMES: &str = "CREATE TABLE volumes (
+        disk_id TEXT NOT NULL REFERENCES disks(id) ON DELETE CASCADE,
+        id TEXT NOT NULL,
+        domain_id TEXT NOT NULL,
+        position BIGINT NOT NULL,
+        path TEXT NOT NULL,
+        format TEXT NOT NULL,
+        parent TEXT,
+        legality TEXT NOT NULL,
+        voltype TEXT NOT NULL,
+        PRIMARY KEY (disk_id, position)
+    )";
+
+    async fn version(db: &Db) -> i64 {
+        sqlx::query("SELECT MAX(version) AS v FROM schema_version")
+            .fetch_one(db.pool())
+            .await
+            .expect("read the version")
+            .try_get("v")
+            .expect("a version")
+    }
+
+    #[tokio::test]
+    async fn a_schema_1_database_is_upgraded_in_place_and_a_newer_one_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}/engine.db?mode=rwc", dir.path().display());
+        let db = Db::open(&url).await.expect("a new database");
+        assert_eq!(version(&db).await, SCHEMA_VERSION);
+        for sql in [
+            "DROP TABLE volumes",
+            V1_VOLUMES,
+            "DELETE FROM schema_version",
+            "INSERT INTO schema_version (version) VALUES (1)",
+        ] {
+            sqlx::query(sql).execute(db.pool()).await.expect(sql);
+        }
+        db.close().await;
+
+        let db = Db::open(&url).await.expect("the schema 1 database");
+        assert_eq!(version(&db).await, 2);
+        sqlx::query("SELECT allocated FROM volumes")
+            .fetch_all(db.pool())
+            .await
+            .expect("the new column is there");
+        sqlx::query("INSERT INTO schema_version (version) VALUES (99)")
+            .execute(db.pool())
+            .await
+            .expect("pretend a newer engine wrote it");
+        db.close().await;
+
+        let err = Db::open(&url).await.expect_err("a newer schema");
+        assert!(err.to_string().contains("newer engine"), "{err}");
     }
 }

@@ -132,5 +132,6 @@ pub(crate) fn volume_from_info(v: &VolumeInfo) -> Volume {
         parent: v.parent,
         legality: v.legality,
         voltype: v.role,
+        allocated: v.allocated,
     }
 }
