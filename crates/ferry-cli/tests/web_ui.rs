@@ -121,6 +121,17 @@ async fn a_running_vms_disk_moves_live_to_domain2_from_the_web_ui() {
         free.contains("free of"),
         "the free space is shown: {free:?}"
     );
+    // The space the engine will ask for: the chain's data (about 88 MiB
+    // in the demo) plus its 5 %, which fits.
+    let need = ui
+        .eval("return [...document.querySelectorAll('#move-dialog .facts dd')].pop().textContent")
+        .await;
+    let need = need.as_str().unwrap_or_default();
+    assert!(
+        need.contains("MiB of data + 5 %") && !need.starts_with("0 B"),
+        "the space needed is the chain's data: {need:?}"
+    );
+    assert!(!free.contains("will not fit"), "{free:?}");
     let submit = ui.text("#move-submit").await.unwrap_or_default();
     assert_eq!(submit, "Start live move");
     ui.click("#move-dialog input[data-name='domain2']").await;
