@@ -162,7 +162,11 @@ pub fn copy_file_sparse(
             }
             let n = chunk.end - chunk.start;
             if let Some(t) = ctl.throttle {
-                t.acquire(n);
+                if !t.acquire(n, ctl.cancel) {
+                    return Err(Error::Cancelled {
+                        path: src.to_path_buf(),
+                    });
+                }
             }
             copy_range(&input, &output, chunk.clone(), &mut buf)
                 .map_err(|e| Error::io("copy data into", dst, e))?;

@@ -1,7 +1,13 @@
 //! A bandwidth limit shared by all workers of one copy.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// How often a paced wait looks at the cancel switch: a cancelled copy
+/// under a low limit stops this soon, not after its whole booked wait
+/// (which with several workers can be seconds).
+const CANCEL_CHECK: Duration = Duration::from_millis(100);
 
 /// Paces callers so that, on average, no more than `rate` bytes per second
 /// pass. Each caller books its bytes and waits until their due time; the
@@ -38,11 +44,20 @@ impl Throttle {
         due.saturating_sub(start.elapsed())
     }
 
-    /// Books `bytes` and sleeps until they may move.
-    pub fn acquire(&self, bytes: u64) {
-        let wait = self.book(bytes);
-        if !wait.is_zero() {
-            std::thread::sleep(wait);
+    /// Books `bytes` and sleeps until they may move. Returns false, at
+    /// once or within [`CANCEL_CHECK`], if `cancel` is or becomes set.
+    pub fn acquire(&self, bytes: u64, cancel: Option<&AtomicBool>) -> bool {
+        let cancelled = || cancel.is_some_and(|c| c.load(Ordering::Relaxed));
+        let until = Instant::now() + self.book(bytes);
+        loop {
+            if cancelled() {
+                return false;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            std::thread::sleep(left.min(CANCEL_CHECK));
         }
     }
 }
@@ -59,5 +74,14 @@ mod tests {
         assert!(wait > Duration::from_millis(900), "{wait:?}");
         let wait = t.book(1);
         assert!(wait > Duration::from_millis(1900), "{wait:?}");
+    }
+
+    #[test]
+    fn a_cancelled_wait_gives_up_instead_of_sleeping_out_its_booking() {
+        let t = Throttle::new(1_000_000);
+        assert!(t.acquire(1_000_000, None), "the first second is free");
+        let cancel = AtomicBool::new(true);
+        // Ten seconds booked; a wait that ignored the switch would sleep them.
+        assert!(!t.acquire(10_000_000, Some(&cancel)));
     }
 }
