@@ -61,7 +61,7 @@ pub async fn wait_all(
             .await
             .map_err(|f| match f {
                 Failure::Permanent(m) => Failure::Permanent(format!(
-                    "task {} is unknown to its agent ({m}); it will be started again",
+                    "task {} is unknown to its agent ({m}): the agent lost it (its run directory was cleared?)",
                     w.task
                 )),
                 other => other,
@@ -102,7 +102,8 @@ pub async fn wait_all(
 /// Waits until none of `tasks` (already asked to cancel) runs on `agent`
 /// any more; a task the agent does not know (never started, or
 /// forgotten) counts as stopped. A cancel is only a request: a copy
-/// notices it between chunks, a throttled copy seconds later, and until
+/// notices it between chunks (or within 100 ms of waiting out its
+/// bandwidth limit), and until
 /// then it may still write, and once stopped it removes "its" partial copy
 /// by path. The cancel is sent again now and then while a task runs, in
 /// case its agent restarted and resumed it.
