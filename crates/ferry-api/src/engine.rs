@@ -361,6 +361,11 @@ pub struct Job {
     pub bandwidth_mib_s: Option<u64>,
     /// Whether `cancel` is still possible (until `finalizeBlockMigrate`).
     pub cancellable: bool,
+    /// Whether `retry` is possible: the job failed after the switch to
+    /// the destination, so nothing was rolled back and its disks stay
+    /// locked until it is retried and ends.
+    #[serde(default)]
+    pub retryable: bool,
     /// Why it failed, in words.
     pub error: Option<String>,
     /// When it was created, milliseconds since the Unix epoch.

@@ -59,7 +59,11 @@ async fn assert_rolled_back(
     let now = cluster.disk_now("disk1").await;
     assert_eq!(now.domain, d1.id, "{what}: {now:#?}");
     assert!(now.locked_by.is_none(), "{what}: {now:#?}");
-    assert_eq!(now.volumes, original.volumes, "{what}: the chain changed");
+    assert_eq!(
+        chain_shape(&now.volumes),
+        chain_shape(&original.volumes),
+        "{what}: the chain changed"
+    );
     let left = cluster.files_of_disk_on("domain2", &now).await;
     assert!(left.is_empty(), "{what}: left on domain2: {left:?}");
     cluster.assert_internal_layers(before, &now);

@@ -164,3 +164,93 @@ async fn the_engine_killed_in_the_middle_of_a_copy_finishes_the_move() {
     log.poll();
     cluster.assert_all_layers(&before, &now, &writer, log.acks());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_that_fails_after_the_switch_keeps_its_disk_locked_until_retried() {
+    // Merge fails for good (the engine's FERRY_TEST_FAIL_STEP hook) as
+    // long as the engine runs with the hook: the "cause" an operator fixes.
+    let mut cluster = Cluster::start_with(&[(FAIL, "merge")]).await;
+    let disk = cluster.disk("disk1", VolumeFormat::Raw, 2).await;
+    let writer = writer();
+    cluster.vm("vm1", &["disk1"], &writer).await;
+    let before = cluster.save_layers(&disk, "before");
+    let (ok, vm): (bool, Vm) = cluster.cli_json(&["vm", "start", "vm1"]);
+    assert!(ok);
+    let mut log = cluster.serial_log(vm.id).await;
+    log.wait_ready(WAIT).expect("the guest writes");
+    more_acks(&mut log, 20);
+
+    // Given a live move whose merge fails after the switch...
+    let (ok, job): (bool, Job) = cluster.cli_json(&["disk", "move", "disk1", "--to", "domain2"]);
+    assert!(ok, "{job:#?}");
+    let id = job.id.to_string();
+    let failed = cluster.wait_end(job.id).await;
+
+    // ...then the job has failed at merge, says how to go on, and the disk
+    // stays locked with the VM running on the destination.
+    assert_job(&failed, JobState::Failed);
+    assert_eq!(failed.step, "merge", "{failed:#?}");
+    assert_eq!(step_state(&failed, "merge"), StepState::Failed);
+    assert_eq!(step_state(&failed, "finalizeBlockMigrate"), StepState::Done);
+    let error = failed.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("after the switch") && error.contains(&format!("ferry job retry {id}")),
+        "{error}"
+    );
+    assert!(!failed.cancellable);
+    let locked = cluster.disk_now("disk1").await;
+    assert_eq!(locked.locked_by, Some(job.id), "{locked:#?}");
+    let refused = expect_failure(
+        &cluster.cli(&["disk", "move", "disk1", "--to", "domain1"]),
+        "a move of the locked disk",
+    );
+    assert!(refused.contains(&id), "{refused}");
+    cluster.assert_vm_writing("vm1", &mut log).await;
+
+    // A retry while the cause is still there runs merge again, which fails again.
+    let (ok, again): (bool, Job) = cluster.cli_json(&["job", "retry", &id]);
+    assert!(ok, "{again:#?}");
+    let again = cluster.wait_end(job.id).await;
+    assert_job(&again, JobState::Failed);
+    assert_eq!(again.step, "merge");
+    let merge = again
+        .steps
+        .iter()
+        .find(|s| s.name == "merge")
+        .expect("merge");
+    assert_eq!(merge.attempts, 2, "{again:#?}");
+
+    // When the cause is gone (the engine runs without the hook) and the
+    // job is retried, it finishes: merge, cleanup, unlocked, data intact.
+    cluster.restart_engine(&[]).await;
+    expect_success(
+        &cluster.cli(&["job", "retry", &id, "--wait"]),
+        "job retry --wait",
+    );
+    let done = cluster.wait_end(job.id).await;
+    assert_succeeded(&done);
+    let d2 = cluster.domain("domain2").await;
+    let now = cluster.disk_now("disk1").await;
+    assert_eq!(now.domain, d2.id);
+    assert!(now.locked_by.is_none(), "{now:#?}");
+    assert!(now.volumes.iter().all(|v| v.domain == d2.id), "{now:#?}");
+    assert_eq!(now.volumes.len(), disk.volumes.len(), "{now:#?}");
+    assert!(cluster.files_of_disk_on("domain1", &now).await.is_empty());
+    cluster.assert_internal_layers(&before, &now);
+    cluster.assert_vm_writing("vm1", &mut log).await;
+
+    // A job that succeeded, or one that did not fail past the switch, is
+    // not retried.
+    let refused = expect_failure(
+        &cluster.cli(&["job", "retry", &id]),
+        "retry of a succeeded job",
+    );
+    assert!(
+        refused.contains("only a job that failed after the switch"),
+        "{refused}"
+    );
+
+    expect_success(&cluster.cli(&["vm", "stop", "vm1", "--force"]), "vm stop");
+    log.poll();
+    cluster.assert_all_layers(&before, &now, &writer, log.acks());
+}

@@ -297,6 +297,12 @@ impl EngineClient {
         .await
     }
 
+    /// `POST /api/v1/jobs/{job}/retry`.
+    pub async fn retry_job(&self, job: Uuid) -> Result<Job> {
+        self.post(&["jobs", &job.to_string(), "retry"], &serde_json::json!({}))
+            .await
+    }
+
     /// `GET /api/v1/events?limit=N` (newest first; None: the engine's
     /// default of 100).
     pub async fn events(&self, limit: Option<u32>) -> Result<Vec<Event>> {

@@ -1,5 +1,6 @@
 // Ferry's web UI: sign-in, the views (VMs, storage domains, hosts, jobs,
-// events), live updates every second, and the actions (Move, Cancel).
+// events), live updates every second, and the actions (Move, Cancel,
+// Retry).
 // Plain ES modules, no build step: the engine serves these files as they
 // are (crates/ferry-engine/src/api/ui.rs).
 
@@ -26,6 +27,8 @@ const state = {
   connected: true,
   /** Jobs whose cancel was asked and not answered yet. */
   cancelling: new Set(),
+  /** Jobs whose retry was asked and not answered yet. */
+  retrying: new Set(),
 };
 
 const $ = (id) => document.getElementById(id);
@@ -50,7 +53,7 @@ function render() {
     morph($("view"), h("div", { id: "view" }, h("p", { class: "loading" }, "Reading the engine's inventory…")));
     return;
   }
-  model.ui = { cancelling: state.cancelling };
+  model.ui = { cancelling: state.cancelling, retrying: state.retrying };
   const running = model.jobs.filter((j) => !isFinished(j)).length;
   $("jobs-count").textContent = running ? `${running} running` : "";
   $("jobs-count").hidden = !running;
@@ -174,6 +177,9 @@ function onClick(ev) {
     case "cancel-job":
       cancelJob(id);
       break;
+    case "retry-job":
+      retryJob(id);
+      break;
     default:
       break;
   }
@@ -196,6 +202,21 @@ async function cancelJob(id) {
     toast(`The engine did not cancel the job: ${e.message}`, { kind: "error" });
   } finally {
     state.cancelling.delete(id);
+    refreshSoon();
+  }
+}
+
+async function retryJob(id) {
+  if (state.retrying.has(id)) return;
+  state.retrying.add(id);
+  render();
+  try {
+    const job = await call("POST", `/jobs/${id}/retry`);
+    toast(`Retrying from ${job.step}.`, { kind: "ok" });
+  } catch (e) {
+    toast(`The engine did not retry the job: ${e.message}`, { kind: "error" });
+  } finally {
+    state.retrying.delete(id);
     refreshSoon();
   }
 }

@@ -29,6 +29,16 @@ pub enum JobCommand {
         /// The job's id.
         id: Uuid,
     },
+    /// Carry on a job that failed after the switch to the destination
+    /// (merge or cleanup; its disks are still locked) from the step that
+    /// failed, once its cause is fixed.
+    Retry {
+        /// The job's id.
+        id: Uuid,
+        /// Follow it to its end, as `job wait` does.
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 pub(super) async fn run(c: EngineClient, cmd: JobCommand, as_json: bool) -> Result<()> {
@@ -74,6 +84,19 @@ pub(super) async fn run(c: EngineClient, cmd: JobCommand, as_json: bool) -> Resu
                 return json(&job);
             }
             println!("cancel of job {id} requested; it rolls back now (ferry job wait {id})");
+        }
+        JobCommand::Retry { id, wait } => {
+            let job = c.retry_job(id).await?;
+            if wait {
+                return follow(&c, job, as_json).await;
+            }
+            if as_json {
+                return json(&job);
+            }
+            println!(
+                "job {id} runs again from {} (ferry job wait {id})",
+                job.step
+            );
         }
     }
     Ok(())

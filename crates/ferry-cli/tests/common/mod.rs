@@ -31,6 +31,8 @@ pub const POLL: Duration = Duration::from_millis(100);
 /// the step it names (persisted `running`) until the job is cancelled or
 /// the engine killed.
 pub const HOLD: &str = "FERRY_TEST_HOLD_STEP";
+/// The engine's hook that makes a step fail for good.
+pub const FAIL: &str = "FERRY_TEST_FAIL_STEP";
 
 /// The steps of a live move after prepare, in order.
 pub const LIVE_STEPS: [&str; 6] = [
@@ -682,4 +684,17 @@ impl Drop for Tmpfs {
             .arg(self.dir.path())
             .status();
     }
+}
+
+/// A chain as compared before and after: everything but each volume's
+/// `allocated`, which grows while a guest writes.
+pub fn chain_shape(volumes: &[ferry_api::engine::Volume]) -> Vec<ferry_api::engine::Volume> {
+    volumes
+        .iter()
+        .cloned()
+        .map(|mut v| {
+            v.allocated = 0;
+            v
+        })
+        .collect()
 }

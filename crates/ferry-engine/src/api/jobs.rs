@@ -49,6 +49,22 @@ pub(crate) async fn cancel(
     ops::jobs::cancel(&engine, &key).await.map(Json)
 }
 
+/// Carry on a job that failed after the switch to the destination, from
+/// the step that failed (once its cause is fixed).
+#[utoipa::path(post, path = "/api/v1/jobs/{job}/retry", tag = "jobs",
+    params(("job" = String, Path, description = "The job's UUID")),
+    responses(
+        (status = 200, description = "The job, running again", body = Job),
+        (status = 404, description = "No such job", body = ApiError),
+        (status = 409, description = "Not a job that failed past the switch point", body = ApiError),
+    ))]
+pub(crate) async fn retry(
+    State(engine): State<Arc<Engine>>,
+    ApiPath(key): ApiPath,
+) -> Result<Json<Job>> {
+    ops::jobs::retry(&engine, &key).await.map(Json)
+}
+
 /// `GET /api/v1/events` parameters.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

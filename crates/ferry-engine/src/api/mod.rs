@@ -45,6 +45,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/api/v1/jobs", get(jobs::list))
         .route("/api/v1/jobs/{job}", get(jobs::get))
         .route("/api/v1/jobs/{job}/cancel", post(jobs::cancel))
+        .route("/api/v1/jobs/{job}/retry", post(jobs::retry))
         .route("/api/v1/events", get(jobs::events))
         .merge(ui::routes())
         .fallback(not_found)

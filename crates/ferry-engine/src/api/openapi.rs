@@ -28,7 +28,7 @@ use crate::api::{disks, domains, health, hosts, jobs, vms};
         domains::create, domains::list, domains::get,
         disks::create, disks::list, disks::get, disks::snapshot, disks::move_disk,
         vms::create, vms::list, vms::get, vms::start, vms::stop, vms::move_vm,
-        jobs::list, jobs::get, jobs::cancel, jobs::events,
+        jobs::list, jobs::get, jobs::cancel, jobs::retry, jobs::events,
     ),
     components(schemas(
         ApiError, EngineHealth, Host, HostStatus, AddHost, Domain, CreateDomain, Volume, Disk,

@@ -94,6 +94,12 @@ impl JobRow {
         }
     }
 
+    /// Failed after the switch point: nothing was rolled back, the disks
+    /// are still locked, and `retry` carries on from the failed step.
+    pub fn is_retryable(&self) -> bool {
+        self.state == JobState::Failed && crate::flow::plan::past_point_of_no_return(&self.step)
+    }
+
     /// The API's view with its steps. `eta_secs` follows from the rate;
     /// `cancellable` holds while the job runs forwards and has not reached
     /// `finalizeBlockMigrate` (a job without that step stays cancellable
@@ -123,6 +129,7 @@ impl JobRow {
             eta_secs,
             bandwidth_mib_s: self.bandwidth_mib_s,
             cancellable: self.state == JobState::Running && !past_no_return,
+            retryable: self.is_retryable(),
             error: self.error.clone(),
             created: self.created,
             finished: self.finished,
@@ -414,6 +421,24 @@ impl Db {
         .await
         .map_err(Error::db("read a job's steps"))?;
         rows.iter().map(step_from_row).collect()
+    }
+
+    /// Turns a failed job back into a running one, if it is still failed:
+    /// false when another request got there first (or it is not failed),
+    /// so two retries at once start one runner, not two.
+    pub async fn reopen_failed_job(&self, job: Uuid) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = $1, error = NULL, finished = NULL, updated = $2
+             WHERE id = $3 AND state = $4",
+        )
+        .bind(codec::enum_text(&JobState::Running)?)
+        .bind(codec::to_i64(now_ms(), "updated")?)
+        .bind(job.to_string())
+        .bind(codec::enum_text(&JobState::Failed)?)
+        .execute(self.pool())
+        .await
+        .map_err(Error::db("reopen a job"))?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Marks that a cancel was asked for; the flow decides what it means.

@@ -10,7 +10,7 @@
 //! are retried until they succeed.
 
 mod job;
-mod plan;
+pub(crate) mod plan;
 mod progress;
 mod retry;
 mod rollback;
@@ -275,6 +275,40 @@ pub async fn cancel(engine: &Arc<Engine>, id: Uuid) -> Result<Job> {
         .events()
         .record("job", &format!("cancel of job {id} requested"), Some(id))
         .await;
+    db.job_view(id)
+        .await?
+        .ok_or_else(|| Error::Internal("the job vanished".into()))
+}
+
+/// Carries on a job that failed after the switch to the destination (its
+/// disks still locked), from the step that failed: for when an operator
+/// has fixed what made `merge` or `cleanup` fail. Those steps are
+/// idempotent, so running one again is safe. A job that failed before the
+/// switch was rolled back; it is not retried but started anew.
+pub async fn retry(engine: &Arc<Engine>, id: Uuid) -> Result<Job> {
+    let db = engine.db();
+    let job = db
+        .job(id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("job {id} does not exist")))?;
+    if !job.is_retryable() {
+        return Err(Error::Conflict(format!(
+            "job {id} is {} at {}: only a job that failed after the switch to the destination (its disks still locked) can be retried; a move that failed before it was rolled back, so start a new one",
+            format!("{:?}", job.state).to_lowercase(),
+            job.step
+        )));
+    }
+    if db.reopen_failed_job(id).await? {
+        engine
+            .events()
+            .record(
+                "job",
+                &format!("job {id} retried from {}", job.step),
+                Some(id),
+            )
+            .await;
+        runner::spawn(engine.clone(), id);
+    }
     db.job_view(id)
         .await?
         .ok_or_else(|| Error::Internal("the job vanished".into()))

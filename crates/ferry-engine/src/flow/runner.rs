@@ -40,13 +40,21 @@ async fn run(engine: Arc<Engine>, id: Uuid) -> crate::Result<()> {
                 }
                 if past_point_of_no_return(&step) {
                     // Past the switch point the destination is the truth:
-                    // report, keep the disks locked for an operator.
-                    job.row.error = Some(format!(
-                        "{step} failed after the switch to the destination: {}; the disks stay locked until an operator checks them",
+                    // nothing to roll back; the disks stay locked until an
+                    // operator has fixed the cause and retries the job.
+                    let error = format!(
+                        "{step} failed after the switch to the destination: {}; the VM already uses the destination. Fix the cause, then run 'ferry job retry {id}' to carry on from {step} (the disks stay locked until the job ends)",
                         failure.message()
-                    ));
+                    );
+                    job.row.error = Some(error.clone());
                     job.row.state = JobState::Failed;
+                    job.row.finished = Some(crate::db::codec::now_ms());
+                    job.row.rate_bps = 0;
                     job.save().await?;
+                    job.engine
+                        .events()
+                        .record("job", &format!("job {id} failed: {error}"), Some(id))
+                        .await;
                     return Ok(());
                 }
                 job.plan.failed_step = Some(if cancelled {
@@ -170,7 +178,21 @@ async fn hold_for_tests(job: &JobCtx, name: &str) -> Result<(), Failure> {
     }
 }
 
+/// Tests make a step fail for good: with `FERRY_TEST_FAIL_STEP=<step>` in
+/// the engine's environment, that step fails at once, every time, as if
+/// its agent had said no (which past the switch point leaves the job
+/// failed for an operator to retry). Never set in production.
+fn fail_for_tests(name: &str) -> Result<(), Failure> {
+    if std::env::var("FERRY_TEST_FAIL_STEP").ok().as_deref() == Some(name) {
+        return Err(Failure::Permanent(format!(
+            "{name} failed on purpose (FERRY_TEST_FAIL_STEP)"
+        )));
+    }
+    Ok(())
+}
+
 async fn run_step(job: &mut JobCtx, name: &str) -> Result<(), Failure> {
+    fail_for_tests(name)?;
     hold_for_tests(job, name).await?;
     match name {
         plan::PREPARE => Ok(()),

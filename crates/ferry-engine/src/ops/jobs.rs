@@ -1,5 +1,5 @@
-//! Jobs: list, show, cancel. The flow (`crate::flow`) runs them; these
-//! only read them and pass a cancel on.
+//! Jobs: list, show, cancel, retry. The flow (`crate::flow`) runs them;
+//! these only read them and pass a cancel or a retry on.
 
 use std::sync::Arc;
 
@@ -43,4 +43,10 @@ pub async fn job(engine: &Engine, key: &str) -> Result<Job> {
 pub async fn cancel(engine: &Arc<Engine>, key: &str) -> Result<Job> {
     let current = job(engine, key).await?;
     flow::cancel(engine, current.id).await
+}
+
+/// Asks the flow to carry on a job that failed after the switch point.
+pub async fn retry(engine: &Arc<Engine>, key: &str) -> Result<Job> {
+    let current = job(engine, key).await?;
+    flow::retry(engine, current.id).await
 }

@@ -1,6 +1,7 @@
 // Jobs, newest first, live: a progress bar per job (bytes copied of the
 // chain's total, the step of the seed's flow, rate, time left), the steps
-// with their times, why a job failed, and Cancel while it can be.
+// with their times, why a job failed, Cancel while it can be, and Retry
+// for a job that failed after the switch to the destination.
 
 import { h, srOnly } from "../dom.js";
 import { bytes, clock, duration, plural, rate, sentence } from "../format.js";
@@ -41,6 +42,7 @@ function jobCard(model, job) {
   const elapsed = ((job.finished ?? now) - job.created) / 1000;
   const stepNo = job.steps.findIndex((s) => s.name === job.step) + 1;
   const cancelling = model.ui?.cancelling?.has(job.id) ?? false;
+  const retrying = model.ui?.retrying?.has(job.id) ?? false;
   return h("li", { "data-key": job.id, class: "job-item" },
     h("article", { class: `card job job-${job.state}`, "aria-labelledby": titleId, "data-job": job.id },
       h("div", { class: "card-head" },
@@ -59,6 +61,18 @@ function jobCard(model, job) {
                   "data-why": cancelling ? "the cancel was asked and the engine has not answered yet" : null,
                 },
                 cancelling ? "Cancelling…" : "Cancel")
+            : null,
+          job.retryable
+            ? h("button", {
+                  type: "button",
+                  class: "btn",
+                  "data-action": "retry-job",
+                  "data-id": job.id,
+                  "aria-label": `Retry the move of ${subject} from ${job.step}`,
+                  "aria-disabled": retrying ? "true" : null,
+                  "data-why": retrying ? "the retry was asked and the engine has not answered yet" : null,
+                },
+                retrying ? "Retrying…" : "Retry")
             : null)),
       h("p", { class: "route" },
         h("span", {}, model.domainName(job.src_domain)),
@@ -103,7 +117,9 @@ function finishedLine(job) {
     case "cancelled":
       return `Cancelled at ${clock(job.finished)}: the disks are where they were.`;
     default:
-      return `Failed at ${clock(job.finished)}: the disks are where they were.`;
+      return job.retryable
+        ? `Failed at ${clock(job.finished)} in ${job.step}, after the switch: the VM already uses the destination, and the disks stay locked until the job is retried.`
+        : `Failed at ${clock(job.finished)}: the disks are where they were.`;
   }
 }
 
