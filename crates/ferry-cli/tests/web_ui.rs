@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use common::{files_under, tail, FERRY, POLL, WAIT};
 use fantoccini::{Client, ClientBuilder, Locator};
-use ferry_api::engine::{Disk, VmState};
+use ferry_api::engine::{Disk, JobState, MoveRequest, VmState};
 use ferry_engine::EngineClient;
 use ferry_testkit::agent::KillVmsOnDrop;
 use serde_json::{json, Value};
@@ -365,6 +365,76 @@ async fn a_slow_move_is_cancelled_from_the_web_ui_and_the_disk_stays_on_domain1(
     demo.stop();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_that_failed_after_the_switch_is_offered_for_retry_in_the_web_ui() {
+    // Merge fails for good (the engine's FERRY_TEST_FAIL_STEP hook).
+    let demo = Demo::start_with(&[("FERRY_TEST_FAIL_STEP", "merge")]);
+    let ui = Ui::open(&demo).await;
+    ui.sign_in(&demo.token).await;
+    ui.wait_text("[data-vm-state='demo-vm']", "demo-vm running", |t| {
+        t == "Running"
+    })
+    .await;
+    let job = demo
+        .client()
+        .move_disk(
+            "demo-disk",
+            &MoveRequest {
+                to: "domain2".into(),
+                bandwidth_mib_s: None,
+            },
+        )
+        .await
+        .expect("start the move");
+    let id = job.id.to_string();
+
+    // The failed job says where the disk is and offers Retry, not Cancel.
+    ui.click("nav a[data-view='jobs']").await;
+    ui.wait_text(
+        &format!("[data-job-state='{id}']"),
+        "the job to fail at merge",
+        |t| t == "Failed",
+    )
+    .await;
+    let retry = "button[aria-label='Retry the move of demo-disk from merge']";
+    ui.wait_for(retry, "the Retry button").await;
+    assert!(ui
+        .find("button[aria-label='Cancel the move of demo-disk']")
+        .await
+        .is_none());
+    let line = ui
+        .text(&format!("[data-job='{id}'] .step-line"))
+        .await
+        .unwrap_or_default();
+    assert!(
+        line.contains("after the switch") && line.contains("stay locked until the job is retried"),
+        "{line}"
+    );
+    let error = ui
+        .text(&format!("[data-job-error='{id}']"))
+        .await
+        .unwrap_or_default();
+    assert!(error.contains(&format!("ferry job retry {id}")), "{error}");
+    ui.assert_accessible("a job failed after the switch").await;
+    ui.screenshot("jobs-failed-after-switch.png").await;
+
+    // Retry runs merge again (it fails again: the hook is still set).
+    ui.click(retry).await;
+    let again = ui
+        .until("merge to be tried a second time", WAIT, || async {
+            let j = demo.client().job(job.id).await.ok()?;
+            let merge = j.steps.iter().find(|s| s.name == "merge")?;
+            (merge.attempts == 2 && j.state == JobState::Failed).then_some(j)
+        })
+        .await;
+    assert!(again.retryable, "{again:#?}");
+    let disk = demo.disk("demo-disk").await;
+    assert_eq!(disk.locked_by, Some(job.id), "{disk:#?}");
+    ui.assert_no_page_errors().await;
+    ui.close().await;
+    demo.stop();
+}
+
 /// `GET /` answers the page without a token; the API still wants one.
 fn assert_page_is_public_and_api_is_not(url: &str) {
     let (status, headers) = http_get(url, "/");
@@ -414,6 +484,11 @@ struct Demo {
 
 impl Demo {
     fn start() -> Demo {
+        Demo::start_with(&[])
+    }
+
+    /// With extra environment for `ferry up` (the engine's test hooks).
+    fn start_with(env: &[(&str, &str)]) -> Demo {
         let data = tempfile::Builder::new()
             .prefix("ferry-ui-")
             .tempdir_in(ferry_testkit::scratch_root())
@@ -427,6 +502,7 @@ impl Demo {
             .args(["up", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data.path())
             .env("FERRY_GUEST_DIR", &guest)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
