@@ -1,0 +1,103 @@
+//! `ferry bench move` runs end to end on the smallest disk it takes and
+//! reports every figure issue 4 asks of it. The figures themselves are for
+//! people to read (docs/engine.md); this only keeps the bench working.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::FERRY;
+use serde_json::Value;
+
+fn workspace() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+fn strings<'a>(v: &'a Value, list: &str, key: &str) -> Vec<&'a str> {
+    v[list]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {list} in {v:#}"))
+        .iter()
+        .filter_map(|x| x[key].as_str())
+        .collect()
+}
+
+#[test]
+fn bench_move_reports_every_figure() {
+    let scratch = tempfile::Builder::new()
+        .prefix("ferry-bench-")
+        .tempdir_in(ferry_testkit::scratch_root())
+        .expect("a scratch directory");
+    let dir = scratch.path().join("bench");
+    let out = Command::new(FERRY)
+        .args(["bench", "move", "--base-gib", "1", "--json", "--dir"])
+        .arg(&dir)
+        .env("FERRY_GUEST_DIR", workspace().join("target/ferry-guest"))
+        .output()
+        .expect("run ferry bench move");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ferry bench move failed: {stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("the bench's --json is not JSON ({e}): {stderr}"));
+
+    let methods = strings(&report, "rows", "method");
+    for want in [
+        "ferry live move (whole job)",
+        "cp --sparse=always",
+        "qemu-img convert -W -m 16",
+        "proxmox way: blockdev-mirror full write-blocking",
+    ] {
+        assert!(methods.contains(&want), "no row {want:?}: {methods:?}");
+    }
+    let ratio = report["ratio"]["ratio"].as_f64().unwrap_or(f64::NAN);
+    assert!(ratio.is_finite() && ratio > 0.0, "{:#}", report["ratio"]);
+
+    let rows = report["rows"].as_array().expect("rows");
+    let pauses = |method: &str| -> Vec<String> {
+        rows.iter()
+            .find(|r| r["method"] == method)
+            .and_then(|r| r["pauses"].as_array())
+            .map(|p| {
+                p.iter()
+                    .filter(|x| x["ms"].as_f64().is_some_and(|ms| ms >= 0.0))
+                    .filter_map(|x| x["switch"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        pauses("ferry live move (whole job)"),
+        ["snapshot", "reopen", "commit pivot"],
+        "{rows:#?}"
+    );
+    assert_eq!(
+        pauses("proxmox way: blockdev-mirror full write-blocking"),
+        ["pivot"]
+    );
+    let acks = |method: &str| {
+        rows.iter()
+            .find(|r| r["method"] == method)
+            .and_then(|r| r["writer_acks_per_s"].as_f64())
+            .unwrap_or(0.0)
+    };
+    assert!(
+        acks("ferry live move (whole job)") > 0.0,
+        "the guest wrote during the move: {rows:#?}"
+    );
+
+    let steps = strings(&report["ferry"], "steps", "name");
+    assert_eq!(
+        steps,
+        [
+            "prepare",
+            "createVolumeCrossSD",
+            "blockMigrate",
+            "cloneInternalVolumes",
+            "finalizeBlockMigrate",
+            "merge",
+            "cleanup"
+        ]
+    );
+    assert!(!dir.exists(), "the bench left {}", dir.display());
+}
