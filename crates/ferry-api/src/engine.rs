@@ -366,6 +366,11 @@ pub struct Job {
     /// locked until it is retried and ends.
     #[serde(default)]
     pub retryable: bool,
+    /// Whether it waits for a place: the engine runs a bounded number of
+    /// moves at once (`--max-moves`); a queued job is at `prepare`, has
+    /// made nothing yet, and can be cancelled.
+    #[serde(default)]
+    pub queued: bool,
     /// Why it failed, in words.
     pub error: Option<String>,
     /// When it was created, milliseconds since the Unix epoch.

@@ -19,6 +19,10 @@
 //!
 //! then, with the VM stopped, every write the guest saw acknowledged over
 //! all of it is on the disk.
+//!
+//! And, with an engine that runs one move at a time, a second move waits
+//! queued (making nothing), can be cancelled there, and a third starts
+//! and completes when the first ends.
 
 mod common;
 
@@ -229,4 +233,94 @@ async fn a_move_cancelled_before_finalize_leaves_the_vm_where_it_was() {
     expect_success(&cluster.cli(&["vm", "stop", "vm1", "--force"]), "vm stop");
     log.poll();
     cluster.assert_all_layers(&before, &now, &writer, log.acks());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moves_beyond_the_engines_bound_wait_queued_and_start_as_others_end() {
+    let cluster = Cluster::start_with(&[("FERRY_MAX_MOVES", "1")]).await;
+    cluster
+        .disk_sized("slow", VolumeFormat::Raw, 2, 64 * MIB, 24 * MIB)
+        .await;
+    let second = cluster.disk("second", VolumeFormat::Raw, 2).await;
+    let third = cluster.disk("third", VolumeFormat::Qcow2, 2).await;
+    let before = cluster.save_layers(&third, "before");
+
+    // Given a move holding the engine's only place, copying at 1 MiB/s...
+    let (ok, first): (bool, Job) = cluster.cli_json(&[
+        "disk",
+        "move",
+        "slow",
+        "--to",
+        "domain2",
+        "--bandwidth",
+        "1",
+    ]);
+    assert!(ok, "{first:#?}");
+    cluster
+        .wait_job_until(first.id, "the first copy under way", |j| j.done_bytes > 0)
+        .await;
+
+    // ...a second move waits queued at prepare and makes nothing...
+    let (ok, queued): (bool, Job) =
+        cluster.cli_json(&["disk", "move", "second", "--to", "domain2"]);
+    assert!(ok, "{queued:#?}");
+    let queued = cluster
+        .wait_job_until(queued.id, "the second move queued", |j| j.queued)
+        .await;
+    assert_eq!(queued.state, JobState::Running);
+    assert!(
+        queued
+            .steps
+            .iter()
+            .filter(|s| s.name != "prepare")
+            .all(|s| s.state == StepState::Pending),
+        "{queued:#?}"
+    );
+    assert!(cluster
+        .files_of_disk_on("domain2", &second)
+        .await
+        .is_empty());
+    let out = expect_success(&cluster.cli(&["job", "list"]), "job list");
+    assert!(
+        out.lines()
+            .any(|l| l.contains(&queued.id.to_string()) && l.contains("queued")),
+        "{out}"
+    );
+
+    // ...and is cancelled there with nothing to undo.
+    expect_success(
+        &cluster.cli(&["job", "cancel", &queued.id.to_string()]),
+        "cancel of the queued move",
+    );
+    let cancelled = cluster.wait_end(queued.id).await;
+    assert_job(&cancelled, JobState::Cancelled);
+    let now = cluster.disk_now("second").await;
+    assert!(now.locked_by.is_none(), "{now:#?}");
+    assert_eq!(now.domain, cluster.domain("domain1").await.id);
+    assert!(cluster.files_of_disk_on("domain2", &now).await.is_empty());
+
+    // A third waits too, and starts and completes when the first ends.
+    let (ok, third_job): (bool, Job) =
+        cluster.cli_json(&["disk", "move", "third", "--to", "domain2"]);
+    assert!(ok, "{third_job:#?}");
+    cluster
+        .wait_job_until(third_job.id, "the third move queued", |j| j.queued)
+        .await;
+    expect_success(
+        &cluster.cli(&["job", "cancel", &first.id.to_string()]),
+        "cancel of the first move",
+    );
+    assert_job(&cluster.wait_end(first.id).await, JobState::Cancelled);
+    let done = cluster.wait_end(third_job.id).await;
+    assert_succeeded(&done);
+    assert!(!done.queued);
+    let now = cluster.disk_now("third").await;
+    assert_eq!(now.domain, cluster.domain("domain2").await.id);
+    assert!(now.locked_by.is_none(), "{now:#?}");
+    cluster.assert_internal_layers(&before, &now);
+    let events = cluster.client().events(Some(50)).await.expect("events");
+    assert!(
+        events.iter().any(|e| e.message.contains("is queued")),
+        "{events:#?}"
+    );
 }

@@ -15,6 +15,9 @@ pub struct EngineConfig {
     /// The database URL: `sqlite://<file>?mode=rwc` (the default, see
     /// [`EngineConfig::sqlite_url`]) or `postgres://…`.
     pub database: String,
+    /// How many moves copy at once; more wait, queued (0: the default,
+    /// [`DEFAULT_MAX_MOVES`](crate::DEFAULT_MAX_MOVES)).
+    pub max_moves: usize,
 }
 
 impl EngineConfig {
@@ -32,6 +35,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("listen", &self.listen)
             .field("token", &"<hidden>")
             .field("database", &self.database)
+            .field("max_moves", &self.max_moves)
             .finish()
     }
 }

@@ -10,6 +10,7 @@ use crate::agents::Agents;
 use crate::db::Db;
 use crate::error::Result;
 use crate::events::Events;
+use crate::flow::queue::MoveQueue;
 use crate::monitor;
 
 /// The engine core. It knows nothing of HTTP: the REST layer translates
@@ -29,6 +30,8 @@ pub struct Engine {
     /// disk belongs to no VM) hold this, so two requests cannot both pass
     /// the check.
     inventory: Mutex<()>,
+    /// How many moves copy at once, and which wait.
+    moves: MoveQueue,
 }
 
 impl std::fmt::Debug for Engine {
@@ -45,7 +48,11 @@ impl Engine {
     /// Opens the database at `database` (creating the schema) and builds
     /// the engine around it. Nothing runs yet: the monitor is started by
     /// [`crate::Server::bind`].
-    pub async fn open(database: &str, token: impl Into<String>) -> Result<Arc<Engine>> {
+    pub async fn open(
+        database: &str,
+        token: impl Into<String>,
+        max_moves: usize,
+    ) -> Result<Arc<Engine>> {
         let db = Db::open(database).await?;
         Ok(Arc::new(Engine {
             agents: Agents::new(db.clone()),
@@ -55,7 +62,13 @@ impl Engine {
             poll: Mutex::new(()),
             election: Mutex::new(()),
             inventory: Mutex::new(()),
+            moves: MoveQueue::new(max_moves),
         }))
+    }
+
+    /// The move queue.
+    pub(crate) fn moves(&self) -> &MoveQueue {
+        &self.moves
     }
 
     /// The inventory database.

@@ -17,6 +17,7 @@
 //!     listen: "127.0.0.1:0".parse().expect("an address"),
 //!     token: "secret".into(),
 //!     database: ferry_engine::EngineConfig::sqlite_url("/var/lib/ferry".as_ref()),
+//!     max_moves: 0,
 //! };
 //! let server = ferry_engine::Server::bind(config).await?;
 //! println!("listening on {}", server.local_addr());
@@ -43,5 +44,6 @@ pub use config::EngineConfig;
 pub use engine::Engine;
 pub use error::{Error, Result};
 pub use events::Events;
+pub use flow::queue::DEFAULT_MAX_MOVES;
 pub use ops::refresh_disk;
 pub use server::Server;

@@ -35,13 +35,14 @@ impl Server {
             listen,
             token,
             database,
+            max_moves,
         } = config;
         if token.trim().is_empty() {
             return Err(Error::BadRequest(
                 "the engine's token is empty; give it a secret that the CLI and the UI will present".into(),
             ));
         }
-        let engine = Engine::open(&database, token).await?;
+        let engine = Engine::open(&database, token, max_moves).await?;
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|source| Error::Bind {

@@ -6,7 +6,7 @@ use ferry_engine::EngineClient;
 use uuid::Uuid;
 
 use super::output::{bytes, json, short, table};
-use super::wait::{describe, follow, state_word};
+use super::wait::{describe, follow, job_word};
 
 /// Job commands.
 #[derive(Debug, Subcommand)]
@@ -55,7 +55,7 @@ pub(super) async fn run(c: EngineClient, cmd: JobCommand, as_json: bool) -> Resu
                         j.id.to_string(),
                         format!("{:?}", j.kind).to_lowercase(),
                         format!("{:?}", j.mode).to_lowercase(),
-                        state_word(j.state).to_string(),
+                        job_word(j).to_string(),
                         j.step.clone(),
                         format!("{}/{}", bytes(j.done_bytes), bytes(j.total_bytes)),
                         j.disks.iter().map(short).collect::<Vec<_>>().join(","),

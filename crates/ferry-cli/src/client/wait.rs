@@ -23,9 +23,21 @@ pub fn state_word(s: JobState) -> &'static str {
     }
 }
 
+/// A job's state in a word, "queued" for one waiting for a place.
+pub fn job_word(job: &Job) -> &'static str {
+    if job.queued {
+        "queued"
+    } else {
+        state_word(job.state)
+    }
+}
+
 /// Prints a job and its steps.
 pub fn describe(job: &Job) {
-    println!("job {} ({})", job.id, state_word(job.state));
+    println!("job {} ({})", job.id, job_word(job));
+    if job.queued {
+        println!("  queued: as many moves as the engine runs at once are running; it starts when one ends");
+    }
     let kind = match job.kind {
         JobKind::DiskMove => "disk move",
         JobKind::VmMove => "VM move",
@@ -104,6 +116,7 @@ pub async fn follow(c: &EngineClient, mut job: Job, as_json: bool) -> Result<()>
         bar.set_position(job.done_bytes);
         bar.set_message(match job.state {
             JobState::RollingBack => format!("rolling back ({})", job.step),
+            _ if job.queued => "queued".to_string(),
             _ => job.step.clone(),
         });
         if job.state.is_finished() {

@@ -130,6 +130,7 @@ impl JobRow {
             bandwidth_mib_s: self.bandwidth_mib_s,
             cancellable: self.state == JobState::Running && !past_no_return,
             retryable: self.is_retryable(),
+            queued: false,
             error: self.error.clone(),
             created: self.created,
             finished: self.finished,

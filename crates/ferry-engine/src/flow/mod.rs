@@ -12,6 +12,7 @@
 mod job;
 pub(crate) mod plan;
 mod progress;
+pub(crate) mod queue;
 mod retry;
 mod rollback;
 mod runner;

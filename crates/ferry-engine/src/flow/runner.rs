@@ -28,6 +28,13 @@ async fn run(engine: Arc<Engine>, id: Uuid) -> crate::Result<()> {
     if job.row.state.is_finished() {
         return Ok(());
     }
+    // A place in the move queue, held until the job ends (its copies and
+    // any rollback included).
+    let _place = if job.row.state == JobState::Running {
+        admit(&job).await?
+    } else {
+        None
+    };
     if job.row.state == JobState::Running {
         match forwards(&mut job).await {
             Ok(()) => return job.finish(JobState::Succeeded, None).await,
@@ -83,6 +90,46 @@ async fn run(engine: Arc<Engine>, id: Uuid) -> crate::Result<()> {
     } else {
         job.finish(JobState::Failed, Some(reason)).await
     }
+}
+
+/// Takes the job's place in the move queue. A job that has not started
+/// its first step waits (shown queued) until a place is free or it is
+/// cancelled (then `forwards` ends it, with nothing to undo). One that
+/// has started (resumed after a restart, or retried) takes a free place
+/// if there is one but never waits: its VM may already depend on both
+/// domains.
+async fn admit(job: &JobCtx) -> crate::Result<Option<tokio::sync::OwnedSemaphorePermit>> {
+    let queue = job.engine.moves();
+    let started = job
+        .engine
+        .db()
+        .steps(job.id())
+        .await?
+        .iter()
+        .any(|s| s.name != plan::PREPARE && s.state != StepState::Pending);
+    if started {
+        return Ok(queue.try_take());
+    }
+    if let Some(place) = queue.try_take() {
+        return Ok(Some(place));
+    }
+    let id = job.id();
+    job.engine
+        .events()
+        .record(
+            "job",
+            &format!(
+                "job {id} is queued: {} moves are running, the most the engine runs at once",
+                queue.limit()
+            ),
+            Some(id),
+        )
+        .await;
+    Ok(queue
+        .take(id, || async {
+            job.cancel_requested().await.unwrap_or(false)
+        })
+        .await)
 }
 
 /// The steps not done yet, in order; the first failure with the step it

@@ -15,7 +15,9 @@ pub async fn jobs(engine: &Engine) -> Result<Vec<Job>> {
     let mut out = Vec::new();
     for row in engine.db().jobs().await? {
         let steps = engine.db().steps(row.id).await?;
-        out.push(row.to_api(steps));
+        let mut job = row.to_api(steps);
+        job.queued = engine.moves().is_waiting(job.id);
+        out.push(job);
     }
     Ok(out)
 }
@@ -32,11 +34,13 @@ pub fn job_id(key: &str) -> Result<Uuid> {
 /// One job.
 pub async fn job(engine: &Engine, key: &str) -> Result<Job> {
     let id = job_id(key)?;
-    engine.db().job_view(id).await?.ok_or_else(|| {
+    let mut job = engine.db().job_view(id).await?.ok_or_else(|| {
         Error::NotFound(format!(
             "there is no job {id}; list the jobs with 'ferry job list'"
         ))
-    })
+    })?;
+    job.queued = engine.moves().is_waiting(id);
+    Ok(job)
 }
 
 /// Asks the flow to cancel a job.

@@ -49,6 +49,7 @@ function jobCard(model, job) {
         h("h2", { id: titleId }, jobTitle(model, job)),
         h("span", { class: `badge job-state-${job.state}`, "data-job-state": job.id }, JOB_STATE_WORDS[job.state] ?? job.state),
         h("span", { class: `badge mode-${job.mode}` }, job.mode === "live" ? "Live" : "Cold"),
+        job.queued ? h("span", { class: "badge", "data-job-queued": job.id }, "Queued") : null,
         h("div", { class: "card-actions" },
           !finished && job.cancellable && job.state === "running"
             ? h("button", {
@@ -86,6 +87,8 @@ function jobCard(model, job) {
           ? finishedLine(job)
           : job.state === "rolling_back"
             ? `Rolling back from ${job.step}: undoing what the move made; the disks stay where they were.`
+            : job.queued
+            ? "Queued: the engine runs a bounded number of moves at once, and this one starts when one of them ends. Nothing is made until then; Cancel ends it."
             : `Step ${stepNo} of ${job.steps.length}: ${job.step} — ${stepHelp(job.step) || "working"}`),
       h("dl", { class: "stats" },
         stat("Copied", `${bytes(job.done_bytes)} of ${bytes(job.total_bytes)}`),
