@@ -62,9 +62,13 @@ impl MoveQueue {
             return Some(place);
         }
         self.set_waiting(job, true);
+        // One acquire for the whole wait: it keeps the job's turn, so jobs
+        // start in the order they were queued.
+        let acquire = self.places.clone().acquire_owned();
+        tokio::pin!(acquire);
         let place = loop {
             tokio::select! {
-                place = self.places.clone().acquire_owned() => break place.ok(),
+                place = &mut acquire => break place.ok(),
                 () = tokio::time::sleep(CANCEL_CHECK) => {
                     if cancelled().await {
                         break None;
@@ -112,5 +116,29 @@ mod tests {
         drop(first);
         assert!(waiter.await.expect("the waiter"), "it got the freed place");
         assert!(!q.is_waiting(job));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn queued_moves_start_in_the_order_they_were_queued() {
+        let q = Arc::new(MoveQueue::new(1));
+        let first = q.try_take().expect("a free place");
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for job in [a, b] {
+            let (queue, tx) = (q.clone(), tx.clone());
+            tokio::spawn(async move {
+                let place = queue.take(job, || async { false }).await;
+                let _ = tx.send(job);
+                drop(place);
+            });
+            while !q.is_waiting(job) {
+                tokio::task::yield_now().await;
+            }
+            // Several cancel checks pass while both wait.
+            tokio::time::sleep(CANCEL_CHECK * 3).await;
+        }
+        drop(first);
+        assert_eq!(rx.recv().await, Some(a));
+        assert_eq!(rx.recv().await, Some(b));
     }
 }
