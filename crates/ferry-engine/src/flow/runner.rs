@@ -153,14 +153,7 @@ async fn forwards(job: &mut JobCtx) -> Result<(), (String, Failure)> {
         ) {
             continue;
         }
-        if !past_point_of_no_return(name) {
-            job.check_cancel()
-                .await
-                .map_err(|f| (name.to_string(), f))?;
-        }
-        job.step(name, StepState::Running, None)
-            .await
-            .map_err(|e| (name.to_string(), Failure::from(e)))?;
+        begin(job, name).await?;
         run_step(job, name)
             .await
             .map_err(|f| (name.to_string(), f))?;
@@ -168,11 +161,29 @@ async fn forwards(job: &mut JobCtx) -> Result<(), (String, Failure)> {
             // The VM was down at blockMigrate: finish with the cold steps.
             return forwards_cold_rest(job).await;
         }
-        job.step(name, StepState::Done, None)
-            .await
-            .map_err(|e| (name.to_string(), Failure::from(e)))?;
+        done(job, name).await?;
     }
     Ok(())
+}
+
+/// A step starts: a last look for a cancel (while one is still possible),
+/// then it is recorded running.
+async fn begin(job: &mut JobCtx, name: &str) -> Result<(), (String, Failure)> {
+    if !past_point_of_no_return(name) {
+        job.check_cancel()
+            .await
+            .map_err(|f| (name.to_string(), f))?;
+    }
+    job.step(name, StepState::Running, None)
+        .await
+        .map_err(|e| (name.to_string(), Failure::from(e)))
+}
+
+/// A step is recorded done.
+async fn done(job: &mut JobCtx, name: &str) -> Result<(), (String, Failure)> {
+    job.step(name, StepState::Done, None)
+        .await
+        .map_err(|e| (name.to_string(), Failure::from(e)))
 }
 
 /// A live move whose VM was down at `blockMigrate` continues here: the
@@ -190,20 +201,11 @@ async fn forwards_cold_rest(job: &mut JobCtx) -> Result<(), (String, Failure)> {
         if state == StepState::Done {
             continue;
         }
-        if !past_point_of_no_return(name) {
-            job.check_cancel()
-                .await
-                .map_err(|f| (name.to_string(), f))?;
-        }
-        job.step(name, StepState::Running, None)
-            .await
-            .map_err(|e| (name.to_string(), Failure::from(e)))?;
+        begin(job, name).await?;
         run_step(job, stand_in)
             .await
             .map_err(|f| (name.to_string(), f))?;
-        job.step(name, StepState::Done, None)
-            .await
-            .map_err(|e| (name.to_string(), Failure::from(e)))?;
+        done(job, name).await?;
     }
     Ok(())
 }

@@ -300,14 +300,7 @@ pub async fn finalize_block_migrate(job: &mut JobCtx) -> Result<(), Failure> {
         },
     )
     .await?;
-    for d in job.plan.disks.clone() {
-        job.engine
-            .db()
-            .set_disk_domain(d.disk, job.plan.dst)
-            .await
-            .map_err(Failure::from)?;
-    }
-    Ok(())
+    switch(job).await
 }
 
 /// merge: each disk's move leaf folds into its parent on the destination,
@@ -361,7 +354,8 @@ pub async fn merge(job: &mut JobCtx) -> Result<(), Failure> {
     Ok(())
 }
 
-/// A cold move's switch: the disks' leaves are the destination copies now.
+/// The switch in the inventory: the disks' leaves are the destination's
+/// now. All of a cold move's switch; the end of a live one's finalize.
 pub async fn switch(job: &mut JobCtx) -> Result<(), Failure> {
     for d in job.plan.disks.clone() {
         job.engine

@@ -207,17 +207,24 @@ pub async fn start_vm(engine: &Engine, key: &str) -> Result<Vm> {
             .await
             .map_err(Error::agent(&host.name))?;
     }
-    if engine
-        .db()
-        .set_vm_state(row.id, VmState::Running)
-        .await?
-        .is_some()
-    {
+    record_state(engine, &row, &host, VmState::Running, "started").await
+}
+
+/// Records a VM's new state, logs the change (only when it is one) and
+/// answers the VM as the API shows it.
+async fn record_state(
+    engine: &Engine,
+    row: &VmRow,
+    host: &HostRow,
+    state: VmState,
+    what: &str,
+) -> Result<Vm> {
+    if engine.db().set_vm_state(row.id, state).await?.is_some() {
         engine
             .events()
             .record(
                 "vm",
-                format!("VM {} started on host {}", row.name, host.name),
+                format!("VM {} {what} on host {}", row.name, host.name),
                 Some(row.id),
             )
             .await;
@@ -268,22 +275,7 @@ pub async fn stop_vm(engine: &Engine, key: &str, force: bool) -> Result<Vm> {
             .await
             .map_err(Error::agent(&host.name))?;
     }
-    if engine
-        .db()
-        .set_vm_state(row.id, VmState::Stopped)
-        .await?
-        .is_some()
-    {
-        engine
-            .events()
-            .record(
-                "vm",
-                format!("VM {} stopped on host {}", row.name, host.name),
-                Some(row.id),
-            )
-            .await;
-    }
-    vm(engine, &row.id.to_string()).await
+    record_state(engine, &row, &host, VmState::Stopped, "stopped").await
 }
 
 /// Starts moving every disk of a VM together.
