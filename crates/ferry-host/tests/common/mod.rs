@@ -41,11 +41,25 @@ pub async fn start(name: &str, run_dir: &Path, domains: &[&Path]) -> TestAgent {
     start_with(config(name, run_dir, domains), VerbRegistry::standard()).await
 }
 
+/// How long a restart waits for the run directory's lock.
+const RELOCK_WAIT: Duration = Duration::from_secs(10);
+
 pub async fn start_with(config: AgentConfig, verbs: VerbRegistry) -> TestAgent {
     let run_dir = config.run_dir.clone();
-    let server = Server::bind_with(config, verbs)
-        .await
-        .expect("bind the agent");
+    // A stopped agent's run-directory lock can outlive it for a moment:
+    // a child process another test forks in this process holds a copy of
+    // every descriptor until it execs. Wait for it, with a deadline.
+    let deadline = Instant::now() + RELOCK_WAIT;
+    let server = loop {
+        match Server::bind_with(config.clone(), verbs.clone()).await {
+            Err(ferry_host::Error::Conflict(m))
+                if m.contains("another agent is running") && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => break other.expect("bind the agent"),
+        }
+    };
     let addr = server.local_addr();
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(server.run_until(async {
