@@ -12,13 +12,7 @@ use uuid::Uuid;
 
 use crate::{Allocation, Legality, VolumeFormat, VolumeRole};
 
-/// Every error the agent returns has this body, with an HTTP status that
-/// says what kind of error it is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    /// A sentence saying what was wrong and what to do about it.
-    pub error: String,
-}
+pub use crate::error::ApiError as ErrorBody;
 
 /// `GET /v1/health`: who the agent is and whether it holds the SPM role.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -273,6 +267,10 @@ pub struct TaskStatus {
     pub total_bytes: u64,
     /// Why it failed, when it failed.
     pub error: Option<String>,
+    /// What kind of failure it was, when it failed: the caller decides on
+    /// this (a full destination is not retried), never on `error`'s words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<crate::ErrorKind>,
     /// When it was started, seconds since the Unix epoch.
     pub started: u64,
     /// When it finished, seconds since the Unix epoch.

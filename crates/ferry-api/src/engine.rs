@@ -14,12 +14,7 @@ use uuid::Uuid;
 
 use crate::{Legality, VolumeFormat, VolumeRole};
 
-/// Every error answer: a sentence a person can act on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct ApiError {
-    /// What was wrong and what to do about it.
-    pub error: String,
-}
+pub use crate::error::{ApiError, ErrorKind};
 
 /// `GET /api/v1/health` (no token needed).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -307,13 +302,84 @@ pub enum StepState {
     RolledBack,
 }
 
+/// A step of a move job, named on the wire, in the database and on the
+/// screen as the seed names it (`createVolumeCrossSD`, ...), so oVirt
+/// users recognise it; the engine matches on the enum, never on the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub enum Step {
+    /// Validate, lock, decide the plan.
+    #[serde(rename = "prepare")]
+    Prepare,
+    /// The new leaf on the destination, over the leaf on the source.
+    #[serde(rename = "createVolumeCrossSD")]
+    CreateVolumeCrossSd,
+    /// The VM writes to the new leaf.
+    #[serde(rename = "blockMigrate")]
+    BlockMigrate,
+    /// Layer-exact copies of the volumes under the new leaf, verified.
+    #[serde(rename = "cloneInternalVolumes")]
+    CloneInternalVolumes,
+    /// The VM reads from the copies: the switch point of a live move.
+    #[serde(rename = "finalizeBlockMigrate")]
+    FinalizeBlockMigrate,
+    /// The move's leaf folded into its parent: the chain keeps its shape.
+    #[serde(rename = "merge")]
+    Merge,
+    /// A cold move's switch of the disk to the destination's copies.
+    #[serde(rename = "switch")]
+    Switch,
+    /// The source's volumes deleted, the disk unlocked.
+    #[serde(rename = "cleanup")]
+    Cleanup,
+}
+
+impl Step {
+    /// Every step, in the order a live move (then a cold one) meets them.
+    pub const ALL: [Step; 8] = [
+        Step::Prepare,
+        Step::CreateVolumeCrossSd,
+        Step::BlockMigrate,
+        Step::CloneInternalVolumes,
+        Step::FinalizeBlockMigrate,
+        Step::Merge,
+        Step::Switch,
+        Step::Cleanup,
+    ];
+
+    /// The seed's name of the step, as the API, the database and the UI
+    /// spell it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Step::Prepare => "prepare",
+            Step::CreateVolumeCrossSd => "createVolumeCrossSD",
+            Step::BlockMigrate => "blockMigrate",
+            Step::CloneInternalVolumes => "cloneInternalVolumes",
+            Step::FinalizeBlockMigrate => "finalizeBlockMigrate",
+            Step::Merge => "merge",
+            Step::Switch => "switch",
+            Step::Cleanup => "cleanup",
+        }
+    }
+
+    /// The step of that name, if there is one.
+    pub fn from_name(name: &str) -> Option<Step> {
+        Step::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One step of a job (the seed's names: `prepare`, `createVolumeCrossSD`,
 /// `blockMigrate`, `cloneInternalVolumes`, `finalizeBlockMigrate`, `merge`,
 /// `cleanup`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct JobStep {
-    /// The step's name.
-    pub name: String,
+    /// The step.
+    pub name: Step,
     /// Where it stands.
     pub state: StepState,
     /// When it started, milliseconds since the Unix epoch.
@@ -346,7 +412,7 @@ pub struct Job {
     /// Where they go.
     pub dst_domain: Uuid,
     /// The step running now (or the last one).
-    pub step: String,
+    pub step: Step,
     /// Every step, in order.
     pub steps: Vec<JobStep>,
     /// Bytes copied so far.
@@ -392,4 +458,19 @@ pub struct Event {
     pub message: String,
     /// The thing it happened to.
     pub object: Option<Uuid>,
+}
+
+#[cfg(test)]
+mod step_tests {
+    use super::Step;
+
+    #[test]
+    fn steps_travel_by_the_seeds_names() {
+        for step in Step::ALL {
+            let json = serde_json::to_string(&step).expect("encode");
+            assert_eq!(json, format!("\"{}\"", step.name()));
+            assert_eq!(Step::from_name(step.name()), Some(step));
+        }
+        assert_eq!(Step::from_name("copy"), None);
+    }
 }

@@ -7,9 +7,11 @@
 
 pub mod agent;
 pub mod engine;
+mod error;
 mod progress;
 pub mod vm;
 mod volume;
 
+pub use error::{ApiError, ErrorKind};
 pub use progress::Progress;
 pub use volume::{Allocation, Legality, VolumeFormat, VolumeRole};

@@ -156,7 +156,7 @@ async fn up(args: UpArgs) -> Result<()> {
     );
     println!("  try: ferry --data-dir {} disk list", dir.display());
     println!("  Ctrl-C stops Ferry and the VMs it runs");
-    ferry_host::shutdown_signal().await;
+    ferry_http::shutdown_signal().await;
     eprintln!("ferry: stopping");
     let _ = stop_engine.send(());
     let _ = engine_task.await;

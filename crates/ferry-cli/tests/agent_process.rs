@@ -7,9 +7,9 @@
 
 use std::time::{Duration, Instant};
 
+use ferry_agent_client::ClientError;
 use ferry_api::agent::{CloneInternalVolumes, TaskState};
 use ferry_api::{Legality, VolumeFormat};
-use ferry_host::ClientError;
 use ferry_testkit::agent::AgentProcess;
 use ferry_testkit::{base, child, own_allocation, qemu_io, same_guest_content, Lab};
 use uuid::Uuid;

@@ -29,7 +29,7 @@ mod common;
 use common::*;
 use ferry_api::engine::{Job, JobState, MoveMode, MoveRequest, StepState, Vm};
 use ferry_api::VolumeFormat;
-use ferry_engine::EngineClientError;
+use ferry_engine::ClientError as EngineClientError;
 use ferry_testkit::guest::SerialLog;
 
 /// Asserts a move cancelled at step `at` left everything as it was: the
@@ -182,7 +182,7 @@ async fn a_move_cancelled_before_finalize_leaves_the_vm_where_it_was() {
     assert!(ok, "{job:#?}");
     let copying = cluster
         .wait_job_until(job.id, "a copy under way", |j| {
-            j.step == "cloneInternalVolumes" && j.done_bytes > 0
+            j.step.name() == "cloneInternalVolumes" && j.done_bytes > 0
         })
         .await;
     assert!(copying.done_bytes < copying.total_bytes, "{copying:#?}");
@@ -272,7 +272,7 @@ async fn moves_beyond_the_engines_bound_wait_queued_and_start_as_others_end() {
         queued
             .steps
             .iter()
-            .filter(|s| s.name != "prepare")
+            .filter(|s| s.name.name() != "prepare")
             .all(|s| s.state == StepState::Pending),
         "{queued:#?}"
     );

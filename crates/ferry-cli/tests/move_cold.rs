@@ -35,7 +35,7 @@ async fn a_stopped_vm_moves_cold_and_starts_from_the_destination() {
     assert_succeeded(&job);
     assert_eq!(job.mode, MoveMode::Cold);
     cluster.assert_no_task_running().await;
-    let names: Vec<&str> = job.steps.iter().map(|s| s.name.as_str()).collect();
+    let names: Vec<&str> = job.steps.iter().map(|s| s.name.name()).collect();
     assert_eq!(
         names,
         ["prepare", "cloneInternalVolumes", "switch", "cleanup"],

@@ -103,7 +103,7 @@ async fn a_move_to_a_domain_without_room_is_refused_or_rolled_back() {
     let job_id = locked.locked_by.expect("the move's job");
     let copying = cluster
         .wait_job_until(job_id, "a copy under way", |j| {
-            j.step == "cloneInternalVolumes" && j.done_bytes > 0
+            j.step.name() == "cloneInternalVolumes" && j.done_bytes > 0
         })
         .await;
     assert!(copying.done_bytes < copying.total_bytes, "{copying:#?}");

@@ -51,7 +51,7 @@ async fn the_engine_killed_at_each_step_of_a_live_move_finishes_every_move() {
         assert_eq!(job.state, JobState::Running);
         let held = cluster.wait_step_running(job.id, step).await;
         for s in &held.steps {
-            let want = match LIVE_STEPS.iter().position(|n| *n == s.name) {
+            let want = match LIVE_STEPS.iter().position(|n| *n == s.name.name()) {
                 None => StepState::Done, // prepare
                 Some(p) if p < i => StepState::Done,
                 Some(p) if p == i => StepState::Running,
@@ -133,7 +133,7 @@ async fn the_engine_killed_in_the_middle_of_a_copy_finishes_the_move() {
     assert_eq!(job.bandwidth_mib_s, Some(20));
     let copying = cluster
         .wait_job_until(job.id, "a copy under way", |j| {
-            j.step == "cloneInternalVolumes" && j.done_bytes > 0
+            j.step.name() == "cloneInternalVolumes" && j.done_bytes > 0
         })
         .await;
     assert!(
@@ -189,7 +189,7 @@ async fn a_move_that_fails_after_the_switch_keeps_its_disk_locked_until_retried(
     // ...then the job has failed at merge, says how to go on, and the disk
     // stays locked with the VM running on the destination.
     assert_job(&failed, JobState::Failed);
-    assert_eq!(failed.step, "merge", "{failed:#?}");
+    assert_eq!(failed.step.name(), "merge", "{failed:#?}");
     assert_eq!(step_state(&failed, "merge"), StepState::Failed);
     assert_eq!(step_state(&failed, "finalizeBlockMigrate"), StepState::Done);
     let error = failed.error.clone().unwrap_or_default();
@@ -212,11 +212,11 @@ async fn a_move_that_fails_after_the_switch_keeps_its_disk_locked_until_retried(
     assert!(ok, "{again:#?}");
     let again = cluster.wait_end(job.id).await;
     assert_job(&again, JobState::Failed);
-    assert_eq!(again.step, "merge");
+    assert_eq!(again.step.name(), "merge");
     let merge = again
         .steps
         .iter()
-        .find(|s| s.name == "merge")
+        .find(|s| s.name.name() == "merge")
         .expect("merge");
     assert_eq!(merge.attempts, 2, "{again:#?}");
 

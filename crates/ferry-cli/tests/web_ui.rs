@@ -423,7 +423,7 @@ async fn a_move_that_failed_after_the_switch_is_offered_for_retry_in_the_web_ui(
     let again = ui
         .until("merge to be tried a second time", WAIT, || async {
             let j = demo.client().job(job.id).await.ok()?;
-            let merge = j.steps.iter().find(|s| s.name == "merge")?;
+            let merge = j.steps.iter().find(|s| s.name.name() == "merge")?;
             (merge.attempts == 2 && j.state == JobState::Failed).then_some(j)
         })
         .await;

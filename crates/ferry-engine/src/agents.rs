@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use ferry_agent_client::AgentClient;
 use ferry_api::engine::HostStatus;
-use ferry_host::AgentClient;
 use uuid::Uuid;
 
 use crate::db::{Db, HostRow};

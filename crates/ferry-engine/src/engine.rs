@@ -11,7 +11,6 @@ use crate::db::Db;
 use crate::error::Result;
 use crate::events::Events;
 use crate::flow::queue::MoveQueue;
-use crate::monitor;
 
 /// The engine core. It knows nothing of HTTP: the REST layer translates
 /// requests into calls of `crate::ops` and `crate::flow` on it.
@@ -20,8 +19,8 @@ pub struct Engine {
     agents: Agents,
     events: Events,
     token: String,
-    /// One poll at a time: a test's `poll_now` waits for the background
-    /// poll instead of interleaving with it.
+    /// One poll at a time: a test's `monitor::poll_now` waits for the
+    /// background poll instead of interleaving with it.
     poll: Mutex<()>,
     /// One SPM election at a time, whether the monitor or an operation
     /// (the first domain, a new host) starts it.
@@ -103,12 +102,5 @@ impl Engine {
 
     pub(crate) async fn election_lock(&self) -> MutexGuard<'_, ()> {
         self.election.lock().await
-    }
-
-    /// Polls every host once, now: their health, the SPM role, domain
-    /// space and VM states (what the monitor does every
-    /// [`monitor::INTERVAL`]).
-    pub async fn poll_now(&self) -> Result<()> {
-        monitor::poll(self).await
     }
 }

@@ -1,17 +1,17 @@
-//! The engine's errors, and how each becomes an HTTP answer.
+//! The engine's errors, and the kind each is answered as.
 //!
-//! Every error reaches the caller as `ApiError` JSON (`{"error": ...}`)
-//! with a status that says what kind of error it is: the CLI and the UI
-//! show the sentence, and decide from the status whether to retry (503),
-//! wait (409) or fix the request (400, 404).
+//! Every error reaches the caller as `ApiError` JSON (`{"error": ...,
+//! "kind": ...}`) with the status of its kind (`ferry_http::error`): the
+//! CLI and the UI show the sentence, and decide from the kind whether to
+//! retry (`unavailable`), wait (`conflict`, `locked`) or fix the request
+//! (`bad_request`, `not_found`).
 
 use std::io;
 use std::net::SocketAddr;
 
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use ferry_api::engine::ApiError;
-use ferry_host::ClientError;
+use ferry_agent_client::ClientError;
+use ferry_api::ErrorKind;
 use uuid::Uuid;
 
 /// What went wrong in the engine.
@@ -66,11 +66,6 @@ pub enum Error {
         cause: ClientError,
     },
 
-    /// The storage layer refused or failed (creating the first domain,
-    /// before any host can be SPM).
-    #[error(transparent)]
-    Storage(#[from] ferry_storage::Error),
-
     /// The database failed.
     #[error("the engine's database failed to {action}")]
     Database {
@@ -87,14 +82,8 @@ pub enum Error {
     Corrupt(String),
 
     /// The listening socket could not be opened.
-    #[error("could not listen on {addr}; choose another address or stop what uses it")]
-    Bind {
-        /// The address asked for.
-        addr: SocketAddr,
-        /// The operating system's error.
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] ferry_http::BindError),
 
     /// Serving HTTP stopped with an error.
     #[error("the engine stopped serving on {addr}")]
@@ -127,72 +116,61 @@ impl Error {
         move |cause| Error::Agent { host, cause }
     }
 
-    /// The HTTP status this error is answered with.
-    pub fn status(&self) -> StatusCode {
+    /// What kind of error this is: decides the HTTP status and what a
+    /// client does about it.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Error::Conflict(_) | Error::Locked { .. } => StatusCode::CONFLICT,
-            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Error::NoSpace(_) => StatusCode::INSUFFICIENT_STORAGE,
-            Error::Agent { cause, .. } => agent_status(cause),
-            Error::Storage(e) => storage_status(e),
+            Error::Unauthorized(_) => ErrorKind::Unauthorized,
+            Error::BadRequest(_) => ErrorKind::BadRequest,
+            Error::NotFound(_) => ErrorKind::NotFound,
+            Error::MethodNotAllowed(_) => ErrorKind::MethodNotAllowed,
+            Error::Conflict(_) => ErrorKind::Conflict,
+            Error::Locked { .. } => ErrorKind::Locked,
+            Error::Unavailable(_) => ErrorKind::Unavailable,
+            Error::NoSpace(_) => ErrorKind::NoSpace,
+            Error::Agent { cause, .. } => agent_kind(cause),
             Error::Database { .. }
             | Error::Corrupt(_)
-            | Error::Bind { .. }
+            | Error::Bind(_)
             | Error::Serve { .. }
-            | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            | Error::Internal(_) => ErrorKind::Internal,
         }
     }
 
     /// The message with its causes, once each: what the caller reads.
     pub fn full_text(&self) -> String {
-        ferry_host::chain_text(self)
+        ferry_http::chain_text(self)
     }
 }
 
 /// An agent's refusal of what the engine asked on a user's behalf is
-/// usually the user's to fix (a path that is not a directory: 400; a
-/// conflict: 409; a full domain: 507); an agent that does not answer is a
-/// host that is down (503); anything else is the engine's problem.
-fn agent_status(e: &ClientError) -> StatusCode {
-    match e {
-        ClientError::Agent { status, .. } => match status.as_u16() {
-            400 => StatusCode::BAD_REQUEST,
-            404 => StatusCode::NOT_FOUND,
-            409 => StatusCode::CONFLICT,
-            507 => StatusCode::INSUFFICIENT_STORAGE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        },
-        ClientError::Transport { .. } | ClientError::Timeout { .. } => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-    }
-}
-
-fn storage_status(e: &ferry_storage::Error) -> StatusCode {
-    use ferry_storage::Error as S;
-    if e.is_no_space() {
-        return StatusCode::INSUFFICIENT_STORAGE;
-    }
-    match e {
-        S::InvalidRequest(_) | S::NotADomain { .. } => StatusCode::BAD_REQUEST,
-        S::DomainExists { .. } => StatusCode::CONFLICT,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
+/// usually the user's to fix (a path that is not a directory, a conflict,
+/// a full domain), so its kind passes on; an agent that does not answer
+/// is a host that is down (unavailable); an agent that refuses the
+/// engine's own token or method is the engine's problem.
+fn agent_kind(e: &ClientError) -> ErrorKind {
+    match e.kind() {
+        ErrorKind::Unauthorized | ErrorKind::MethodNotAllowed => ErrorKind::Internal,
+        kind => kind,
     }
 }
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let status = self.status();
-        let error = self.full_text();
-        if status.is_server_error() {
-            tracing::error!(%status, "{error}");
-        } else {
-            tracing::debug!(%status, "{error}");
+        ferry_http::error::respond(self.kind(), self.full_text())
+    }
+}
+
+impl From<ferry_http::HttpError> for Error {
+    /// The shared extractors' refusals, in the engine's own terms.
+    fn from(e: ferry_http::HttpError) -> Self {
+        match e.kind {
+            ErrorKind::Unauthorized => Error::Unauthorized(e.message),
+            ErrorKind::NotFound => Error::NotFound(e.message),
+            ErrorKind::MethodNotAllowed => Error::MethodNotAllowed(e.message),
+            ErrorKind::Conflict => Error::Conflict(e.message),
+            ErrorKind::BadRequest => Error::BadRequest(e.message),
+            _ => Error::Internal(e.message),
         }
-        (status, axum::Json(ApiError { error })).into_response()
     }
 }

@@ -36,14 +36,15 @@ mod events;
 pub mod flow;
 pub mod monitor;
 pub mod ops;
+mod refresh;
 mod server;
 
 pub use agents::Agents;
-pub use client::{EngineClient, EngineClientError};
+pub use client::EngineClient;
 pub use config::EngineConfig;
 pub use engine::Engine;
 pub use error::{Error, Result};
 pub use events::Events;
+pub use ferry_http::ClientError;
 pub use flow::queue::DEFAULT_MAX_MOVES;
-pub use ops::refresh_disk;
 pub use server::Server;

@@ -43,16 +43,7 @@ impl Server {
             ));
         }
         let engine = Engine::open(&database, token, max_moves).await?;
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|source| Error::Bind {
-                addr: listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| Error::Bind {
-            addr: listen,
-            source,
-        })?;
+        let (listener, addr) = ferry_http::bind(listen).await?;
         let (stop_monitor, stop) = watch::channel(false);
         let monitor = monitor::spawn(Arc::downgrade(&engine), stop);
         flow::resume_all(&engine).await;
@@ -90,9 +81,7 @@ impl Server {
             stop_monitor,
             monitor,
         } = self;
-        let served = axum::serve(listener, api::router(engine.clone()))
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served = ferry_http::serve(listener, api::router(engine.clone()), shutdown).await;
         tracing::info!("engine stopping");
         let _ = stop_monitor.send(true);
         if let Err(e) = monitor.await {
@@ -104,6 +93,6 @@ impl Server {
 
     /// Serves until SIGTERM or Ctrl-C.
     pub async fn run(self) -> Result<()> {
-        self.run_until(ferry_host::shutdown_signal()).await
+        self.run_until(ferry_http::shutdown_signal()).await
     }
 }

@@ -152,7 +152,9 @@ async fn a_host_its_domains_disks_snapshots_and_a_vm_are_recorded_and_logged() {
     assert_eq!(snap2.locked_by, None, "the snapshot's lock is released");
 
     // A poll changes none of it.
-    e.engine.poll_now().await.expect("a poll");
+    ferry_engine::monitor::poll_now(&e.engine)
+        .await
+        .expect("a poll");
     let h = c.host("host1").await.expect("host");
     assert!(h.status == HostStatus::Up && h.spm && h.error.is_none());
     assert!(h.last_seen.is_some());
@@ -212,13 +214,17 @@ async fn a_running_vm_is_snapshotted_live_and_its_state_follows_start_and_stop()
 
     // Start is idempotent; the monitor agrees it runs.
     c.start_vm("vm1").await.expect("start again");
-    e.engine.poll_now().await.expect("a poll");
+    ferry_engine::monitor::poll_now(&e.engine)
+        .await
+        .expect("a poll");
     assert_eq!(c.vm("vm1").await.expect("vm").state, VmState::Running);
 
     // Forced: the VM has no OS to power down for the 30 s grace.
     let stopped = c.kill_vm(&vm.id.to_string()).await.expect("stop");
     assert_eq!(stopped.state, VmState::Stopped);
-    e.engine.poll_now().await.expect("a poll");
+    ferry_engine::monitor::poll_now(&e.engine)
+        .await
+        .expect("a poll");
     assert_eq!(c.vm("vm1").await.expect("vm").state, VmState::Stopped);
 
     let events = event_messages(&e).await;

@@ -6,21 +6,13 @@
 mod common;
 
 use common::*;
-use ferry_api::engine::{JobKind, JobState, MoveMode, StepState};
+use ferry_api::engine::{JobKind, JobState, MoveMode, Step, StepState};
 use ferry_engine::db::{Db, DiskRow, DomainRow, JobRow};
 use ferry_engine::{EngineConfig, Error};
 use reqwest::Method;
 use uuid::Uuid;
 
-const STEPS: &[&str] = &[
-    "prepare",
-    "createVolumeCrossSD",
-    "blockMigrate",
-    "cloneInternalVolumes",
-    "finalizeBlockMigrate",
-    "merge",
-    "cleanup",
-];
+const STEPS: &[Step] = ferry_engine::flow::LIVE_STEPS;
 
 async fn seed(db: &Db) -> (Uuid, Uuid, [Uuid; 3]) {
     let domain = |name: &str, master| DomainRow {
@@ -63,7 +55,7 @@ async fn jobs_steps_and_locks_persist_and_a_second_move_of_a_disk_is_refused_nam
         vec![d0, d1],
         src,
         dst,
-        "prepare",
+        Step::Prepare,
     );
     job.bandwidth_mib_s = Some(50);
     db.insert_job(&job, STEPS).await.expect("insert a job");
@@ -79,7 +71,7 @@ async fn jobs_steps_and_locks_persist_and_a_second_move_of_a_disk_is_refused_nam
         vec![d1, d2],
         src,
         dst,
-        "prepare",
+        Step::Prepare,
     );
     db.insert_job(&other, STEPS).await.expect("insert");
     match db.lock_disks(other.id, &[d2, d1]).await {
@@ -108,24 +100,24 @@ async fn jobs_steps_and_locks_persist_and_a_second_move_of_a_disk_is_refused_nam
     );
 
     // Steps: running counts an attempt and becomes the job's step.
-    db.set_step(job.id, "prepare", StepState::Running, None)
+    db.set_step(job.id, Step::Prepare, StepState::Running, None)
         .await
         .expect("step");
-    db.set_step(job.id, "prepare", StepState::Done, None)
+    db.set_step(job.id, Step::Prepare, StepState::Done, None)
         .await
         .expect("step");
-    db.set_step(job.id, "createVolumeCrossSD", StepState::Running, None)
+    db.set_step(job.id, Step::CreateVolumeCrossSd, StepState::Running, None)
         .await
         .expect("step");
     db.set_step(
         job.id,
-        "createVolumeCrossSD",
+        Step::CreateVolumeCrossSd,
         StepState::Failed,
         Some("agent said no"),
     )
     .await
     .expect("step");
-    db.set_step(job.id, "createVolumeCrossSD", StepState::Running, None)
+    db.set_step(job.id, Step::CreateVolumeCrossSd, StepState::Running, None)
         .await
         .expect("retry");
     let steps = db.steps(job.id).await.expect("steps");
@@ -135,15 +127,16 @@ async fn jobs_steps_and_locks_persist_and_a_second_move_of_a_disk_is_refused_nam
     assert_eq!((steps[1].state, steps[1].attempts), (StepState::Running, 2));
     assert_eq!(steps[1].finished, None);
     assert_eq!(steps[2].state, StepState::Pending);
+    // A live job has no `switch` step.
     assert!(matches!(
-        db.set_step(job.id, "noSuchStep", StepState::Running, None)
+        db.set_step(job.id, Step::Switch, StepState::Running, None)
             .await,
         Err(Error::NotFound(_))
     ));
 
     // A cancel asked while the flow holds an older row is not overwritten.
     let mut row = db.job(job.id).await.expect("read").expect("the job");
-    assert_eq!(row.step, "createVolumeCrossSD");
+    assert_eq!(row.step.name(), "createVolumeCrossSD");
     assert_eq!(row.disks, vec![d0, d1]);
     db.request_cancel(job.id).await.expect("cancel");
     row.done_bytes = 100;
@@ -175,7 +168,7 @@ async fn jobs_steps_and_locks_persist_and_a_second_move_of_a_disk_is_refused_nam
     assert_eq!(view.bandwidth_mib_s, Some(50));
     assert!(view.cancellable);
     assert_eq!(view.steps[1].error, None, "running again clears the error");
-    db.set_step(job.id, "finalizeBlockMigrate", StepState::Running, None)
+    db.set_step(job.id, Step::FinalizeBlockMigrate, StepState::Running, None)
         .await
         .expect("step");
     assert!(!e.client.job(job.id).await.expect("job").cancellable);

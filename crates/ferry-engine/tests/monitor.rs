@@ -67,7 +67,9 @@ async fn the_spm_role_moves_to_the_other_host_when_the_spm_goes_down() {
 
     // Alpha's agent loses the role (as after a restart): it takes it again.
     alpha.client.release_spm().await.expect("release");
-    e.engine.poll_now().await.expect("a poll");
+    ferry_engine::monitor::poll_now(&e.engine)
+        .await
+        .expect("a poll");
     assert!(alpha.client.spm().await.expect("alpha").spm);
     assert!(c.host("alpha").await.expect("alpha").spm);
     assert!(said(
@@ -77,7 +79,9 @@ async fn the_spm_role_moves_to_the_other_host_when_the_spm_goes_down() {
 
     // Alpha goes away: down, not SPM; beta is the one SPM; vm1 unknown.
     alpha.stop().await;
-    e.engine.poll_now().await.expect("a poll");
+    ferry_engine::monitor::poll_now(&e.engine)
+        .await
+        .expect("a poll");
     let a = c.host("alpha").await.expect("alpha");
     assert_eq!(a.status, HostStatus::Down);
     assert!(!a.spm);
@@ -116,7 +120,9 @@ async fn the_spm_role_moves_to_the_other_host_when_the_spm_goes_down() {
     }
 
     // Another poll changes nothing: still one SPM, beta.
-    e.engine.poll_now().await.expect("a poll");
+    ferry_engine::monitor::poll_now(&e.engine)
+        .await
+        .expect("a poll");
     let hosts = c.hosts().await.expect("hosts");
     assert_eq!(spm_count(&hosts), 1);
     assert!(c.host("beta").await.expect("beta").spm);

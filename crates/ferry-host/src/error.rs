@@ -1,16 +1,17 @@
-//! The agent's errors, and how each becomes an HTTP answer.
+//! The agent's errors, and the kind each is answered as.
 //!
-//! Every error reaches the caller as `{"error": "<sentence>"}` with a status
-//! that says what kind of error it is, so the engine can tell "retry later"
-//! (409) from "you asked for something wrong" (400) without parsing text.
+//! Every error reaches the caller as `{"error": "<sentence>", "kind":
+//! "<kind>"}` with the status of its kind (`ferry_http::error`), so the
+//! engine can tell "retry later" from "you asked for something wrong" or
+//! "the destination is full" without parsing text.
 
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use ferry_api::agent::ErrorBody;
+use ferry_api::ErrorKind;
+pub use ferry_http::chain_text;
 use uuid::Uuid;
 
 /// What went wrong in the agent.
@@ -65,6 +66,15 @@ pub enum Error {
     #[error(transparent)]
     Qemu(#[from] ferry_qemu::Error),
 
+    /// A verb that works on a running VM found it stopped.
+    #[error("VM {name} is not running, so {action}")]
+    VmNotRunning {
+        /// The VM's name.
+        name: String,
+        /// What cannot be done, and what to do instead.
+        action: String,
+    },
+
     /// A task was cancelled on request.
     #[error("task {0} was cancelled")]
     Cancelled(Uuid),
@@ -83,14 +93,8 @@ pub enum Error {
     },
 
     /// The listening socket could not be opened.
-    #[error("could not listen on {addr}; choose another address or stop what uses it")]
-    Bind {
-        /// The address asked for.
-        addr: SocketAddr,
-        /// The operating system's error.
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] ferry_http::BindError),
 
     /// Serving HTTP stopped with an error.
     #[error("the agent stopped serving on {addr}")]
@@ -120,39 +124,40 @@ impl Error {
         }
     }
 
-    /// The HTTP status this error is answered with.
-    pub fn status(&self) -> StatusCode {
+    /// What kind of error this is: decides the HTTP status, and what the
+    /// engine does about it.
+    pub fn kind(&self) -> ErrorKind {
         use ferry_storage::Error as S;
         match self {
-            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Error::Conflict(_) | Error::NotSpm { .. } | Error::LeaseHeld { .. } => {
-                StatusCode::CONFLICT
-            }
-            Error::Cancelled(_) => StatusCode::CONFLICT,
+            Error::Unauthorized(_) => ErrorKind::Unauthorized,
+            Error::BadRequest(_) => ErrorKind::BadRequest,
+            Error::NotFound(_) => ErrorKind::NotFound,
+            Error::MethodNotAllowed(_) => ErrorKind::MethodNotAllowed,
+            Error::Conflict(_) => ErrorKind::Conflict,
+            Error::NotSpm { .. } | Error::LeaseHeld { .. } => ErrorKind::NotSpm,
+            Error::VmNotRunning { .. } => ErrorKind::VmNotRunning,
+            Error::Cancelled(_) => ErrorKind::Cancelled,
             Error::Qemu(e) => match e {
-                ferry_qemu::Error::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-                ferry_qemu::Error::Command { .. } => StatusCode::CONFLICT,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
+                ferry_qemu::Error::InvalidRequest(_) => ErrorKind::BadRequest,
+                ferry_qemu::Error::Command { .. } => ErrorKind::Conflict,
+                _ => ErrorKind::Internal,
             },
-            Error::Storage(e) if e.is_no_space() => StatusCode::INSUFFICIENT_STORAGE,
+            Error::Storage(e) if e.is_no_space() => ErrorKind::NoSpace,
             Error::Storage(e) => match e {
-                S::InvalidRequest(_) | S::NotADomain { .. } => StatusCode::BAD_REQUEST,
-                S::VolumeNotFound { .. } | S::UnknownDomain { .. } => StatusCode::NOT_FOUND,
+                S::InvalidRequest(_) | S::NotADomain { .. } => ErrorKind::BadRequest,
+                S::VolumeNotFound { .. } | S::UnknownDomain { .. } => ErrorKind::NotFound,
                 S::DomainExists { .. }
                 | S::VolumeExists { .. }
                 | S::VolumeInUse { .. }
                 | S::NotLegal { .. }
-                | S::Cancelled { .. }
-                | S::AmbiguousLeaf { .. } => StatusCode::CONFLICT,
-                S::NoSpace { .. } => StatusCode::INSUFFICIENT_STORAGE,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
+                | S::AmbiguousLeaf { .. } => ErrorKind::Conflict,
+                S::Cancelled { .. } => ErrorKind::Cancelled,
+                S::NoSpace { .. } => ErrorKind::NoSpace,
+                S::Io { .. } => ErrorKind::Io,
+                _ => ErrorKind::Internal,
             },
-            Error::Io { .. } | Error::Bind { .. } | Error::Serve { .. } | Error::Internal(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            Error::Io { .. } => ErrorKind::Io,
+            Error::Bind(_) | Error::Serve { .. } | Error::Internal(_) => ErrorKind::Internal,
         }
     }
 
@@ -162,31 +167,23 @@ impl Error {
     }
 }
 
-/// An error and its sources joined by ": ", skipping a source whose text
-/// the message already ends with (`transparent` wrappers).
-pub fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let more = s.to_string();
-        if !text.ends_with(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = s.source();
-    }
-    text
-}
-
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let status = self.status();
-        let error = self.full_text();
-        if status.is_server_error() {
-            tracing::error!(%status, "{error}");
-        } else {
-            tracing::debug!(%status, "{error}");
+        ferry_http::error::respond(self.kind(), self.full_text())
+    }
+}
+
+impl From<ferry_http::HttpError> for Error {
+    /// The shared extractors' and authentication's refusals, in the
+    /// agent's own terms.
+    fn from(e: ferry_http::HttpError) -> Self {
+        match e.kind {
+            ErrorKind::Unauthorized => Error::Unauthorized(e.message),
+            ErrorKind::NotFound => Error::NotFound(e.message),
+            ErrorKind::MethodNotAllowed => Error::MethodNotAllowed(e.message),
+            ErrorKind::Conflict => Error::Conflict(e.message),
+            ErrorKind::BadRequest => Error::BadRequest(e.message),
+            _ => Error::Internal(e.message),
         }
-        (status, axum::Json(ErrorBody { error })).into_response()
     }
 }

@@ -34,14 +34,11 @@
 //! ```
 
 mod auth;
-pub mod bearer;
-pub mod client;
 mod config;
 pub mod domains;
 mod error;
 mod fsutil;
 mod hsm;
-pub mod json_body;
 mod routes;
 mod server;
 pub mod spm;
@@ -49,11 +46,10 @@ mod state;
 pub mod tasks;
 pub mod vms;
 
-pub use client::{AgentClient, ClientError};
 pub use config::AgentConfig;
 pub use domains::DomainRegistry;
 pub use error::{chain_text, Error, Result};
 pub use ferry_qemu::Accel;
-pub use server::{serve, shutdown_signal, Server};
+pub use server::{serve, Server};
 pub use state::AgentState;
 pub use vms::VmManager;

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use ferry_http::shutdown_signal;
 use tokio::net::TcpListener;
 
 use crate::config::AgentConfig;
@@ -70,16 +71,7 @@ impl Server {
         .await?;
         let vms = VmManager::load(&run_dir, accel).await?;
         let agent = Arc::new(AgentState::new(name, token, run_dir, domains, tasks, vms));
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|source| Error::Bind {
-                addr: listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| Error::Bind {
-            addr: listen,
-            source,
-        })?;
+        let (listener, addr) = ferry_http::bind(listen).await?;
         let a = agent.clone();
         blocking(move || a.tasks().resume(&a)).await?;
         tracing::info!(host = agent.name(), %addr, run_dir = %agent.run_dir().display(), "agent listening");
@@ -115,9 +107,7 @@ impl Server {
             agent,
             _run_lock,
         } = self;
-        let served = axum::serve(listener, routes::router(agent.clone()))
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served = ferry_http::serve(listener, routes::router(agent.clone()), shutdown).await;
         tracing::info!(host = agent.name(), "agent stopping");
         agent.tasks().shutdown().await;
         // Nothing is running any more, so the release cannot be refused.
@@ -134,31 +124,6 @@ impl Server {
 /// Runs an agent with the standard verbs until SIGTERM or Ctrl-C.
 pub async fn serve(config: AgentConfig) -> Result<()> {
     Server::bind(config).await?.run().await
-}
-
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
-pub async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!("cannot watch for SIGTERM ({e}); only Ctrl-C stops the agent");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = term => tracing::info!("SIGTERM received"),
-        r = tokio::signal::ctrl_c() => match r {
-            Ok(()) => tracing::info!("Ctrl-C received"),
-            Err(e) => {
-                tracing::warn!("cannot watch for Ctrl-C ({e})");
-                std::future::pending::<()>().await;
-            }
-        },
-    }
 }
 
 fn open_run_dir(run_dir: PathBuf) -> Result<PathBuf> {

@@ -37,7 +37,7 @@ async fn health_answers_anyone_and_everything_else_needs_the_token() {
 
     let ok = raw(agent.addr, "GET", "/v1/domains", Some(TOKEN), "").await;
     assert_eq!(ok.0, 200, "{}", ok.1);
-    let bad_client = ferry_host::AgentClient::new(agent.url.clone(), "nope");
+    let bad_client = ferry_agent_client::AgentClient::new(agent.url.clone(), "nope");
     assert_refused(bad_client.domains().await, 401, "token is wrong");
     agent.stop().await;
 }

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use ferry_agent_client::AgentClient;
 use ferry_api::agent::{
     CloneInternalVolumes, CreateVolume, CreateVolumeCrossSd, DeleteImage, TaskState, VolumeRef,
 };
@@ -14,7 +15,7 @@ use ferry_api::vm::{
     RollbackBlockMigrate, VmBoot, VmDefinition, VmDisk, VmState,
 };
 use ferry_api::{Allocation, VolumeFormat};
-use ferry_host::{AgentClient, AgentConfig, Server};
+use ferry_host::{AgentConfig, Server};
 use ferry_qemu::Accel;
 use ferry_storage::{find_top, Chain, Volume};
 use ferry_testkit::guest::{self, max_stall, verify_acked_writes, SerialLog, WriterConfig};

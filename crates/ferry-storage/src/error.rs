@@ -208,9 +208,16 @@ impl Error {
         }
     }
 
-    /// Whether the error means the destination ran out of space.
+    /// Whether the error means the destination ran out of space: ENOSPC
+    /// from our own I/O, or from `qemu-img`, which reports it only in the
+    /// words of `strerror(ENOSPC)`.
     pub fn is_no_space(&self) -> bool {
-        matches!(self, Error::Io { source, .. } if source.raw_os_error() == Some(28))
+        match self {
+            Error::Io { source, .. } => source.raw_os_error() == Some(28),
+            Error::NoSpace { .. } => true,
+            Error::QemuImg { stderr, .. } => stderr.contains("No space left on device"),
+            _ => false,
+        }
     }
 }
 

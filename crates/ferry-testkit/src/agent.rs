@@ -13,8 +13,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use ferry_agent_client::AgentClient;
 use ferry_api::agent::Health;
-use ferry_host::AgentClient;
 
 /// The token test agents are started with.
 pub const TOKEN: &str = "ferry-test-token-3c9a";

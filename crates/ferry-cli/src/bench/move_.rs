@@ -30,13 +30,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use ferry_agent_client::AgentClient;
 use ferry_api::engine::{
     AddHost, CreateDisk, CreateDomain, CreateVm, DirectBoot, Disk, Job, JobState, MoveRequest,
     StepState,
 };
 use ferry_api::VolumeFormat;
 use ferry_engine::{EngineClient, EngineConfig};
-use ferry_host::{Accel, AgentClient, AgentConfig, AgentState};
+use ferry_host::{Accel, AgentConfig, AgentState};
 use ferry_qemu::block::{self, MirrorOptions};
 use ferry_qemu::jobs::{self, JobStatus};
 use ferry_qemu::{DiskSpec, Layer, NodeNames, Vm, VmSpec};
@@ -726,7 +727,7 @@ async fn ferry_move(s: &Services, log: &mut SerialLog) -> Result<FerryResult> {
         .iter()
         .zip(&watch)
         .map(|(step, w)| StepReport {
-            name: step.name.clone(),
+            name: step.name.to_string(),
             seconds: step
                 .started
                 .zip(step.finished)
@@ -909,7 +910,7 @@ const SWITCHES: [(&str, &str); 3] = [
 fn report(p: ReportParts) -> Report {
     let f = &p.ferry;
     let bytes = f.job.total_bytes;
-    let step = |name: &str| f.job.steps.iter().find(|s| s.name == name);
+    let step = |name: &str| f.job.steps.iter().find(|s| s.name.name() == name);
     let copy_window_seconds = step("createVolumeCrossSD")
         .and_then(|s| s.started)
         .zip(step("cloneInternalVolumes").and_then(|s| s.finished))

@@ -56,7 +56,7 @@ pub(super) async fn run(c: EngineClient, cmd: JobCommand, as_json: bool) -> Resu
                         format!("{:?}", j.kind).to_lowercase(),
                         format!("{:?}", j.mode).to_lowercase(),
                         job_word(j).to_string(),
-                        j.step.clone(),
+                        j.step.to_string(),
                         format!("{}/{}", bytes(j.done_bytes), bytes(j.total_bytes)),
                         j.disks.iter().map(short).collect::<Vec<_>>().join(","),
                     ]

@@ -117,7 +117,7 @@ pub async fn follow(c: &EngineClient, mut job: Job, as_json: bool) -> Result<()>
         bar.set_message(match job.state {
             JobState::RollingBack => format!("rolling back ({})", job.step),
             _ if job.queued => "queued".to_string(),
-            _ => job.step.clone(),
+            _ => job.step.to_string(),
         });
         if job.state.is_finished() {
             break;

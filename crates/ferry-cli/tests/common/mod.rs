@@ -270,7 +270,7 @@ impl Cluster {
     /// job held there by the hook).
     pub async fn wait_step_running(&self, id: Uuid, step: &str) -> Job {
         self.wait_job_until(id, &format!("{step} running"), |j| {
-            j.step == step && step_state(j, step) == StepState::Running
+            j.step.name() == step && step_state(j, step) == StepState::Running
         })
         .await
     }
@@ -516,7 +516,7 @@ pub fn files_under(path: &Path) -> Vec<PathBuf> {
 pub fn step_state(job: &Job, name: &str) -> StepState {
     job.steps
         .iter()
-        .find(|s| s.name == name)
+        .find(|s| s.name.name() == name)
         .unwrap_or_else(|| panic!("job {} has no step {name}: {job:#?}", job.id))
         .state
 }

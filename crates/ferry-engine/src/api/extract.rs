@@ -19,10 +19,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
-        ferry_host::json_body::read(req, state, " (see /api/v1/openapi.json)")
-            .await
-            .map(ApiJson)
-            .map_err(Error::BadRequest)
+        Ok(ApiJson(
+            ferry_http::body::read_json(req, state, " (see /api/v1/openapi.json)").await?,
+        ))
     }
 }
 
@@ -34,16 +33,15 @@ impl<S: Send + Sync> FromRequestParts<S> for ApiPath {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
-        axum::extract::Path::<String>::from_request_parts(parts, state)
-            .await
-            .map(|p| ApiPath(p.0))
-            .map_err(|e| {
-                Error::BadRequest(format!(
-                    "the path {} cannot be read ({}); name things by their name or UUID",
-                    parts.uri.path(),
-                    e.body_text()
-                ))
-            })
+        Ok(ApiPath(
+            ferry_http::body::read_path(
+                parts,
+                state,
+                "cannot be read",
+                "name things by their name or UUID",
+            )
+            .await?,
+        ))
     }
 }
 

@@ -17,16 +17,21 @@ mod vms;
 
 use std::sync::Arc;
 
-use axum::http::{Method, Uri};
 use axum::routing::{get, post};
 use axum::Router;
+use ferry_http::error::{with_fallbacks, ApiHints};
 
 use crate::engine::Engine;
-use crate::error::Error;
+
+/// Where a caller who asked for an unknown path or method learns better.
+const HINTS: ApiHints = ApiHints {
+    paths: "see /api/v1/openapi.json for the API",
+    methods: "see /api/v1/openapi.json for the methods it takes",
+};
 
 /// The whole API, authenticated, and the web UI at `/`, bound to `engine`.
 pub fn router(engine: Arc<Engine>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/api/v1/health", get(health::health))
         .route("/api/v1/openapi.json", get(openapi::openapi_json))
         .route("/api/v1/hosts", get(hosts::list).post(hosts::add))
@@ -47,13 +52,9 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/api/v1/jobs/{job}/cancel", post(jobs::cancel))
         .route("/api/v1/jobs/{job}/retry", post(jobs::retry))
         .route("/api/v1/events", get(jobs::events))
-        .merge(ui::routes())
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            engine.clone(),
-            auth::require_token,
-        ))
+        .merge(ui::routes());
+    auth::bearer(engine.token())
+        .protect(with_fallbacks(routes, HINTS))
         .with_state(engine)
 }
 
@@ -61,18 +62,4 @@ pub fn router(engine: Arc<Engine>) -> Router {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     use utoipa::OpenApi;
     openapi::ApiDoc::openapi()
-}
-
-async fn not_found(method: Method, uri: Uri) -> Error {
-    Error::NotFound(format!(
-        "there is no endpoint {method} {}; see /api/v1/openapi.json for the API",
-        uri.path()
-    ))
-}
-
-async fn method_not_allowed(method: Method, uri: Uri) -> Error {
-    Error::MethodNotAllowed(format!(
-        "{} does not accept {method}; see /api/v1/openapi.json for the methods it takes",
-        uri.path()
-    ))
 }

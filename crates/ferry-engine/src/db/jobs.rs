@@ -3,17 +3,13 @@
 //! resume it (docs/architecture.md §5). The flow owns what the rows mean;
 //! this module only stores and reads them.
 
-use ferry_api::engine::{Job, JobKind, JobState, JobStep, MoveMode, StepState};
+use ferry_api::engine::{JobKind, JobState, JobStep, MoveMode, Step, StepState};
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 use crate::db::codec::{self, now_ms};
 use crate::db::Db;
 use crate::error::{Error, Result};
-
-/// The step from which a move can no longer be cancelled: from here on the
-/// truth is the destination (docs/architecture.md §3).
-const POINT_OF_NO_RETURN: &str = "finalizeBlockMigrate";
 
 /// A row of `jobs`, with its disks from `job_disks`.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,7 +33,7 @@ pub struct JobRow {
     /// Bandwidth limit in MiB/s.
     pub bandwidth_mib_s: Option<u64>,
     /// The step running now (or the last one).
-    pub step: String,
+    pub step: Step,
     /// Bytes copied so far.
     pub done_bytes: u64,
     /// Bytes to copy in all.
@@ -68,7 +64,7 @@ impl JobRow {
         disks: Vec<Uuid>,
         src_domain: Uuid,
         dst_domain: Uuid,
-        first_step: &str,
+        first_step: Step,
     ) -> JobRow {
         let now = now_ms();
         JobRow {
@@ -81,7 +77,7 @@ impl JobRow {
             src_domain,
             dst_domain,
             bandwidth_mib_s: None,
-            step: first_step.to_string(),
+            step: first_step,
             done_bytes: 0,
             total_bytes: 0,
             rate_bps: 0,
@@ -91,49 +87,6 @@ impl JobRow {
             created: now,
             updated: now,
             finished: None,
-        }
-    }
-
-    /// Failed after the switch point: nothing was rolled back, the disks
-    /// are still locked, and `retry` carries on from the failed step.
-    pub fn is_retryable(&self) -> bool {
-        self.state == JobState::Failed && crate::flow::plan::past_point_of_no_return(&self.step)
-    }
-
-    /// The API's view with its steps. `eta_secs` follows from the rate;
-    /// `cancellable` holds while the job runs forwards and has not reached
-    /// `finalizeBlockMigrate` (a job without that step stays cancellable
-    /// while it runs).
-    pub fn to_api(&self, steps: Vec<JobStep>) -> Job {
-        let left = self.total_bytes.saturating_sub(self.done_bytes);
-        let eta_secs =
-            (self.rate_bps > 0 && !self.state.is_finished()).then(|| left.div_ceil(self.rate_bps));
-        let past_no_return = steps
-            .iter()
-            .skip_while(|s| s.name != POINT_OF_NO_RETURN)
-            .any(|s| !matches!(s.state, StepState::Pending | StepState::Skipped));
-        Job {
-            id: self.id,
-            kind: self.kind,
-            mode: self.mode,
-            state: self.state,
-            disks: self.disks.clone(),
-            vm: self.vm,
-            src_domain: self.src_domain,
-            dst_domain: self.dst_domain,
-            step: self.step.clone(),
-            steps,
-            done_bytes: self.done_bytes,
-            total_bytes: self.total_bytes,
-            rate_bps: self.rate_bps,
-            eta_secs,
-            bandwidth_mib_s: self.bandwidth_mib_s,
-            cancellable: self.state == JobState::Running && !past_no_return,
-            retryable: self.is_retryable(),
-            queued: false,
-            error: self.error.clone(),
-            created: self.created,
-            finished: self.finished,
         }
     }
 
@@ -149,7 +102,7 @@ impl JobRow {
             src_domain: codec::uuid(row, "src_domain")?,
             dst_domain: codec::uuid(row, "dst_domain")?,
             bandwidth_mib_s: codec::opt_uint(row, "bandwidth_mib_s")?,
-            step: codec::text(row, "step")?,
+            step: step(row, "step")?,
             done_bytes: codec::uint(row, "done_bytes")?,
             total_bytes: codec::uint(row, "total_bytes")?,
             rate_bps: codec::uint(row, "rate_bps")?,
@@ -167,10 +120,17 @@ impl JobRow {
 const COLUMNS: &str = "id, kind, mode, state, vm_id, src_domain, dst_domain, bandwidth_mib_s, \
     step, done_bytes, total_bytes, rate_bps, error, cancel_requested, data, created, updated, finished";
 
+/// A step's name read back; one this engine does not know is corrupt.
+fn step(row: &AnyRow, column: &str) -> Result<Step> {
+    let name = codec::text(row, column)?;
+    Step::from_name(&name)
+        .ok_or_else(|| Error::Corrupt(format!("column {column} holds '{name}', which is no step")))
+}
+
 fn step_from_row(row: &AnyRow) -> Result<JobStep> {
     let attempts = codec::uint(row, "attempts")?;
     Ok(JobStep {
-        name: codec::text(row, "name")?,
+        name: step(row, "name")?,
         state: codec::word(row, "state")?,
         started: codec::opt_uint(row, "started")?,
         finished: codec::opt_uint(row, "finished")?,
@@ -182,7 +142,7 @@ fn step_from_row(row: &AnyRow) -> Result<JobStep> {
 impl Db {
     /// Persists a new job, its disks and its steps (all pending) in one
     /// transaction.
-    pub async fn insert_job(&self, job: &JobRow, steps: &[&str]) -> Result<()> {
+    pub async fn insert_job(&self, job: &JobRow, steps: &[Step]) -> Result<()> {
         let action = "record a new job";
         let mut tx = self.pool().begin().await.map_err(Error::db(action))?;
         sqlx::query(&format!(
@@ -197,7 +157,7 @@ impl Db {
         .bind(job.src_domain.to_string())
         .bind(job.dst_domain.to_string())
         .bind(codec::opt_i64(job.bandwidth_mib_s, "bandwidth_mib_s")?)
-        .bind(job.step.clone())
+        .bind(job.step.name())
         .bind(codec::to_i64(job.done_bytes, "done_bytes")?)
         .bind(codec::to_i64(job.total_bytes, "total_bytes")?)
         .bind(codec::to_i64(job.rate_bps, "rate_bps")?)
@@ -219,13 +179,13 @@ impl Db {
                 .await
                 .map_err(Error::db(action))?;
         }
-        for (position, name) in steps.iter().enumerate() {
+        for (position, step) in steps.iter().enumerate() {
             sqlx::query(
                 "INSERT INTO job_steps (job_id, position, name, state, attempts) VALUES ($1, $2, $3, $4, 0)",
             )
             .bind(job.id.to_string())
             .bind(index(position)?)
-            .bind(name.to_string())
+            .bind(step.name())
             .bind(codec::enum_text(&StepState::Pending)?)
             .execute(&mut *tx)
             .await
@@ -307,7 +267,7 @@ impl Db {
         .bind(job.src_domain.to_string())
         .bind(job.dst_domain.to_string())
         .bind(codec::opt_i64(job.bandwidth_mib_s, "bandwidth_mib_s")?)
-        .bind(job.step.clone())
+        .bind(job.step.name())
         .bind(codec::to_i64(job.done_bytes, "done_bytes")?)
         .bind(codec::to_i64(job.total_bytes, "total_bytes")?)
         .bind(codec::to_i64(job.rate_bps, "rate_bps")?)
@@ -353,7 +313,7 @@ impl Db {
     pub async fn set_step(
         &self,
         job: Uuid,
-        name: &str,
+        step: Step,
         state: StepState,
         error: Option<&str>,
     ) -> Result<()> {
@@ -389,19 +349,19 @@ impl Db {
         let mut tx = self.pool().begin().await.map_err(Error::db(action))?;
         let done = query
             .bind(job.to_string())
-            .bind(name.to_string())
+            .bind(step.name())
             .execute(&mut *tx)
             .await
             .map_err(Error::db(action))?;
         if done.rows_affected() == 0 {
             tx.rollback().await.map_err(Error::db(action))?;
             return Err(Error::NotFound(format!(
-                "job {job} has no step named '{name}'"
+                "job {job} has no step named '{step}'"
             )));
         }
         if state == StepState::Running {
             sqlx::query("UPDATE jobs SET step = $1, updated = $2 WHERE id = $3")
-                .bind(name.to_string())
+                .bind(step.name())
                 .bind(now)
                 .bind(job.to_string())
                 .execute(&mut *tx)
@@ -454,17 +414,6 @@ impl Db {
             return Err(no_job(job));
         }
         Ok(())
-    }
-
-    /// One job as the API shows it, with its steps.
-    pub async fn job_view(&self, id: Uuid) -> Result<Option<Job>> {
-        match self.job(id).await? {
-            Some(row) => {
-                let steps = self.steps(id).await?;
-                Ok(Some(row.to_api(steps)))
-            }
-            None => Ok(None),
-        }
     }
 }
 

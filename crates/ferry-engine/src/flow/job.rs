@@ -4,15 +4,16 @@
 //! written to the database before the runner goes on, so a restarted
 //! engine finds the job where it was.
 
+use std::future::Future;
 use std::sync::Arc;
 
-use ferry_api::engine::{JobState, StepState};
-use ferry_host::AgentClient;
+use ferry_agent_client::{AgentClient, ClientError};
+use ferry_api::engine::{JobState, Step, StepState};
 use uuid::Uuid;
 
 use super::plan::MovePlan;
 use super::progress::RateMeter;
-use super::retry::Failure;
+use super::retry::{agent_call, Failure};
 use crate::db::JobRow;
 use crate::error::{Error, Result};
 use crate::Engine;
@@ -61,27 +62,37 @@ impl JobCtx {
     }
 
     /// Records a step's state (and makes a running step the current one).
-    pub async fn step(&mut self, name: &str, state: StepState, error: Option<&str>) -> Result<()> {
+    pub async fn step(&mut self, step: Step, state: StepState, error: Option<&str>) -> Result<()> {
         self.engine
             .db()
-            .set_step(self.row.id, name, state, error)
+            .set_step(self.row.id, step, state, error)
             .await?;
         if state == StepState::Running {
-            self.row.step = name.to_string();
+            self.row.step = step;
         }
         Ok(())
     }
 
-    /// The state of every step, by name.
-    pub async fn step_state(&self, name: &str) -> Result<StepState> {
+    /// The state of one step (pending if the job has no such step).
+    pub async fn step_state(&self, step: Step) -> Result<StepState> {
         Ok(self
             .engine
             .db()
             .steps(self.row.id)
             .await?
             .into_iter()
-            .find(|s| s.name == name)
+            .find(|s| s.name == step)
             .map_or(StepState::Pending, |s| s.state))
+    }
+
+    /// One agent call of `step`, retried until it succeeds or fails for
+    /// good ([`agent_call`]).
+    pub async fn call<T, F, Fut>(&self, step: Step, call: F) -> std::result::Result<T, Failure>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = std::result::Result<T, ClientError>>,
+    {
+        agent_call(self.id(), step, call).await
     }
 
     /// Records copy progress and the rate derived from it.

@@ -16,20 +16,25 @@ pub(crate) mod queue;
 mod retry;
 mod rollback;
 mod runner;
+mod step;
 mod steps;
 mod tasks;
+#[cfg(feature = "test-hooks")]
+mod test_hooks;
+pub mod view;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use ferry_api::engine::{Job, JobKind, JobState, MoveMode, VmState};
+use ferry_agent_client::AgentClient;
+use ferry_api::engine::{Job, JobKind, JobState, MoveMode, StepState, VmState};
 use uuid::Uuid;
 
-use crate::db::JobRow;
+use crate::db::{DomainRow, JobRow};
 use crate::error::{Error, Result};
 use crate::Engine;
 
-pub use plan::{COLD_STEPS, LIVE_STEPS};
+pub use step::{past_point_of_no_return, Step, COLD_STEPS, LIVE_STEPS};
 
 /// A move to start: which disks, from which VM, to which domain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +61,38 @@ const SPACE_SLACK_PERCENT: u64 = 5;
 /// the VM's state, locks the disks, persists the job with its plan and
 /// starts its runner. Nothing is created anywhere if any check fails.
 pub async fn start_move(engine: &Arc<Engine>, spec: MoveSpec) -> Result<Job> {
+    let (src, vm) = check_disks(engine, &spec).await?;
+    let dst = destination(engine, &spec, src).await?;
+    let (mode, host) = live_or_cold(engine, vm).await?;
+    let (_, spm) = engine.agents().spm().await?;
+    let mut plan = plan::MovePlan::new(src, dst.id, vm, host);
+    read_chains(&spm, &mut plan, &spec.disks).await?;
+    check_space(&spm, &plan, &dst).await?;
+    let row = persist_and_lock(engine, &spec, mode, vm, &plan).await?;
+    engine
+        .events()
+        .record(
+            "job",
+            &format!(
+                "job {} started: {} move of {} disk(s) to {}",
+                row.id,
+                match mode {
+                    MoveMode::Live => "live",
+                    MoveMode::Cold => "cold",
+                },
+                spec.disks.len(),
+                dst.name
+            ),
+            Some(row.id),
+        )
+        .await;
+    runner::spawn(engine.clone(), row.id);
+    view::job(engine, row.id).await
+}
+
+/// The disks exist, are listed once, are not locked, share one source
+/// domain and at most one VM: returns that domain and VM.
+async fn check_disks(engine: &Engine, spec: &MoveSpec) -> Result<(Uuid, Option<Uuid>)> {
     if spec.disks.is_empty() {
         return Err(Error::BadRequest("a move needs at least one disk".into()));
     }
@@ -87,8 +124,7 @@ pub async fn start_move(engine: &Arc<Engine>, spec: MoveSpec) -> Result<Job> {
             }
             Some(_) => {}
         }
-        let owner = db.vm_of_disk(*disk).await?;
-        match (vm, owner) {
+        match (vm, db.vm_of_disk(*disk).await?) {
             (None, Some(o)) => vm = Some(o),
             (Some(v), Some(o)) if v != o => {
                 return Err(Error::BadRequest(format!(
@@ -100,7 +136,12 @@ pub async fn start_move(engine: &Arc<Engine>, spec: MoveSpec) -> Result<Job> {
         }
     }
     let src = src.ok_or_else(|| Error::Internal("no source domain".into()))?;
-    let dst = db.domain(spec.dst_domain).await?.ok_or_else(|| {
+    Ok((src, vm))
+}
+
+/// The destination: a known domain other than the source.
+async fn destination(engine: &Engine, spec: &MoveSpec, src: Uuid) -> Result<DomainRow> {
+    let dst = engine.db().domain(spec.dst_domain).await?.ok_or_else(|| {
         Error::NotFound(format!("storage domain {} does not exist", spec.dst_domain))
     })?;
     if dst.id == src {
@@ -109,40 +150,42 @@ pub async fn start_move(engine: &Arc<Engine>, spec: MoveSpec) -> Result<Job> {
             dst.name
         )));
     }
+    Ok(dst)
+}
 
-    // Live or cold: the VM's state as its host reports it now.
-    let (mode, host) = match vm {
-        Some(v) => {
-            let row = db
-                .vm(v)
-                .await?
-                .ok_or_else(|| Error::NotFound(format!("VM {v} does not exist")))?;
-            let running = match engine.agents().client(row.host).await {
-                Ok(agent) => agent
-                    .vm(v)
-                    .await
-                    .map(|s| s.state == ferry_api::vm::VmState::Running)
-                    .unwrap_or(row.state == VmState::Running),
-                Err(_) => row.state == VmState::Running,
-            };
-            (
-                if running {
-                    MoveMode::Live
-                } else {
-                    MoveMode::Cold
-                },
-                Some(row.host),
-            )
-        }
-        None => (MoveMode::Cold, None),
+/// Live or cold: the VM's state as its host reports it now (as the
+/// inventory has it when the host does not answer), and the VM's host.
+async fn live_or_cold(engine: &Engine, vm: Option<Uuid>) -> Result<(MoveMode, Option<Uuid>)> {
+    let Some(v) = vm else {
+        return Ok((MoveMode::Cold, None));
     };
+    let row = engine
+        .db()
+        .vm(v)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("VM {v} does not exist")))?;
+    let running = match engine.agents().client(row.host).await {
+        Ok(agent) => agent
+            .vm(v)
+            .await
+            .map(|s| s.state == ferry_api::vm::VmState::Running)
+            .unwrap_or(row.state == VmState::Running),
+        Err(_) => row.state == VmState::Running,
+    };
+    let mode = if running {
+        MoveMode::Live
+    } else {
+        MoveMode::Cold
+    };
+    Ok((mode, Some(row.host)))
+}
 
-    // The chains as the SPM sees them, and the space they need.
-    let (_, spm) = engine.agents().spm().await?;
-    let mut plan = plan::MovePlan::new(src, dst.id, vm, host);
-    for disk in &spec.disks {
+/// The disks' chains as the SPM sees them, each one chain, into the plan
+/// with the bytes each takes.
+async fn read_chains(spm: &AgentClient, plan: &mut plan::MovePlan, disks: &[Uuid]) -> Result<()> {
+    for disk in disks {
         let volumes = spm
-            .image_volumes(src, *disk)
+            .image_volumes(plan.src, *disk)
             .await
             .map_err(|e| Error::Unavailable(format!("cannot read disk {disk}'s chain: {e}")))?;
         let chain = order_chain(&volumes).ok_or_else(|| {
@@ -153,14 +196,19 @@ pub async fn start_move(engine: &Arc<Engine>, spec: MoveSpec) -> Result<Job> {
         let bytes: u64 = volumes.iter().map(|v| v.allocated).sum();
         plan.add_disk(*disk, chain, bytes);
     }
+    Ok(())
+}
+
+/// The destination has room for the chains plus [`SPACE_SLACK_PERCENT`],
+/// by the SPM's fresh look (the inventory's when it cannot say).
+async fn check_space(spm: &AgentClient, plan: &plan::MovePlan, dst: &DomainRow) -> Result<()> {
     let free = spm
         .domains()
         .await
         .map_err(|e| Error::Unavailable(format!("cannot read the domains' free space: {e}")))?
         .into_iter()
         .find(|d| d.uuid == dst.id)
-        .map(|d| d.free)
-        .unwrap_or(dst.free);
+        .map_or(dst.free, |d| d.free);
     let needed = plan.total_bytes() + plan.total_bytes() * SPACE_SLACK_PERCENT / 100;
     if needed > free {
         return Err(Error::NoSpace(format!(
@@ -170,61 +218,47 @@ pub async fn start_move(engine: &Arc<Engine>, spec: MoveSpec) -> Result<Job> {
             needed.div_ceil(1 << 20)
         )));
     }
+    Ok(())
+}
 
-    let steps: &[&str] = match mode {
-        MoveMode::Live => plan::LIVE_STEPS,
-        MoveMode::Cold => plan::COLD_STEPS,
+/// Persists the job with its plan and steps, then locks its disks (the
+/// lock names the job, so the row comes first); a lost race for the lock
+/// deletes nothing but marks this job failed. `prepare` is then done.
+async fn persist_and_lock(
+    engine: &Engine,
+    spec: &MoveSpec,
+    mode: MoveMode,
+    vm: Option<Uuid>,
+    plan: &plan::MovePlan,
+) -> Result<JobRow> {
+    let db = engine.db();
+    let steps = match mode {
+        MoveMode::Live => LIVE_STEPS,
+        MoveMode::Cold => COLD_STEPS,
     };
     let mut row = JobRow::new(
         spec.kind,
         mode,
         spec.disks.clone(),
-        src,
-        dst.id,
-        plan::PREPARE,
+        plan.src,
+        plan.dst,
+        Step::Prepare,
     );
     row.vm = vm;
     row.bandwidth_mib_s = spec.bandwidth_mib_s;
     row.total_bytes = plan.total_bytes();
-    row.data = serde_json::to_value(&plan)
+    row.data = serde_json::to_value(plan)
         .map_err(|e| Error::Internal(format!("cannot encode a job plan: {e}")))?;
     db.insert_job(&row, steps).await?;
-    // The lock is taken after the row exists (it names the job); a lost
-    // race for the lock deletes nothing but marks this job failed.
     if let Err(e) = db.lock_disks(row.id, &spec.disks).await {
         row.state = JobState::Failed;
         row.error = Some(e.to_string());
         db.update_job(&row).await?;
         return Err(e);
     }
-    db.set_step(
-        row.id,
-        plan::PREPARE,
-        ferry_api::engine::StepState::Done,
-        None,
-    )
-    .await?;
-    engine
-        .events()
-        .record(
-            "job",
-            &format!(
-                "job {} started: {} move of {} disk(s) to {}",
-                row.id,
-                match mode {
-                    MoveMode::Live => "live",
-                    MoveMode::Cold => "cold",
-                },
-                spec.disks.len(),
-                dst.name
-            ),
-            Some(row.id),
-        )
-        .await;
-    runner::spawn(engine.clone(), row.id);
-    db.job_view(row.id)
-        .await?
-        .ok_or_else(|| Error::Internal("the new job vanished".into()))
+    db.set_step(row.id, Step::Prepare, StepState::Done, None)
+        .await?;
+    Ok(row)
 }
 
 /// Orders an image's volumes on one domain base first; `None` unless they
@@ -251,8 +285,8 @@ fn order_chain(volumes: &[ferry_api::agent::VolumeInfo]) -> Option<Vec<Uuid>> {
     (chain.len() == volumes.len()).then_some(chain)
 }
 
-/// Asks a job to stop and roll back. Refused once `finalizeBlockMigrate`
-/// has started: from there the move completes.
+/// Asks a job to stop and roll back. Refused once the switch to the
+/// destination has begun: from there the move completes.
 pub async fn cancel(engine: &Arc<Engine>, id: Uuid) -> Result<Job> {
     let db = engine.db();
     let job = db
@@ -265,7 +299,7 @@ pub async fn cancel(engine: &Arc<Engine>, id: Uuid) -> Result<Job> {
             job.state
         )));
     }
-    if plan::past_point_of_no_return(&job.step) {
+    if past_point_of_no_return(job.step) || step::switch_begun(&db.steps(id).await?) {
         return Err(Error::Conflict(format!(
             "job {id} is at {}, past the switch to the destination; it can no longer be cancelled and will complete",
             job.step
@@ -276,9 +310,7 @@ pub async fn cancel(engine: &Arc<Engine>, id: Uuid) -> Result<Job> {
         .events()
         .record("job", &format!("cancel of job {id} requested"), Some(id))
         .await;
-    db.job_view(id)
-        .await?
-        .ok_or_else(|| Error::Internal("the job vanished".into()))
+    view::job(engine, id).await
 }
 
 /// Carries on a job that failed after the switch to the destination (its
@@ -292,7 +324,7 @@ pub async fn retry(engine: &Arc<Engine>, id: Uuid) -> Result<Job> {
         .job(id)
         .await?
         .ok_or_else(|| Error::NotFound(format!("job {id} does not exist")))?;
-    if !job.is_retryable() {
+    if !step::retryable(&job) {
         return Err(Error::Conflict(format!(
             "job {id} is {} at {}: only a job that failed after the switch to the destination (its disks still locked) can be retried; a move that failed before it was rolled back, so start a new one",
             format!("{:?}", job.state).to_lowercase(),
@@ -310,9 +342,7 @@ pub async fn retry(engine: &Arc<Engine>, id: Uuid) -> Result<Job> {
             .await;
         runner::spawn(engine.clone(), id);
     }
-    db.job_view(id)
-        .await?
-        .ok_or_else(|| Error::Internal("the job vanished".into()))
+    view::job(engine, id).await
 }
 
 /// Starts a runner for every job a previous engine left unfinished.
@@ -320,7 +350,7 @@ pub async fn resume_all(engine: &Arc<Engine>) {
     match engine.db().unfinished_jobs().await {
         Ok(jobs) => {
             for job in jobs {
-                tracing::info!(job = %job.id, step = job.step, "resuming job");
+                tracing::info!(job = %job.id, step = %job.step, "resuming job");
                 runner::spawn(engine.clone(), job.id);
             }
         }

@@ -2,46 +2,8 @@
 //! the job (its `data` column), so a restarted engine carries on with the
 //! same volume UUIDs and task ids and every step stays idempotent.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
-
-/// The steps of a live move, in order (the seed's names).
-pub const LIVE_STEPS: &[&str] = &[
-    PREPARE,
-    CREATE_VOLUME_CROSS_SD,
-    BLOCK_MIGRATE,
-    CLONE_INTERNAL_VOLUMES,
-    FINALIZE_BLOCK_MIGRATE,
-    MERGE,
-    CLEANUP,
-];
-
-/// The steps of a cold move: the live steps that touch the running VM are
-/// skipped; `switch` points the disk at the destination copies.
-pub const COLD_STEPS: &[&str] = &[PREPARE, CLONE_INTERNAL_VOLUMES, SWITCH, CLEANUP];
-
-/// Validate, lock, decide the plan.
-pub const PREPARE: &str = "prepare";
-/// The new leaf on the destination, over the leaf on the source.
-pub const CREATE_VOLUME_CROSS_SD: &str = "createVolumeCrossSD";
-/// The VM writes to the new leaf.
-pub const BLOCK_MIGRATE: &str = "blockMigrate";
-/// Layer-exact copies of the volumes under the new leaf, verified.
-pub const CLONE_INTERNAL_VOLUMES: &str = "cloneInternalVolumes";
-/// The VM reads from the copies: the switch point.
-pub const FINALIZE_BLOCK_MIGRATE: &str = "finalizeBlockMigrate";
-/// The move's leaf folded into its parent: the chain keeps its shape.
-pub const MERGE: &str = "merge";
-/// A cold move's metadata switch.
-pub const SWITCH: &str = "switch";
-/// The source's volumes deleted, the disk unlocked.
-pub const CLEANUP: &str = "cleanup";
-
-/// The steps after which a cancel can no longer bring the disk back to
-/// the source without copying it back.
-pub fn past_point_of_no_return(step: &str) -> bool {
-    matches!(step, FINALIZE_BLOCK_MIGRATE | MERGE | SWITCH | CLEANUP)
-}
 
 /// One disk of a move.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,9 +53,9 @@ pub struct MovePlan {
     pub src: Uuid,
     /// The destination domain.
     pub dst: Uuid,
-    /// The step that failed, when a rollback runs.
-    #[serde(default)]
-    pub failed_step: Option<String>,
+    /// Why a rollback runs, once one does: it decides how the job ends.
+    #[serde(default, alias = "failed_step", deserialize_with = "rollback_cause")]
+    pub rollback: Option<RollbackCause>,
     /// A live move whose VM was down at `blockMigrate`: it goes on with the
     /// cold steps, in the live job's step rows.
     #[serde(default)]
@@ -109,7 +71,7 @@ impl MovePlan {
             host,
             src,
             dst,
-            failed_step: None,
+            rollback: None,
             turned_cold: false,
         }
     }
@@ -135,6 +97,35 @@ impl MovePlan {
     }
 }
 
+/// Why a job rolls back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RollbackCause {
+    /// The user cancelled it: it ends cancelled.
+    Cancelled,
+    /// A step failed before the switch point: it ends failed, with this
+    /// reason.
+    Failed(String),
+}
+
+/// Reads the rollback cause, also as an engine before typed causes wrote
+/// it (`failed_step`: the word "cancel" or the failure's message), so a
+/// job rolling back across an upgrade ends as it should.
+fn rollback_cause<'de, D: Deserializer<'de>>(d: D) -> Result<Option<RollbackCause>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Typed(RollbackCause),
+        Legacy(String),
+    }
+    Ok(match Option::<Stored>::deserialize(d)? {
+        None => None,
+        Some(Stored::Typed(cause)) => Some(cause),
+        Some(Stored::Legacy(word)) if word == "cancel" => Some(RollbackCause::Cancelled),
+        Some(Stored::Legacy(message)) => Some(RollbackCause::Failed(message)),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,17 +145,25 @@ mod tests {
     }
 
     #[test]
-    fn cancel_is_possible_until_finalize() {
-        for step in [
-            PREPARE,
-            CREATE_VOLUME_CROSS_SD,
-            BLOCK_MIGRATE,
-            CLONE_INTERNAL_VOLUMES,
-        ] {
-            assert!(!past_point_of_no_return(step));
-        }
-        for step in [FINALIZE_BLOCK_MIGRATE, MERGE, CLEANUP, SWITCH] {
-            assert!(past_point_of_no_return(step));
-        }
+    fn a_rollback_cause_reads_back_in_both_the_typed_and_the_old_form() {
+        let mut plan = MovePlan::new(Uuid::new_v4(), Uuid::new_v4(), None, None);
+        plan.rollback = Some(RollbackCause::Failed("copy failed".into()));
+        let json = serde_json::to_value(&plan).expect("encode");
+        let back: MovePlan = serde_json::from_value(json.clone()).expect("decode");
+        assert_eq!(back, plan);
+        let mut old = json;
+        let fields = old.as_object_mut().expect("an object");
+        fields.remove("rollback");
+        fields.insert("failed_step".into(), "cancel".into());
+        let back: MovePlan = serde_json::from_value(old.clone()).expect("decode");
+        assert_eq!(back.rollback, Some(RollbackCause::Cancelled));
+        old.as_object_mut()
+            .expect("an object")
+            .insert("failed_step".into(), "the destination is full".into());
+        let back: MovePlan = serde_json::from_value(old).expect("decode");
+        assert_eq!(
+            back.rollback,
+            Some(RollbackCause::Failed("the destination is full".into()))
+        );
     }
 }

@@ -1,11 +1,15 @@
-//! How the flow treats an agent's failure: retry what may pass (the agent
-//! is restarting, the network blinked, the host is busy), stop on what will
-//! not (the agent said no: a 4xx), and recognise a full destination.
+//! How the flow treats a failure: retry what may pass (the agent is
+//! restarting, the network blinked, the host is busy), stop on what will
+//! not (the agent said no), and recognise a full destination and a VM
+//! that stopped, each by its [`ErrorKind`], never by its words.
 
 use std::future::Future;
 use std::time::Duration;
 
-use ferry_host::ClientError;
+use ferry_agent_client::ClientError;
+use ferry_api::engine::Step;
+use ferry_api::ErrorKind;
+use uuid::Uuid;
 
 /// What a failed call means for the step that made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +19,8 @@ pub enum Failure {
     /// Will not pass by trying again: roll back (or, past the switch
     /// point, report).
     Permanent(String),
+    /// The VM a live step needs is not running (any more).
+    VmNotRunning(String),
     /// The destination is full.
     NoSpace(String),
     /// The user cancelled the job.
@@ -25,34 +31,56 @@ impl Failure {
     /// The failure in words, for the job's error.
     pub fn message(&self) -> String {
         match self {
-            Failure::Transient(m) | Failure::Permanent(m) | Failure::NoSpace(m) => m.clone(),
+            Failure::Transient(m)
+            | Failure::Permanent(m)
+            | Failure::VmNotRunning(m)
+            | Failure::NoSpace(m) => m.clone(),
             Failure::Cancelled => "the job was cancelled".into(),
+        }
+    }
+
+    /// What a failure of `kind` saying `message` means for a step.
+    pub fn of_kind(kind: ErrorKind, message: String) -> Failure {
+        match kind {
+            ErrorKind::NoSpace => Failure::NoSpace(message),
+            ErrorKind::VmNotRunning => Failure::VmNotRunning(message),
+            kind if kind.is_transient() => Failure::Transient(message),
+            _ => Failure::Permanent(message),
         }
     }
 }
 
 impl From<ClientError> for Failure {
+    /// An agent that did not answer, or answered with a server error, may
+    /// be restarting or its host briefly unreachable: transient.
     fn from(e: ClientError) -> Self {
-        let text = e.to_string();
-        match e.status().map(|s| s.as_u16()) {
-            Some(507) => Failure::NoSpace(text),
-            Some(code) if (400..500).contains(&code) => Failure::Permanent(text),
-            // 5xx, timeouts and transport errors: the agent may be
-            // restarting or its host briefly unreachable.
-            _ => Failure::Transient(text),
-        }
+        Failure::of_kind(e.kind(), e.to_string())
     }
 }
 
 impl From<crate::error::Error> for Failure {
     fn from(e: crate::error::Error) -> Self {
-        let text = e.to_string();
-        match e.status().as_u16() {
-            507 => Failure::NoSpace(text),
-            503 | 500 => Failure::Transient(text),
-            _ => Failure::Permanent(text),
-        }
+        Failure::of_kind(e.kind(), e.to_string())
     }
+}
+
+/// Runs one agent call of `step` until it succeeds or fails for good: the
+/// one way a step asks an agent for something. Each transient failure is
+/// logged with the job and the step, then retried after [`backoff`].
+pub async fn agent_call<T, F, Fut>(job: Uuid, step: Step, mut call: F) -> Result<T, Failure>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ClientError>>,
+{
+    retry(
+        None,
+        |attempt, msg| tracing::warn!(%job, %step, attempt, "retrying: {msg}"),
+        || {
+            let answer = call();
+            async move { answer.await.map_err(Failure::from) }
+        },
+    )
+    .await
 }
 
 /// The pause before attempt `n` (from 1): half a second, doubling, at most

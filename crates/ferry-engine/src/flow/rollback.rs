@@ -3,20 +3,38 @@
 //! destination, the disks are unlocked. Every part is idempotent, so a
 //! rollback interrupted by an engine crash is simply run again.
 
+use ferry_agent_client::AgentClient;
 use ferry_api::agent::DeleteImage;
-use ferry_api::engine::{MoveMode, StepState};
+use ferry_api::engine::{MoveMode, Step, StepState};
 use ferry_api::vm::RollbackBlockMigrate;
 
 use super::job::JobCtx;
-use super::plan;
-use super::retry::{retry, Failure};
+use super::retry::Failure;
 use super::tasks::{stop_all, wait_all, Ended, Watched};
 
-/// Undoes what the job did. Only transient failures are retried; the
-/// agents' verbs it uses accept being called when there is nothing left to
-/// undo.
+/// Undoes what the job did, in the reverse order of the steps: copies
+/// stop, the VM goes back to its source leaf, the destination's volumes
+/// go. Only transient failures are retried; the agents' verbs it uses
+/// accept being called when there is nothing left to undo.
 pub async fn roll_back(job: &mut JobCtx) -> Result<(), Failure> {
     let spm = job.spm().await?;
+    stop_copies(job, &spm).await;
+    if switched(job).await? {
+        undo_block_migrate(job).await?;
+    }
+    delete_destination(job, &spm).await?;
+    for step in [Step::CreateVolumeCrossSd, Step::CloneInternalVolumes] {
+        if job.step_state(step).await.map_err(Failure::from)? != StepState::Pending {
+            job.step(step, StepState::RolledBack, None)
+                .await
+                .map_err(Failure::from)?;
+        }
+    }
+    Ok(())
+}
+
+/// Cancels the job's copies and waits until they have stopped.
+async fn stop_copies(job: &JobCtx, spm: &AgentClient) {
     // Copies in flight stop first (they would recreate what is deleted).
     // Asking them to stop was not enough: a throttled copy went on for
     // seconds after its cancel, past the end of the rollback and the
@@ -34,87 +52,81 @@ pub async fn roll_back(job: &mut JobCtx) -> Result<(), Failure> {
     for task in &copies {
         let _ = spm.cancel_task(*task).await;
     }
-    stop_all(&spm, &copies).await;
+    stop_all(spm, &copies).await;
+}
 
-    let switched = job.row.mode == MoveMode::Live
+/// Whether `blockMigrate` may have switched the VM to the new leaves.
+async fn switched(job: &JobCtx) -> Result<bool, Failure> {
+    Ok(job.row.mode == MoveMode::Live
         && matches!(
-            job.step_state(plan::BLOCK_MIGRATE)
+            job.step_state(Step::BlockMigrate)
                 .await
                 .map_err(Failure::from)?,
             StepState::Running | StepState::Done | StepState::Failed
-        );
-    if switched {
-        let vm = job
-            .plan
-            .vm
-            .ok_or_else(|| Failure::Permanent("a live move needs a VM".into()))?;
-        let host = job.vm_host().await?;
-        for d in job.plan.disks.clone() {
-            let req = RollbackBlockMigrate {
-                vm,
-                image: d.disk,
-                src_domain: job.plan.src,
-                dst_domain: job.plan.dst,
-                volume: d.new_leaf,
-            };
-            retry(
-                None,
-                |_, m| tracing::warn!("rollback retry: {m}"),
-                || async {
-                    host.rollback_block_migrate(d.rollback, &req)
-                        .await
-                        .map_err(Failure::from)
-                },
-            )
-            .await?;
-            let ended = wait_all(
-                job,
-                &[Watched {
-                    agent: host.clone(),
-                    task: d.rollback,
-                }],
-                0,
-                0,
-                false,
-            )
-            .await?;
-            if let Some(Ended::Failed(msg)) = ended.first() {
-                return Err(Failure::Permanent(format!(
-                    "the VM could not be put back on the source: {msg}"
-                )));
-            }
-        }
-        job.step(plan::BLOCK_MIGRATE, StepState::RolledBack, None)
-            .await
-            .map_err(Failure::from)?;
-    }
+        ))
+}
 
+/// Puts the VM back on its source leaves (the agent folds what the guest
+/// wrote to the new leaf back into them).
+async fn undo_block_migrate(job: &mut JobCtx) -> Result<(), Failure> {
+    let vm = job
+        .plan
+        .vm
+        .ok_or_else(|| Failure::Permanent("a live move needs a VM".into()))?;
+    let host = job.vm_host().await?;
+    for d in job.plan.disks.clone() {
+        let req = RollbackBlockMigrate {
+            vm,
+            image: d.disk,
+            src_domain: job.plan.src,
+            dst_domain: job.plan.dst,
+            volume: d.new_leaf,
+        };
+        job.call(Step::BlockMigrate, || {
+            host.rollback_block_migrate(d.rollback, &req)
+        })
+        .await?;
+        let ended = wait_all(
+            job,
+            &[Watched {
+                agent: host.clone(),
+                task: d.rollback,
+            }],
+            0,
+            0,
+            false,
+        )
+        .await?;
+        if let Some(Ended::Failed(f)) = ended.first() {
+            return Err(Failure::Permanent(format!(
+                "the VM could not be put back on the source: {}",
+                f.message()
+            )));
+        }
+    }
+    job.step(Step::BlockMigrate, StepState::RolledBack, None)
+        .await
+        .map_err(Failure::from)
+}
+
+/// Deletes what the move made on the destination and points the inventory
+/// back at the source.
+async fn delete_destination(job: &mut JobCtx, spm: &AgentClient) -> Result<(), Failure> {
     for d in job.plan.disks.clone() {
         let req = DeleteImage {
             domain: job.plan.dst,
             image: d.disk,
         };
-        retry(
-            None,
-            |_, m| tracing::warn!("rollback retry: {m}"),
-            || async { spm.delete_image(&req).await.map_err(Failure::from) },
-        )
-        .await?;
+        job.call(Step::CloneInternalVolumes, || spm.delete_image(&req))
+            .await?;
         job.engine
             .db()
             .set_disk_domain(d.disk, job.plan.src)
             .await
             .map_err(Failure::from)?;
-        crate::ops::disks::refresh_disk(&job.engine, d.disk)
+        crate::refresh::refresh_disk(&job.engine, d.disk)
             .await
             .map_err(Failure::from)?;
-    }
-    for step in [plan::CREATE_VOLUME_CROSS_SD, plan::CLONE_INTERNAL_VOLUMES] {
-        if job.step_state(step).await.map_err(Failure::from)? != StepState::Pending {
-            job.step(step, StepState::RolledBack, None)
-                .await
-                .map_err(Failure::from)?;
-        }
     }
     Ok(())
 }

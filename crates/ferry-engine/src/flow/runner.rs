@@ -4,13 +4,14 @@
 
 use std::sync::Arc;
 
-use ferry_api::engine::{JobState, MoveMode, StepState};
+use ferry_api::engine::{JobState, MoveMode, Step, StepState};
 use uuid::Uuid;
 
 use super::job::JobCtx;
-use super::plan::{self, past_point_of_no_return};
+use super::plan::RollbackCause;
 use super::retry::Failure;
 use super::rollback::roll_back;
+use super::step::{past_point_of_no_return, COLD_STEPS, LIVE_STEPS};
 use super::steps::{self, Switched};
 use crate::Engine;
 
@@ -40,12 +41,12 @@ async fn run(engine: Arc<Engine>, id: Uuid) -> crate::Result<()> {
             Ok(()) => return job.finish(JobState::Succeeded, None).await,
             Err((step, failure)) => {
                 let cancelled = failure == Failure::Cancelled;
-                tracing::warn!(job = %id, step, "{}", failure.message());
+                tracing::warn!(job = %id, %step, "{}", failure.message());
                 if !cancelled {
-                    job.step(&step, StepState::Failed, Some(&failure.message()))
+                    job.step(step, StepState::Failed, Some(&failure.message()))
                         .await?;
                 }
-                if past_point_of_no_return(&step) {
+                if past_point_of_no_return(step) {
                     // Past the switch point the destination is the truth:
                     // nothing to roll back; the disks stay locked until an
                     // operator has fixed the cause and retries the job.
@@ -64,10 +65,10 @@ async fn run(engine: Arc<Engine>, id: Uuid) -> crate::Result<()> {
                         .await;
                     return Ok(());
                 }
-                job.plan.failed_step = Some(if cancelled {
-                    "cancel".into()
+                job.plan.rollback = Some(if cancelled {
+                    RollbackCause::Cancelled
                 } else {
-                    failure.message()
+                    RollbackCause::Failed(failure.message())
                 });
                 job.row.state = JobState::RollingBack;
                 job.save().await?;
@@ -84,11 +85,16 @@ async fn run(engine: Arc<Engine>, id: Uuid) -> crate::Result<()> {
             }
         }
     }
-    let reason = job.plan.failed_step.clone().unwrap_or_default();
-    if reason == "cancel" {
-        job.finish(JobState::Cancelled, None).await
-    } else {
-        job.finish(JobState::Failed, Some(reason)).await
+    match job.plan.rollback.clone() {
+        Some(RollbackCause::Cancelled) => job.finish(JobState::Cancelled, None).await,
+        Some(RollbackCause::Failed(reason)) => job.finish(JobState::Failed, Some(reason)).await,
+        None => {
+            job.finish(
+                JobState::Failed,
+                Some("the job was rolled back for a reason it did not record".into()),
+            )
+            .await
+        }
     }
 }
 
@@ -106,7 +112,7 @@ async fn admit(job: &JobCtx) -> crate::Result<Option<tokio::sync::OwnedSemaphore
         .steps(job.id())
         .await?
         .iter()
-        .any(|s| s.name != plan::PREPARE && s.state != StepState::Pending);
+        .any(|s| s.name != Step::Prepare && s.state != StepState::Pending);
     if started {
         return Ok(queue.try_take());
     }
@@ -134,19 +140,19 @@ async fn admit(job: &JobCtx) -> crate::Result<Option<tokio::sync::OwnedSemaphore
 
 /// The steps not done yet, in order; the first failure with the step it
 /// happened in.
-async fn forwards(job: &mut JobCtx) -> Result<(), (String, Failure)> {
+async fn forwards(job: &mut JobCtx) -> Result<(), (Step, Failure)> {
     if job.plan.turned_cold {
         return forwards_cold_rest(job).await;
     }
-    let names: Vec<&'static str> = match job.row.mode {
-        MoveMode::Live => plan::LIVE_STEPS.to_vec(),
-        MoveMode::Cold => plan::COLD_STEPS.to_vec(),
+    let steps = match job.row.mode {
+        MoveMode::Live => LIVE_STEPS,
+        MoveMode::Cold => COLD_STEPS,
     };
-    for name in names {
+    for &name in steps {
         let state = job
             .step_state(name)
             .await
-            .map_err(|e| (name.to_string(), Failure::from(e)))?;
+            .map_err(|e| (name, Failure::from(e)))?;
         if matches!(
             state,
             StepState::Done | StepState::Skipped | StepState::RolledBack
@@ -154,9 +160,7 @@ async fn forwards(job: &mut JobCtx) -> Result<(), (String, Failure)> {
             continue;
         }
         begin(job, name).await?;
-        run_step(job, name)
-            .await
-            .map_err(|f| (name.to_string(), f))?;
+        run_step(job, name).await.map_err(|f| (name, f))?;
         if job.plan.turned_cold {
             // The VM was down at blockMigrate: finish with the cold steps.
             return forwards_cold_rest(job).await;
@@ -168,96 +172,62 @@ async fn forwards(job: &mut JobCtx) -> Result<(), (String, Failure)> {
 
 /// A step starts: a last look for a cancel (while one is still possible),
 /// then it is recorded running.
-async fn begin(job: &mut JobCtx, name: &str) -> Result<(), (String, Failure)> {
+async fn begin(job: &mut JobCtx, name: Step) -> Result<(), (Step, Failure)> {
     if !past_point_of_no_return(name) {
-        job.check_cancel()
-            .await
-            .map_err(|f| (name.to_string(), f))?;
+        job.check_cancel().await.map_err(|f| (name, f))?;
     }
     job.step(name, StepState::Running, None)
         .await
-        .map_err(|e| (name.to_string(), Failure::from(e)))
+        .map_err(|e| (name, Failure::from(e)))
 }
 
 /// A step is recorded done.
-async fn done(job: &mut JobCtx, name: &str) -> Result<(), (String, Failure)> {
+async fn done(job: &mut JobCtx, name: Step) -> Result<(), (Step, Failure)> {
     job.step(name, StepState::Done, None)
         .await
-        .map_err(|e| (name.to_string(), Failure::from(e)))
+        .map_err(|e| (name, Failure::from(e)))
 }
 
 /// A live move whose VM was down at `blockMigrate` continues here: the
 /// copy of the whole chain, the switch, the cleanup.
-async fn forwards_cold_rest(job: &mut JobCtx) -> Result<(), (String, Failure)> {
+async fn forwards_cold_rest(job: &mut JobCtx) -> Result<(), (Step, Failure)> {
     for (name, stand_in) in [
-        (plan::CLONE_INTERNAL_VOLUMES, plan::CLONE_INTERNAL_VOLUMES),
-        (plan::FINALIZE_BLOCK_MIGRATE, plan::SWITCH),
-        (plan::CLEANUP, plan::CLEANUP),
+        (Step::CloneInternalVolumes, Step::CloneInternalVolumes),
+        (Step::FinalizeBlockMigrate, Step::Switch),
+        (Step::Cleanup, Step::Cleanup),
     ] {
         let state = job
             .step_state(name)
             .await
-            .map_err(|e| (name.to_string(), Failure::from(e)))?;
+            .map_err(|e| (name, Failure::from(e)))?;
         if state == StepState::Done {
             continue;
         }
         begin(job, name).await?;
-        run_step(job, stand_in)
-            .await
-            .map_err(|f| (name.to_string(), f))?;
+        run_step(job, stand_in).await.map_err(|f| (name, f))?;
         done(job, name).await?;
     }
     Ok(())
 }
 
-/// Tests kill or cancel a job at a chosen step: with
-/// `FERRY_TEST_HOLD_STEP=<step>` in the engine's environment, a runner
-/// entering that step waits there (persisted as running) until the job is
-/// cancelled or the engine killed. Never set in production.
-async fn hold_for_tests(job: &JobCtx, name: &str) -> Result<(), Failure> {
-    if std::env::var("FERRY_TEST_HOLD_STEP").ok().as_deref() != Some(name) {
-        return Ok(());
-    }
-    tracing::warn!(job = %job.id(), step = name, "holding the job here (FERRY_TEST_HOLD_STEP)");
-    loop {
-        if !past_point_of_no_return(name) {
-            job.check_cancel().await?;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-}
-
-/// Tests make a step fail for good: with `FERRY_TEST_FAIL_STEP=<step>` in
-/// the engine's environment, that step fails at once, every time, as if
-/// its agent had said no (which past the switch point leaves the job
-/// failed for an operator to retry). Never set in production.
-fn fail_for_tests(name: &str) -> Result<(), Failure> {
-    if std::env::var("FERRY_TEST_FAIL_STEP").ok().as_deref() == Some(name) {
-        return Err(Failure::Permanent(format!(
-            "{name} failed on purpose (FERRY_TEST_FAIL_STEP)"
-        )));
-    }
-    Ok(())
-}
-
-async fn run_step(job: &mut JobCtx, name: &str) -> Result<(), Failure> {
-    fail_for_tests(name)?;
-    hold_for_tests(job, name).await?;
-    match name {
-        plan::PREPARE => Ok(()),
-        plan::CREATE_VOLUME_CROSS_SD => steps::create_volume_cross_sd(job).await,
-        plan::BLOCK_MIGRATE => match steps::block_migrate(job).await? {
+/// Runs one step's work.
+async fn run_step(job: &mut JobCtx, step: Step) -> Result<(), Failure> {
+    #[cfg(feature = "test-hooks")]
+    super::test_hooks::before_step(job, step).await?;
+    match step {
+        Step::Prepare => Ok(()),
+        Step::CreateVolumeCrossSd => steps::create_volume_cross_sd(job).await,
+        Step::BlockMigrate => match steps::block_migrate(job).await? {
             Switched::Live => Ok(()),
             Switched::VmDown => {
                 steps::undo_create_volume_cross_sd(job).await?;
                 steps::turn_cold(job).await
             }
         },
-        plan::CLONE_INTERNAL_VOLUMES => steps::clone_internal_volumes(job).await,
-        plan::FINALIZE_BLOCK_MIGRATE => steps::finalize_block_migrate(job).await,
-        plan::MERGE => steps::merge(job).await,
-        plan::SWITCH => steps::switch(job).await,
-        plan::CLEANUP => steps::cleanup(job).await,
-        other => Err(Failure::Permanent(format!("unknown step {other}"))),
+        Step::CloneInternalVolumes => steps::clone_internal_volumes(job).await,
+        Step::FinalizeBlockMigrate => steps::finalize_block_migrate(job).await,
+        Step::Merge => steps::merge(job).await,
+        Step::Switch => steps::switch(job).await,
+        Step::Cleanup => steps::cleanup(job).await,
     }
 }

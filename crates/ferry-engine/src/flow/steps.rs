@@ -4,16 +4,16 @@
 
 use ferry_api::agent::DeleteVolumes;
 use ferry_api::agent::{CloneInternalVolumes, CreateVolumeCrossSd, VolumeRef};
-use ferry_api::engine::{MoveMode, StepState};
+use ferry_api::engine::{MoveMode, Step, StepState};
 use ferry_api::vm::{
     BlockMigrate, BlockMigrateDisk, FinalizeBlockMigrate, FinalizeDisk, Merge, VmState,
 };
 use uuid::Uuid;
 
 use super::job::JobCtx;
-use super::plan::{self, DiskPlan};
-use super::retry::{retry, Failure};
-use super::tasks::{classify, wait_all, Ended, Watched};
+use super::plan::DiskPlan;
+use super::retry::Failure;
+use super::tasks::{wait_all, Ended, Watched};
 
 /// How many clone tasks of one job run at once (a VM move copies its disks
 /// in parallel up to this bound).
@@ -22,12 +22,6 @@ const PARALLEL_COPIES: usize = 2;
 /// How many times a clone that failed for a reason other than space is
 /// started again before the move is rolled back.
 const CLONE_ATTEMPTS: u32 = 5;
-
-fn note_retry(step: &'static str, job: Uuid) -> impl FnMut(u32, &str) {
-    move |attempt, msg| {
-        tracing::warn!(%job, step, attempt, "retrying: {msg}");
-    }
-}
 
 fn clone_request(
     job: &JobCtx,
@@ -56,15 +50,9 @@ pub async fn create_volume_cross_sd(job: &mut JobCtx) -> Result<(), Failure> {
     for d in job.plan.disks.clone() {
         if let Some(task) = d.early_clone {
             let req = clone_request(job, &d, d.below_leaf().to_vec(), parallel);
-            retry(
-                None,
-                note_retry(plan::CREATE_VOLUME_CROSS_SD, job.id()),
-                || async {
-                    spm.clone_internal_volumes(task, &req)
-                        .await
-                        .map_err(Failure::from)
-                },
-            )
+            job.call(Step::CreateVolumeCrossSd, || {
+                spm.clone_internal_volumes(task, &req)
+            })
             .await?;
         }
         let Some(leaf) = d.leaf() else {
@@ -83,15 +71,9 @@ pub async fn create_volume_cross_sd(job: &mut JobCtx) -> Result<(), Failure> {
                 volume: leaf,
             },
         };
-        retry(
-            None,
-            note_retry(plan::CREATE_VOLUME_CROSS_SD, job.id()),
-            || async {
-                spm.create_volume_cross_sd(&req)
-                    .await
-                    .map_err(Failure::from)
-            },
-        )
+        job.call(Step::CreateVolumeCrossSd, || {
+            spm.create_volume_cross_sd(&req)
+        })
         .await?;
     }
     Ok(())
@@ -130,12 +112,7 @@ pub async fn block_migrate(job: &mut JobCtx) -> Result<Switched, Failure> {
     let id = job.id();
     loop {
         let host = job.vm_host().await?;
-        let running = retry(None, note_retry(plan::BLOCK_MIGRATE, id), || async {
-            host.vm(vm).await.map_err(Failure::from)
-        })
-        .await?
-        .state
-            == VmState::Running;
+        let running = job.call(Step::BlockMigrate, || host.vm(vm)).await?.state == VmState::Running;
         if !running {
             return Ok(Switched::VmDown);
         }
@@ -147,8 +124,8 @@ pub async fn block_migrate(job: &mut JobCtx) -> Result<Switched, Failure> {
                 tokio::time::sleep(super::retry::backoff(2)).await;
             }
             // A VM that stopped between the check and the call is refused
-            // with 409; the loop's next check sees it stopped.
-            Err(Failure::Permanent(msg)) if msg.contains("not running") => continue,
+            // as not running; the loop's next check sees it stopped.
+            Err(Failure::VmNotRunning(_)) => continue,
             Err(other) => return Err(other),
         }
     }
@@ -164,10 +141,8 @@ pub async fn undo_create_volume_cross_sd(job: &mut JobCtx) -> Result<(), Failure
             image: d.disk,
             volumes: vec![d.new_leaf],
         };
-        retry(None, note_retry(plan::BLOCK_MIGRATE, job.id()), || async {
-            spm.delete_volumes(&req).await.map_err(Failure::from)
-        })
-        .await?;
+        job.call(Step::BlockMigrate, || spm.delete_volumes(&req))
+            .await?;
     }
     Ok(())
 }
@@ -201,10 +176,8 @@ pub async fn clone_internal_volumes(job: &mut JobCtx) -> Result<(), Failure> {
         let ended = wait_all(job, &early, 0, total, true).await?;
         // A failed early copy is redone by the full copy below.
         for e in ended {
-            if let Ended::Failed(msg) = e {
-                if let Failure::NoSpace(m) = classify(&msg) {
-                    return Err(Failure::NoSpace(m));
-                }
+            if let Ended::Failed(Failure::NoSpace(m)) = e {
+                return Err(Failure::NoSpace(m));
             }
         }
     }
@@ -218,15 +191,9 @@ pub async fn clone_internal_volumes(job: &mut JobCtx) -> Result<(), Failure> {
             for &i in batch {
                 let d = job.plan.disks[i].clone();
                 let req = clone_request(job, &d, d.chain.clone(), parallel);
-                retry(
-                    None,
-                    note_retry(plan::CLONE_INTERNAL_VOLUMES, job.id()),
-                    || async {
-                        spm.clone_internal_volumes(d.clone, &req)
-                            .await
-                            .map_err(Failure::from)
-                    },
-                )
+                job.call(Step::CloneInternalVolumes, || {
+                    spm.clone_internal_volumes(d.clone, &req)
+                })
                 .await?;
                 watched.push(Watched {
                     agent: spm.clone(),
@@ -235,20 +202,26 @@ pub async fn clone_internal_volumes(job: &mut JobCtx) -> Result<(), Failure> {
             }
             let base: u64 = job.plan.disks[..batch[0]].iter().map(|d| d.bytes).sum();
             let ended = wait_all(job, &watched, base, total, true).await?;
-            let failures: Vec<String> = ended
+            let failures: Vec<Failure> = ended
                 .into_iter()
                 .filter_map(|e| match e {
-                    Ended::Failed(m) => Some(m),
-                    Ended::Cancelled => Some("the copy was cancelled on its host".into()),
+                    Ended::Failed(f) => Some(f),
+                    Ended::Cancelled => Some(Failure::Transient(
+                        "the copy was cancelled on its host".into(),
+                    )),
                     Ended::Succeeded => None,
                 })
                 .collect();
             if failures.is_empty() {
                 break;
             }
-            let msg = failures.join("; ");
-            if let Failure::NoSpace(m) = classify(&msg) {
-                return Err(Failure::NoSpace(m));
+            let msg = failures
+                .iter()
+                .map(Failure::message)
+                .collect::<Vec<_>>()
+                .join("; ");
+            if failures.iter().any(|f| matches!(f, Failure::NoSpace(_))) {
+                return Err(Failure::NoSpace(msg));
             }
             attempts += 1;
             if attempts >= CLONE_ATTEMPTS {
@@ -290,15 +263,9 @@ pub async fn finalize_block_migrate(job: &mut JobCtx) -> Result<(), Failure> {
             .collect(),
     };
     let host = job.vm_host().await?;
-    retry(
-        None,
-        note_retry(plan::FINALIZE_BLOCK_MIGRATE, job.id()),
-        || async {
-            host.finalize_block_migrate(vm, &req)
-                .await
-                .map_err(Failure::from)
-        },
-    )
+    job.call(Step::FinalizeBlockMigrate, || {
+        host.finalize_block_migrate(vm, &req)
+    })
     .await?;
     switch(job).await
 }
@@ -321,10 +288,7 @@ pub async fn merge(job: &mut JobCtx) -> Result<(), Failure> {
         };
         let mut attempts = 0u32;
         loop {
-            retry(None, note_retry(plan::MERGE, job.id()), || async {
-                host.merge(d.merge, &req).await.map_err(Failure::from)
-            })
-            .await?;
+            job.call(Step::Merge, || host.merge(d.merge, &req)).await?;
             let ended = wait_all(
                 job,
                 &[Watched {
@@ -376,11 +340,8 @@ pub async fn cleanup(job: &mut JobCtx) -> Result<(), Failure> {
             domain: job.plan.src,
             image: d.disk,
         };
-        retry(None, note_retry(plan::CLEANUP, job.id()), || async {
-            spm.delete_image(&req).await.map_err(Failure::from)
-        })
-        .await?;
-        crate::ops::disks::refresh_disk(&job.engine, d.disk)
+        job.call(Step::Cleanup, || spm.delete_image(&req)).await?;
+        crate::refresh::refresh_disk(&job.engine, d.disk)
             .await
             .map_err(Failure::from)?;
     }
@@ -392,7 +353,7 @@ pub async fn turn_cold(job: &mut JobCtx) -> Result<(), Failure> {
     job.row.mode = MoveMode::Cold;
     job.plan.turned_cold = true;
     job.save().await.map_err(Failure::from)?;
-    for step in [plan::BLOCK_MIGRATE, plan::MERGE] {
+    for step in [Step::BlockMigrate, Step::Merge] {
         job.step(
             step,
             StepState::Skipped,
@@ -402,7 +363,7 @@ pub async fn turn_cold(job: &mut JobCtx) -> Result<(), Failure> {
         .map_err(Failure::from)?;
     }
     job.step(
-        plan::CREATE_VOLUME_CROSS_SD,
+        Step::CreateVolumeCrossSd,
         StepState::RolledBack,
         Some("the VM is not running: moved cold"),
     )

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
+use ferry_agent_client::AgentClient;
 use ferry_api::agent::{TaskState, TaskStatus};
-use ferry_host::AgentClient;
+use ferry_api::ErrorKind;
 use uuid::Uuid;
 
 use super::job::JobCtx;
@@ -28,8 +29,8 @@ pub struct Watched {
 pub enum Ended {
     /// It did its work.
     Succeeded,
-    /// It failed, with the agent's reason.
-    Failed(String),
+    /// It failed: the agent's reason, judged by its kind.
+    Failed(Failure),
     /// It was cancelled.
     Cancelled,
 }
@@ -71,9 +72,10 @@ pub async fn wait_all(
                 TaskState::Running => None,
                 TaskState::Succeeded => Some(Ended::Succeeded),
                 TaskState::Cancelled => Some(Ended::Cancelled),
-                TaskState::Failed => Some(Ended::Failed(
+                TaskState::Failed => Some(Ended::Failed(Failure::of_kind(
+                    status.error_kind.unwrap_or(ErrorKind::Internal),
                     status.error.unwrap_or_else(|| "no reason given".into()),
-                )),
+                ))),
             };
         }
         // Tasks that copy nothing the user waits for (merge, rollback)
@@ -121,7 +123,7 @@ pub async fn stop_all(agent: &AgentClient, tasks: &[Uuid]) {
                     still.push(task);
                 }
                 Ok(_) => {}
-                Err(e) if e.status().is_some_and(|s| s.as_u16() == 404) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
                 // The agent does not answer: the task may still run there.
                 Err(_) => still.push(task),
             }
@@ -138,20 +140,5 @@ pub async fn stop_all(agent: &AgentClient, tasks: &[Uuid]) {
             );
         }
         tokio::time::sleep(POLL).await;
-    }
-}
-
-/// A task's failure message, classified: a full destination is
-/// [`Failure::NoSpace`], anything else may pass on a retry.
-pub fn classify(message: &str) -> Failure {
-    let lower = message.to_lowercase();
-    // ferry-storage's NoSpace ("... bytes free but ... are needed") and
-    // the kernel's ENOSPC ("No space left on device").
-    if lower.contains("no space left")
-        || (lower.contains("bytes free but") && lower.contains("needed"))
-    {
-        Failure::NoSpace(message.to_string())
-    } else {
-        Failure::Transient(message.to_string())
     }
 }

@@ -2,9 +2,9 @@
 //! it is alive, marks hosts up or down, keeps exactly one SPM among the
 //! hosts that are up, and refreshes domain space and VM states.
 //!
-//! A poll is one pass of [`poll`]; the background task only repeats it, so
-//! tests call [`crate::Engine::poll_now`] and see the same behaviour
-//! without waiting.
+//! A poll is one pass of [`poll_now`]; the background task only repeats
+//! it, so tests call it and see the same behaviour without waiting. The
+//! monitor uses the engine; the engine knows nothing of the monitor.
 
 mod check;
 pub(crate) mod election;
@@ -22,8 +22,9 @@ use crate::error::Result;
 /// How often the monitor polls.
 pub const INTERVAL: Duration = Duration::from_secs(2);
 
-/// One pass over every host.
-pub(crate) async fn poll(engine: &Engine) -> Result<()> {
+/// Polls every host once, now: their health, the SPM role, domain space
+/// and VM states (what the monitor does every [`INTERVAL`]).
+pub async fn poll_now(engine: &Engine) -> Result<()> {
     let _one_at_a_time = engine.poll_lock().await;
     let hosts = engine.db().hosts().await?;
     let checks = check::check_all(engine, hosts).await;
@@ -42,7 +43,7 @@ pub(crate) fn spawn(engine: Weak<Engine>, mut stop: watch::Receiver<bool>) -> Jo
     tokio::spawn(async move {
         loop {
             let Some(e) = engine.upgrade() else { break };
-            if let Err(err) = poll(&e).await {
+            if let Err(err) = poll_now(&e).await {
                 tracing::warn!("host monitoring failed: {}", err.full_text());
             }
             drop(e);

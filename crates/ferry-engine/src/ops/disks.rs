@@ -11,12 +11,8 @@ use crate::db::{DiskRow, DomainRow};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::flow::{self, MoveSpec};
-use crate::ops::refresh::volume_from_info;
 use crate::ops::{resolve_disk, resolve_domain, validate_name};
-
-/// Re-exported here too: a disk's chain is refreshed wherever disks
-/// change (the flow calls it as `ops::disks::refresh_disk`).
-pub use crate::ops::refresh::refresh_disk;
+use crate::refresh::volume_from_info;
 
 /// Creates a disk: one base volume of a new image on the domain. A
 /// preallocated disk that does not fit in the domain's free space is
@@ -126,7 +122,7 @@ pub async fn create_disk(engine: &Engine, req: CreateDisk) -> Result<Disk> {
 /// to one poll old), falling back to the stored one.
 async fn current_free(
     engine: &Engine,
-    client: &ferry_host::AgentClient,
+    client: &ferry_agent_client::AgentClient,
     domain: &DomainRow,
 ) -> u64 {
     match client.domains().await {

@@ -1,8 +1,8 @@
 //! Hosts: add one whose agent already runs, list them, show one.
 
+use ferry_agent_client::AgentClient;
 use ferry_api::engine::{AddHost, Host, HostStatus};
-use ferry_host::AgentClient;
-use reqwest::StatusCode;
+use ferry_api::ErrorKind;
 use uuid::Uuid;
 
 use crate::db::codec::now_ms;
@@ -95,7 +95,7 @@ async fn check_agent(client: &AgentClient, url: &str) -> Result<()> {
         ))
     })?;
     client.spm().await.map_err(|e| {
-        if e.status() == Some(StatusCode::UNAUTHORIZED) {
+        if e.kind() == ErrorKind::Unauthorized {
             Error::BadRequest(format!(
                 "the agent at {url} refused the token; give the token it was started with (its --token)"
             ))

@@ -12,14 +12,7 @@ use crate::flow;
 
 /// Every job, newest first.
 pub async fn jobs(engine: &Engine) -> Result<Vec<Job>> {
-    let mut out = Vec::new();
-    for row in engine.db().jobs().await? {
-        let steps = engine.db().steps(row.id).await?;
-        let mut job = row.to_api(steps);
-        job.queued = engine.moves().is_waiting(job.id);
-        out.push(job);
-    }
-    Ok(out)
+    flow::view::jobs(engine).await
 }
 
 /// A job's UUID from a path segment (jobs have no names).
@@ -33,14 +26,7 @@ pub fn job_id(key: &str) -> Result<Uuid> {
 
 /// One job.
 pub async fn job(engine: &Engine, key: &str) -> Result<Job> {
-    let id = job_id(key)?;
-    let mut job = engine.db().job_view(id).await?.ok_or_else(|| {
-        Error::NotFound(format!(
-            "there is no job {id}; list the jobs with 'ferry job list'"
-        ))
-    })?;
-    job.queued = engine.moves().is_waiting(id);
-    Ok(job)
+    flow::view::job(engine, job_id(key)?).await
 }
 
 /// Asks the flow to cancel a job.

@@ -11,11 +11,8 @@ pub mod domains;
 pub mod events;
 pub mod hosts;
 pub mod jobs;
-mod refresh;
 pub mod snapshot;
 pub mod vms;
-
-pub use refresh::refresh_disk;
 
 use uuid::Uuid;
 

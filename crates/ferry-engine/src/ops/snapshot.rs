@@ -13,7 +13,8 @@ use crate::db::DiskRow;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::ops::disks::disk_view;
-use crate::ops::{refresh_disk, resolve_disk};
+use crate::ops::resolve_disk;
+use crate::refresh::refresh_disk;
 
 /// Takes a snapshot of a disk. Refused (409) while a job has the disk
 /// locked; the disk is locked for the snapshot's few seconds, so a move
@@ -120,7 +121,7 @@ async fn snapshot_locked(engine: &Engine, disk: &DiskRow) -> Result<()> {
 async fn running_vm(
     engine: &Engine,
     disk: Uuid,
-) -> Result<Option<(Uuid, String, ferry_host::AgentClient)>> {
+) -> Result<Option<(Uuid, String, ferry_agent_client::AgentClient)>> {
     let Some(vm) = engine.db().vm_of_disk(disk).await? else {
         return Ok(None);
     };
@@ -137,7 +138,7 @@ async fn running_vm(
             Ok((status.state == AgentVmState::Running).then_some((vm, host.name, client)))
         }
         // Not defined there (yet): it cannot be running.
-        Err(e) if e.status() == Some(reqwest::StatusCode::NOT_FOUND) => Ok(None),
+        Err(e) if e.kind() == ferry_api::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::agent(&host.name)(e)),
     }
 }

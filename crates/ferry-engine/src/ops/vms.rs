@@ -4,10 +4,10 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use ferry_agent_client::AgentClient;
 use ferry_api::engine::{CreateVm, HostStatus, Job, JobKind, MoveRequest, Vm, VmState};
 use ferry_api::vm::{VmBoot, VmDefinition, VmDisk};
-use ferry_host::AgentClient;
-use reqwest::StatusCode;
+use ferry_api::ErrorKind;
 use uuid::Uuid;
 
 use crate::db::codec::now_ms;
@@ -258,7 +258,7 @@ async fn refuse_during_cold_move(engine: &Engine, vm: Uuid) -> Result<()> {
 async fn is_running(client: &AgentClient, host: &HostRow, vm: Uuid) -> Result<bool> {
     match client.vm(vm).await {
         Ok(s) => Ok(s.state == ferry_api::vm::VmState::Running),
-        Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => Ok(false),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
         Err(e) => Err(Error::agent(&host.name)(e)),
     }
 }

@@ -7,9 +7,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use ferry_agent_client::AgentClient;
 use ferry_api::engine::{AddHost, CreateDomain, Domain, Host};
-use ferry_engine::{Engine, EngineClient, EngineClientError, EngineConfig};
-use ferry_host::{AgentClient, AgentConfig};
+use ferry_engine::{ClientError as EngineClientError, Engine, EngineClient, EngineConfig};
+use ferry_host::AgentConfig;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 

@@ -30,11 +30,9 @@ pub(crate) async fn block_migrate(
     let entry = agent.vms().get(id)?;
     let _ops = entry.ops.lock().await;
     let def = entry.definition();
-    let vm = entry.running().ok_or_else(|| {
-        Error::Conflict(format!(
-            "VM {} is not running, so its disks cannot be switched live; move them cold instead",
-            def.name
-        ))
+    let vm = entry.running().ok_or_else(|| Error::VmNotRunning {
+        name: def.name.clone(),
+        action: "its disks cannot be switched live; move them cold instead".into(),
     })?;
 
     let mut seen = HashSet::new();

@@ -1,7 +1,5 @@
-//! Request extractors whose rejections are the agent's JSON errors.
-//!
-//! axum's own `Json` and `Path` reject with plain text; a caller of this
-//! API always gets `{"error": ...}` with a sentence it can show a user.
+//! Request extractors whose rejections are the agent's JSON errors
+//! (`ferry_http::body` does the reading).
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -19,10 +17,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
-        crate::json_body::read(req, state, "")
-            .await
-            .map(ApiJson)
-            .map_err(Error::BadRequest)
+        Ok(ApiJson(ferry_http::body::read_json(req, state, "").await?))
     }
 }
 
@@ -34,15 +29,14 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
-        axum::extract::Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|p| ApiPath(p.0))
-            .map_err(|e| {
-                Error::BadRequest(format!(
-                    "the path {} names something that is not a UUID ({}); ids in paths are UUIDs such as 0f8fad5b-d9cb-469f-a165-70867728950e",
-                    parts.uri.path(),
-                    e.body_text()
-                ))
-            })
+        Ok(ApiPath(
+            ferry_http::body::read_path(
+                parts,
+                state,
+                "names something that is not a UUID",
+                "ids in paths are UUIDs such as 0f8fad5b-d9cb-469f-a165-70867728950e",
+            )
+            .await?,
+        ))
     }
 }

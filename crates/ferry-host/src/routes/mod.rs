@@ -14,41 +14,28 @@ mod volumes;
 
 use std::sync::Arc;
 
-use axum::http::{Method, Uri};
 use axum::Router;
+use ferry_http::error::{with_fallbacks, ApiHints};
 
-use crate::auth::require_token;
-use crate::error::Error;
+use crate::auth::bearer;
 use crate::state::AgentState;
+
+/// Where a caller who asked for an unknown path or method learns better.
+const HINTS: ApiHints = ApiHints {
+    paths: "check the path against the agent's API under /v1",
+    methods: "use the method the agent's API gives for it",
+};
 
 /// The whole API, authenticated, bound to `agent`.
 pub(crate) fn router(agent: Arc<AgentState>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .merge(health::routes())
         .merge(domains::routes())
         .merge(spm::routes())
         .merge(volumes::routes())
         .merge(crate::vms::routes::routes())
-        .merge(tasks::routes(agent.tasks().verbs()))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            agent.clone(),
-            require_token,
-        ))
+        .merge(tasks::routes(agent.tasks().verbs()));
+    bearer(agent.token())
+        .protect(with_fallbacks(routes, HINTS))
         .with_state(agent)
-}
-
-async fn not_found(method: Method, uri: Uri) -> Error {
-    Error::NotFound(format!(
-        "there is no endpoint {method} {}; check the path against the agent's API under /v1",
-        uri.path()
-    ))
-}
-
-async fn method_not_allowed(method: Method, uri: Uri) -> Error {
-    Error::MethodNotAllowed(format!(
-        "{} does not accept {method}; use the method the agent's API gives for it",
-        uri.path()
-    ))
 }

@@ -12,6 +12,8 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use ferry_api::ErrorKind;
+
 use crate::error::{chain_text, Error, Result};
 use crate::fsutil::{blocking, now_epoch};
 use crate::state::AgentState;
@@ -44,6 +46,8 @@ struct Task {
 struct Ending {
     state: TaskState,
     error: Option<String>,
+    /// What kind of failure `error` is, for the engine to decide on.
+    error_kind: Option<ErrorKind>,
     finished: Option<u64>,
 }
 
@@ -64,6 +68,7 @@ impl Task {
             done_bytes: done,
             total_bytes: total,
             error: end.error.clone(),
+            error_kind: end.error_kind,
             started: self.started,
             finished: end.finished,
         }
@@ -169,6 +174,7 @@ impl TaskManager {
             end: Mutex::new(Ending {
                 state: TaskState::Running,
                 error: None,
+                error_kind: None,
                 finished: None,
             }),
             handle: Mutex::new(None),
@@ -282,6 +288,7 @@ impl TaskManager {
             let mut end = Ending {
                 state: s.state,
                 error: s.error,
+                error_kind: s.error_kind,
                 finished: s.finished,
             };
             if s.state == TaskState::Running && entry.is_none() {
@@ -291,6 +298,7 @@ impl TaskManager {
                         "this agent no longer knows the task verb '{}', so the task cannot be resumed",
                         s.verb
                     )),
+                    error_kind: Some(ErrorKind::Internal),
                     finished: Some(now_epoch()),
                 };
             }
@@ -371,6 +379,7 @@ async fn supervise(agent: Arc<AgentState>, task: Arc<Task>, entry: VerbEntry, st
         (Ok(()), _) => Ending {
             state: TaskState::Succeeded,
             error: None,
+            error_kind: None,
             finished: Some(now_epoch()),
         },
         (Err(_), Some(StopReason::Shutdown)) => {
@@ -384,11 +393,13 @@ async fn supervise(agent: Arc<AgentState>, task: Arc<Task>, entry: VerbEntry, st
         (Err(_), Some(StopReason::Cancel)) => Ending {
             state: TaskState::Cancelled,
             error: None,
+            error_kind: Some(ErrorKind::Cancelled),
             finished: Some(now_epoch()),
         },
         (Err(e), None) => Ending {
             state: TaskState::Failed,
             error: Some(e.full_text()),
+            error_kind: Some(e.kind()),
             finished: Some(now_epoch()),
         },
     };

@@ -7,8 +7,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use ferry_agent_client::AgentClient;
 use ferry_host::tasks::VerbRegistry;
-use ferry_host::{AgentClient, AgentConfig, Server};
+use ferry_host::{AgentConfig, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -137,7 +138,7 @@ pub fn assert_json_error(answer: &(u16, String), status: u16, says: &str) -> Str
 
 /// Asserts a client error has `status` and mentions `says`.
 pub fn assert_refused<T: std::fmt::Debug>(
-    r: Result<T, ferry_host::ClientError>,
+    r: Result<T, ferry_agent_client::ClientError>,
     status: u16,
     says: &str,
 ) -> String {

@@ -1,10 +1,83 @@
-//! Checking a bearer token, shared by the agent's and the engine's APIs.
+//! Bearer-token authentication, the same for the agent's and the engine's
+//! APIs: every request but the public paths must carry
+//! `Authorization: Bearer <token>`.
 //!
 //! The comparison takes the same time whatever the token's first
 //! differing byte, so a token cannot be guessed byte by byte from response
 //! times.
 
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::header::AUTHORIZATION;
 use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use ferry_api::ErrorKind;
+
+use crate::error::HttpError;
+
+/// Whose token a service wants and where the right one comes from, for the
+/// sentences of its 401 answers.
+#[derive(Clone)]
+pub struct BearerAuth {
+    token: Arc<str>,
+    /// Names the service ("the agent's").
+    whose: &'static str,
+    /// Says where the right token comes from.
+    hint: &'static str,
+    /// Paths answered without a token (health, the UI's static files).
+    public: fn(&str) -> bool,
+}
+
+impl std::fmt::Debug for BearerAuth {
+    /// Never prints the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BearerAuth")
+            .field("whose", &self.whose)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BearerAuth {
+    /// Requires `token` on every path for which `public` is false.
+    pub fn new(
+        token: impl Into<Arc<str>>,
+        whose: &'static str,
+        hint: &'static str,
+        public: fn(&str) -> bool,
+    ) -> Self {
+        BearerAuth {
+            token: token.into(),
+            whose,
+            hint,
+            public,
+        }
+    }
+
+    /// Puts the check in front of every route of `router`.
+    pub fn protect<S: Clone + Send + Sync + 'static>(self, router: Router<S>) -> Router<S> {
+        router.layer(axum::middleware::from_fn_with_state(self, require_token))
+    }
+
+    /// Checks an `Authorization` header; on refusal, a sentence that says
+    /// what to send.
+    pub fn check(&self, header: Option<&HeaderValue>) -> Result<(), HttpError> {
+        check(header, &self.token, self.whose, self.hint)
+            .map_err(|m| HttpError::new(ErrorKind::Unauthorized, m))
+    }
+}
+
+async fn require_token(State(auth): State<BearerAuth>, request: Request, next: Next) -> Response {
+    if (auth.public)(request.uri().path()) {
+        return next.run(request).await;
+    }
+    match auth.check(request.headers().get(AUTHORIZATION)) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
 
 /// Checks an `Authorization` header against `token`. On refusal returns a
 /// sentence for a 401 answer; `whose` names the service ("the agent's") and
@@ -75,5 +148,12 @@ mod tests {
             let e = check(h, "secret", "the agent's", "use the right one").expect_err("refused");
             assert!(e.contains(says), "{e}");
         }
+    }
+
+    #[test]
+    fn a_refusal_is_unauthorized() {
+        let auth = BearerAuth::new("secret", "the engine's", "ask", |p| p == "/health");
+        let e = auth.check(None).expect_err("refused");
+        assert_eq!(e.kind, ErrorKind::Unauthorized);
     }
 }

@@ -3,10 +3,10 @@
 
 use std::collections::HashMap;
 
+use ferry_agent_client::AgentClient;
 use ferry_api::agent::VolumeInfo;
 use ferry_api::engine::Volume;
 use ferry_api::VolumeRole;
-use ferry_host::AgentClient;
 use uuid::Uuid;
 
 use crate::engine::Engine;

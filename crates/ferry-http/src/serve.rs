@@ -1,0 +1,69 @@
+//! A daemon's life as an HTTP server: bind first (so a test can listen on
+//! port 0 and learn the port), serve until a shutdown signal, let
+//! in-flight requests finish.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+/// The listening socket could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("could not listen on {addr}; choose another address or stop what uses it")]
+pub struct BindError {
+    /// The address asked for.
+    pub addr: SocketAddr,
+    /// The operating system's error.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Listens on `addr`; returns the listener and the address it really has
+/// (the port chosen when `addr` asked for port 0).
+pub async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), BindError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| BindError { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| BindError { addr, source })?;
+    Ok((listener, local))
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then lets
+/// in-flight requests finish.
+pub async fn serve<F>(listener: TcpListener, router: Router, shutdown: F) -> std::io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C): how an operator or systemd
+/// stops a daemon.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot watch for SIGTERM ({e}); only Ctrl-C stops the daemon");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = term => tracing::info!("SIGTERM received"),
+        r = tokio::signal::ctrl_c() => match r {
+            Ok(()) => tracing::info!("Ctrl-C received"),
+            Err(e) => {
+                tracing::warn!("cannot watch for Ctrl-C ({e})");
+                std::future::pending::<()>().await;
+            }
+        },
+    }
+}
