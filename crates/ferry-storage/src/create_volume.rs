@@ -73,97 +73,149 @@ impl StorageDomain {
     /// first, then the file; on any failure both are removed (and an image
     /// directory this call made). The volume turns LEGAL last.
     pub fn create_volume(&self, spec: &VolumeSpec) -> Result<Volume> {
-        let id = spec.id.unwrap_or_else(Uuid::new_v4);
-        let vol = self.volume(spec.image, id);
+        let vol = self.volume(spec.image, spec.id.unwrap_or_else(Uuid::new_v4));
         if vol.path().exists() || vol.meta_path().exists() {
             return Err(Error::VolumeExists { path: vol.path() });
         }
         let plan = plan_parent(self, spec)?;
-        let capacity = match (spec.capacity, &plan) {
-            (Some(c), Some(p)) if c < p.capacity => {
-                return Err(Error::InvalidRequest(format!(
-                    "a child volume cannot be smaller than its parent ({c} < {} bytes)",
-                    p.capacity
-                )))
-            }
-            (Some(c), _) => c,
-            (None, Some(p)) => p.capacity,
-            (None, None) => {
-                return Err(Error::InvalidRequest(
-                    "a volume without a parent needs a capacity".to_string(),
-                ))
-            }
-        };
-        if capacity == 0 {
-            return Err(Error::InvalidRequest(
-                "a volume's capacity must be more than 0 bytes".into(),
-            ));
-        }
-        let mut md = VolumeMetadata::new(
-            self.uuid(),
-            spec.image,
-            spec.format,
-            spec.allocation,
-            capacity,
-            plan.as_ref().map(|p| p.parent.id()),
-            spec.role,
-            &spec.description,
-        );
-        md.parent_domain = plan.as_ref().and_then(|p| p.parent_domain);
+        let capacity = new_capacity(spec, plan.as_ref())?;
+        let md = new_metadata(self, spec, capacity, plan.as_ref());
         // Render first: a description that does not fit fails before any file exists.
         md.render(&vol.meta_path())?;
 
-        let dir = self.image_dir(spec.image);
-        let created_dir = !dir.exists();
-        // A template linked in by this call is unlinked again on failure.
-        let link = plan
-            .as_ref()
-            .and_then(|p| p.link_from.as_ref().map(|t| (t, p.parent.clone())))
-            .filter(|(_, linked)| !linked.exists());
-        let cleanup = || {
-            let _ = fs::remove_file(vol.path());
-            let _ = fs::remove_file(vol.meta_path());
-            if let Some((_, linked)) = &link {
-                let _ = fs::remove_file(linked.path());
-                let _ = fs::remove_file(linked.meta_path());
-            }
-            if created_dir {
-                let _ = fs::remove_dir(&dir);
-            }
-        };
-        let result = (|| {
-            fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
-            if let Some((template, _)) = &link {
-                template.link_into(spec.image)?;
-            }
-            vol.write_metadata(&md)?;
-            let backing = plan.as_ref().map(|p| (p.header_name.as_str(), p.format));
-            qemu_img::create(
-                &vol.path(),
-                spec.format,
-                capacity,
-                backing,
-                spec.allocation == Allocation::Preallocated,
-            )?;
-            if let Some(p) = &plan {
-                if p.make_internal {
-                    p.parent
-                        .update_metadata(|m| m.role = VolumeRole::Internal)?;
-                }
-            }
-            md.legality = Legality::Legal;
-            md.bump_generation();
-            vol.write_metadata(&md)
-        })();
-        if let Err(e) = result {
-            cleanup();
-            if let Some(p) = plan.filter(|p| p.make_internal) {
-                let _ = p.parent.update_metadata(|m| m.role = VolumeRole::Leaf);
-            }
+        let undo = Undo::note(&vol, plan.as_ref());
+        if let Err(e) = write_volume(&vol, spec, md, plan.as_ref(), undo.template_to_link()) {
+            undo.run();
             return Err(e);
         }
-        tracing::info!(volume = %id, image = %spec.image, domain = %self.uuid(), format = %spec.format, "created volume");
+        tracing::info!(volume = %vol.id(), image = %spec.image, domain = %self.uuid(), format = %spec.format, "created volume");
         Ok(vol)
+    }
+}
+
+/// The new volume's virtual size: the requested one, or the parent's; never
+/// smaller than the parent's, never 0.
+fn new_capacity(spec: &VolumeSpec, plan: Option<&ParentPlan>) -> Result<u64> {
+    let capacity = match (spec.capacity, plan) {
+        (Some(c), Some(p)) if c < p.capacity => {
+            return Err(Error::InvalidRequest(format!(
+                "a child volume cannot be smaller than its parent ({c} < {} bytes)",
+                p.capacity
+            )))
+        }
+        (Some(c), _) => c,
+        (None, Some(p)) => p.capacity,
+        (None, None) => {
+            return Err(Error::InvalidRequest(
+                "a volume without a parent needs a capacity".to_string(),
+            ))
+        }
+    };
+    if capacity == 0 {
+        return Err(Error::InvalidRequest(
+            "a volume's capacity must be more than 0 bytes".into(),
+        ));
+    }
+    Ok(capacity)
+}
+
+/// The new volume's `.meta`, still ILLEGAL.
+fn new_metadata(
+    domain: &StorageDomain,
+    spec: &VolumeSpec,
+    capacity: u64,
+    plan: Option<&ParentPlan>,
+) -> VolumeMetadata {
+    let mut md = VolumeMetadata::new(
+        domain.uuid(),
+        spec.image,
+        spec.format,
+        spec.allocation,
+        capacity,
+        plan.map(|p| p.parent.id()),
+        spec.role,
+        &spec.description,
+    );
+    md.parent_domain = plan.and_then(|p| p.parent_domain);
+    md
+}
+
+/// Writes the new volume in the order that keeps a crash harmless: the
+/// `.meta` ILLEGAL first, then the file, then the parent turns INTERNAL,
+/// and the volume turns LEGAL last.
+fn write_volume(
+    vol: &Volume,
+    spec: &VolumeSpec,
+    mut md: VolumeMetadata,
+    plan: Option<&ParentPlan>,
+    template_to_link: Option<&Volume>,
+) -> Result<()> {
+    let dir = vol.domain().image_dir(spec.image);
+    fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
+    if let Some(template) = template_to_link {
+        template.link_into(spec.image)?;
+    }
+    vol.write_metadata(&md)?;
+    let backing = plan.map(|p| (p.header_name.as_str(), p.format));
+    qemu_img::create(
+        &vol.path(),
+        spec.format,
+        md.capacity,
+        backing,
+        spec.allocation == Allocation::Preallocated,
+    )?;
+    if let Some(p) = plan.filter(|p| p.make_internal) {
+        p.parent
+            .update_metadata(|m| m.role = VolumeRole::Internal)?;
+    }
+    md.legality = Legality::Legal;
+    md.bump_generation();
+    vol.write_metadata(&md)
+}
+
+/// What a failed creation takes back, noted before anything is written so
+/// that only what this call made is removed.
+struct Undo<'a> {
+    volume: &'a Volume,
+    /// A template linked in by this call is unlinked again on failure:
+    /// `(template, its link in the image)`.
+    new_link: Option<(&'a Volume, &'a Volume)>,
+    /// The image directory, when this call creates it.
+    new_dir: Option<PathBuf>,
+    /// The parent this call turns INTERNAL, turned LEAF again.
+    demoted_parent: Option<&'a Volume>,
+}
+
+impl<'a> Undo<'a> {
+    fn note(volume: &'a Volume, plan: Option<&'a ParentPlan>) -> Self {
+        let dir = volume.domain().image_dir(volume.image());
+        Undo {
+            volume,
+            new_link: plan
+                .and_then(|p| p.link_from.as_ref().map(|t| (t, &p.parent)))
+                .filter(|(_, linked)| !linked.exists()),
+            new_dir: (!dir.exists()).then_some(dir),
+            demoted_parent: plan.filter(|p| p.make_internal).map(|p| &p.parent),
+        }
+    }
+
+    fn template_to_link(&self) -> Option<&'a Volume> {
+        self.new_link.map(|(template, _)| template)
+    }
+
+    fn run(self) {
+        let _ = fs::remove_file(self.volume.path());
+        let _ = fs::remove_file(self.volume.meta_path());
+        if let Some((_, linked)) = self.new_link {
+            let _ = fs::remove_file(linked.path());
+            let _ = fs::remove_file(linked.meta_path());
+        }
+        if let Some(dir) = &self.new_dir {
+            let _ = fs::remove_dir(dir);
+        }
+        if let Some(parent) = self.demoted_parent {
+            let _ = parent.update_metadata(|m| m.role = VolumeRole::Leaf);
+        }
     }
 }
 
