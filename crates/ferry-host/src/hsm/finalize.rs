@@ -64,13 +64,9 @@ pub(crate) async fn finalize_block_migrate(
         let running = vm.is_some();
         blocking(move || settle_storage(&plan, running)).await?;
     }
-    agent.vms().update(&entry, |d| {
-        for disk in &req.disks {
-            if let Some(vd) = d.disks.iter_mut().find(|vd| vd.image == disk.image) {
-                vd.domain = disk.dst_domain;
-            }
-        }
-    })?;
+    agent
+        .vms()
+        .set_disk_domains(&entry, req.disks.iter().map(|d| (d.image, d.dst_domain)))?;
     tracing::info!(
         vm = def.name,
         switched,
