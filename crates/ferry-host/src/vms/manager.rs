@@ -170,7 +170,7 @@ impl VmManager {
     }
 
     /// Persists a changed definition.
-    pub(crate) fn update(&self, entry: &VmEntry, change: impl FnOnce(&mut VmDefinition)) -> Result<()> {
+    fn update(&self, entry: &VmEntry, change: impl FnOnce(&mut VmDefinition)) -> Result<()> {
         let mut def = entry.definition();
         change(&mut def);
         self.persist(&def)?;
