@@ -20,6 +20,17 @@ use crate::fsutil::write_atomic;
 /// The file in the run directory listing connected domain paths.
 const DOMAINS_FILE: &str = "domains.json";
 
+/// The domain with this UUID in a snapshot of the known domains (taken
+/// with [`DomainRegistry::set`] for work off the async runtime), or a 404
+/// saying how to connect it.
+pub(crate) fn connected(domains: &DomainSet, uuid: Uuid) -> Result<&StorageDomain> {
+    domains.get(uuid).ok_or_else(|| {
+        Error::NotFound(format!(
+            "storage domain {uuid} is not connected to this host; connect it first (POST /v1/domains/connect)"
+        ))
+    })
+}
+
 /// The known domains, by UUID.
 #[derive(Debug)]
 pub struct DomainRegistry {

@@ -207,6 +207,9 @@ fn lock(
     pending.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Reads QEMU's lines until the socket closes, handing each reply to the
+/// command waiting for it and each event to every subscriber, then tells
+/// waiters and watchers that the connection is gone.
 async fn read_loop(
     mut lines: tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>,
     pending: Pending,
@@ -230,47 +233,62 @@ async fn read_loop(
             }
         };
         if let Some(name) = message.get("event").and_then(Value::as_str) {
-            tracing::debug!(target: "ferry_qemu::qmp", %message, "QMP event");
-            let event = Event {
-                name: name.to_string(),
-                data: message.get("data").cloned().unwrap_or(Value::Null),
-            };
-            // No subscribers is fine: nobody is waiting.
-            let _ = events.send(event);
-            continue;
-        }
-        let Some(id) = message.get("id").and_then(Value::as_u64) else {
-            tracing::warn!(%message, "QEMU sent a reply without an id");
-            continue;
-        };
-        let Some(waiter) = lock(&pending).remove(&id) else {
-            continue;
-        };
-        let result = if let Some(ret) = message.get("return") {
-            Ok(ret.clone())
-        } else if let Some(err) = message.get("error") {
-            Err(Error::Command {
-                command: String::new(),
-                class: err
-                    .get("class")
-                    .and_then(Value::as_str)
-                    .unwrap_or("GenericError")
-                    .to_string(),
-                desc: err
-                    .get("desc")
-                    .and_then(Value::as_str)
-                    .unwrap_or("no description")
-                    .to_string(),
-            })
+            publish_event(&events, name, &message);
         } else {
-            Err(Error::Protocol {
-                command: String::new(),
-                detail: format!("a reply with neither return nor error: {message}"),
-            })
-        };
-        let _ = waiter.send(result);
+            deliver_reply(&pending, &message);
+        }
     }
     // Waiters see their sender dropped and report Closed.
     lock(&pending).clear();
     let _ = closed.send(true);
+}
+
+fn publish_event(events: &broadcast::Sender<Event>, name: &str, message: &Value) {
+    tracing::debug!(target: "ferry_qemu::qmp", %message, "QMP event");
+    let event = Event {
+        name: name.to_string(),
+        data: message.get("data").cloned().unwrap_or(Value::Null),
+    };
+    // No subscribers is fine: nobody is waiting.
+    let _ = events.send(event);
+}
+
+/// Hands a reply to the command waiting for it, matched by `id`. A reply
+/// nobody waits for any more (its command timed out) is dropped.
+fn deliver_reply(pending: &Pending, message: &Value) {
+    let Some(id) = message.get("id").and_then(Value::as_u64) else {
+        tracing::warn!(%message, "QEMU sent a reply without an id");
+        return;
+    };
+    let Some(waiter) = lock(pending).remove(&id) else {
+        return;
+    };
+    let _ = waiter.send(reply_result(message));
+}
+
+/// A reply's `return` value, or its `error`; [`Qmp::execute`] fills in the
+/// command's name.
+fn reply_result(message: &Value) -> Result<Value> {
+    if let Some(ret) = message.get("return") {
+        Ok(ret.clone())
+    } else if let Some(err) = message.get("error") {
+        Err(Error::Command {
+            command: String::new(),
+            class: err
+                .get("class")
+                .and_then(Value::as_str)
+                .unwrap_or("GenericError")
+                .to_string(),
+            desc: err
+                .get("desc")
+                .and_then(Value::as_str)
+                .unwrap_or("no description")
+                .to_string(),
+        })
+    } else {
+        Err(Error::Protocol {
+            command: String::new(),
+            detail: format!("a reply with neither return nor error: {message}"),
+        })
+    }
 }

@@ -186,6 +186,79 @@ pub fn log_file(run_dir: &Path) -> PathBuf {
     run_dir.join("qemu.log")
 }
 
+/// Makes the VM's run directory ready for a new QEMU: refuses while one
+/// still runs there, and removes the socket, pid file and log a previous
+/// one left, so nothing stale is read for the new one.
+fn prepare_run_dir(spec: &VmSpec) -> Result<()> {
+    std::fs::create_dir_all(&spec.run_dir).map_err(|e| {
+        Error::io(
+            format!("creating run directory {}", spec.run_dir.display()),
+            e,
+        )
+    })?;
+    let socket = qmp_socket(&spec.run_dir);
+    let pidfile = pid_file(&spec.run_dir);
+    if let Some(pid) = read_pid(&pidfile) {
+        if alive(pid) {
+            return Err(Error::InvalidRequest(format!(
+                "VM {} is already running as process {}",
+                spec.name,
+                pid.as_raw_nonzero()
+            )));
+        }
+    }
+    let log = log_file(&spec.run_dir);
+    for stale in [&socket, &pidfile, &log] {
+        match std::fs::remove_file(stale) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("removing {}", stale.display()), e)),
+        }
+    }
+    Ok(())
+}
+
+/// Runs QEMU, daemonized, so the VM outlives the agent.
+async fn launch_qemu(spec: &VmSpec) -> Result<()> {
+    // With -daemonize the command returns once QEMU has initialised
+    // (disks opened, monitor listening) or failed; its stderr carries
+    // the reason of a failure.
+    let output = tokio::process::Command::new("qemu-system-x86_64")
+        .args(spec.qemu_args())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .await
+        .map_err(|e| Error::Start {
+            vm: spec.name.clone(),
+            message: format!("could not run qemu-system-x86_64: {e}"),
+        })?;
+    if !output.status.success() {
+        return Err(Error::Start {
+            vm: spec.name.clone(),
+            message: start_failure(spec, &output),
+        });
+    }
+    Ok(())
+}
+
+/// Why QEMU did not start, in QEMU's own words where it gave any.
+fn start_failure(spec: &VmSpec, output: &std::process::Output) -> String {
+    // A daemonized QEMU with -D writes its errors to that log.
+    let mut message = String::from_utf8_lossy(&output.stderr).trim().to_string();
+    if message.is_empty() {
+        message = std::fs::read_to_string(log_file(&spec.run_dir))
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+    }
+    if message.is_empty() {
+        message = format!("qemu-system-x86_64 exited with {}", output.status);
+    }
+    message
+}
+
 /// A running VM: its QEMU process and a QMP connection to it.
 #[derive(Debug)]
 pub struct Vm {
@@ -202,64 +275,9 @@ impl Vm {
     /// refuses comes back as [`Error::Start`] with QEMU's own message.
     pub async fn start(spec: &VmSpec) -> Result<Vm> {
         spec.validate()?;
-        std::fs::create_dir_all(&spec.run_dir).map_err(|e| {
-            Error::io(
-                format!("creating run directory {}", spec.run_dir.display()),
-                e,
-            )
-        })?;
-        let socket = qmp_socket(&spec.run_dir);
-        let pidfile = pid_file(&spec.run_dir);
-        if let Some(pid) = read_pid(&pidfile) {
-            if alive(pid) {
-                return Err(Error::InvalidRequest(format!(
-                    "VM {} is already running as process {}",
-                    spec.name,
-                    pid.as_raw_nonzero()
-                )));
-            }
-        }
-        let log = log_file(&spec.run_dir);
-        for stale in [&socket, &pidfile, &log] {
-            match std::fs::remove_file(stale) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io(format!("removing {}", stale.display()), e)),
-            }
-        }
-
+        prepare_run_dir(spec)?;
         tracing::info!(vm = spec.name, "starting QEMU");
-        // With -daemonize the command returns once QEMU has initialised
-        // (disks opened, monitor listening) or failed; its stderr carries
-        // the reason of a failure.
-        let output = tokio::process::Command::new("qemu-system-x86_64")
-            .args(spec.qemu_args())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .output()
-            .await
-            .map_err(|e| Error::Start {
-                vm: spec.name.clone(),
-                message: format!("could not run qemu-system-x86_64: {e}"),
-            })?;
-        if !output.status.success() {
-            // A daemonized QEMU with -D writes its errors to that log.
-            let mut message = String::from_utf8_lossy(&output.stderr).trim().to_string();
-            if message.is_empty() {
-                message = std::fs::read_to_string(log_file(&spec.run_dir))
-                    .unwrap_or_default()
-                    .trim()
-                    .to_string();
-            }
-            if message.is_empty() {
-                message = format!("qemu-system-x86_64 exited with {}", output.status);
-            }
-            return Err(Error::Start {
-                vm: spec.name.clone(),
-                message,
-            });
-        }
+        launch_qemu(spec).await?;
         let vm = Vm::attach(&spec.name, &spec.run_dir).await?;
         vm.qmp.execute("cont", Value::Null).await.ok();
         Ok(vm)

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::domain::{DomainSet, StorageDomain};
 use crate::error::{Error, Result};
 use crate::metadata::VolumeMetadata;
-use crate::qemu_img;
+use crate::qemu_img::{self, ImageInfo};
 use crate::volume::Volume;
 
 /// A chain, base first: each volume reads through the ones before it.
@@ -107,67 +107,39 @@ impl Chain {
     pub fn check_headers(&self) -> Result<()> {
         let leaf = self.leaf();
         let infos = qemu_img::info_chain(&leaf.volume.path())?;
-        let mismatch = |link: &ChainLink, header: String| Error::ParentMismatch {
-            path: link.volume.path(),
-            metadata: link
-                .metadata
-                .parent
-                .map_or_else(|| "none".to_string(), |p| p.to_string()),
-            header,
-        };
         // `infos` is leaf first; `links` is base first.
         for (i, link) in self.links.iter().rev().enumerate() {
             let Some(info) = infos.get(i) else {
-                return Err(mismatch(link, "none".to_string()));
+                return Err(parent_mismatch(link, "none".to_string()));
             };
-            if canonical(&info.filename) != canonical(&link.volume.path()) {
-                // The child one step up (leaf first: index i - 1) named this file.
-                let child = self
-                    .links
-                    .len()
-                    .checked_sub(i)
-                    .and_then(|c| self.links.get(c));
-                return Err(Error::ParentMismatch {
-                    path: child.map_or_else(|| link.volume.path(), |c| c.volume.path()),
-                    metadata: link.volume.id().to_string(),
-                    header: info.filename.display().to_string(),
-                });
-            }
-            if info.format != link.metadata.format.qemu_name() {
-                return Err(Error::CorruptMetadata {
-                    path: link.volume.meta_path(),
-                    reason: format!(
-                        "FORMAT says {} but the file is {}",
-                        link.metadata.format, info.format
-                    ),
-                });
-            }
-            let header = info.backing_filename.clone();
-            match (link.metadata.parent, header) {
-                (None, None) => {}
-                (None, Some(h)) => return Err(mismatch(link, h)),
-                (Some(_), None) => return Err(mismatch(link, "none".to_string())),
-                (Some(p), Some(h)) => {
-                    let expected_name = p.to_string();
-                    let names_parent = match link.metadata.parent_domain {
-                        None => h == expected_name,
-                        Some(_) => {
-                            Path::new(&h).file_name().and_then(|n| n.to_str())
-                                == Some(expected_name.as_str())
-                        }
-                    };
-                    if !names_parent {
-                        return Err(mismatch(link, h));
-                    }
-                }
-            }
+            self.check_file(i, link, info)?;
+            check_format(link, info)?;
+            check_backing_name(link, info)?;
         }
         if infos.len() > self.links.len() {
             let base = &self.links[0];
-            return Err(mismatch(
+            return Err(parent_mismatch(
                 base,
                 infos[self.links.len()].filename.display().to_string(),
             ));
+        }
+        Ok(())
+    }
+
+    /// That the `i`th header from the leaf is `link`'s file.
+    fn check_file(&self, i: usize, link: &ChainLink, info: &ImageInfo) -> Result<()> {
+        if canonical(&info.filename) != canonical(&link.volume.path()) {
+            // The child one step up (leaf first: index i - 1) named this file.
+            let child = self
+                .links
+                .len()
+                .checked_sub(i)
+                .and_then(|c| self.links.get(c));
+            return Err(Error::ParentMismatch {
+                path: child.map_or_else(|| link.volume.path(), |c| c.volume.path()),
+                metadata: link.volume.id().to_string(),
+                header: info.filename.display().to_string(),
+            });
         }
         Ok(())
     }
@@ -238,6 +210,57 @@ pub fn find_top(domain: &StorageDomain, image: Uuid) -> Result<Volume> {
                 .collect::<Vec<_>>()
                 .join(", "),
         }),
+    }
+}
+
+/// That the file's format is the one its `FORMAT` says.
+fn check_format(link: &ChainLink, info: &ImageInfo) -> Result<()> {
+    if info.format != link.metadata.format.qemu_name() {
+        return Err(Error::CorruptMetadata {
+            path: link.volume.meta_path(),
+            reason: format!(
+                "FORMAT says {} but the file is {}",
+                link.metadata.format, info.format
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// That the header names the parent the metadata names, as Ferry writes
+/// it: by UUID within a domain, by a path ending in it across domains.
+fn check_backing_name(link: &ChainLink, info: &ImageInfo) -> Result<()> {
+    let header = info.backing_filename.clone();
+    match (link.metadata.parent, header) {
+        (None, None) => {}
+        (None, Some(h)) => return Err(parent_mismatch(link, h)),
+        (Some(_), None) => return Err(parent_mismatch(link, "none".to_string())),
+        (Some(p), Some(h)) => {
+            let expected_name = p.to_string();
+            let names_parent = match link.metadata.parent_domain {
+                None => h == expected_name,
+                Some(_) => {
+                    Path::new(&h).file_name().and_then(|n| n.to_str())
+                        == Some(expected_name.as_str())
+                }
+            };
+            if !names_parent {
+                return Err(parent_mismatch(link, h));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `link`'s metadata and its header (`header`) disagree about its parent.
+fn parent_mismatch(link: &ChainLink, header: String) -> Error {
+    Error::ParentMismatch {
+        path: link.volume.path(),
+        metadata: link
+            .metadata
+            .parent
+            .map_or_else(|| "none".to_string(), |p| p.to_string()),
+        header,
     }
 }
 

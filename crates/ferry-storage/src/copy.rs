@@ -14,6 +14,7 @@ use ferry_api::{Allocation, Legality, Progress, VolumeFormat, VolumeRole};
 use crate::chain::Chain;
 use crate::domain::{DomainSet, StorageDomain};
 use crate::error::{Error, Result};
+use crate::metadata::VolumeMetadata;
 use crate::sparse_copy::{copy_file_sparse, data_extents, CopyControl};
 use crate::verify::{ensure_identical, verify_copy, VerifyReport};
 use crate::volume::Volume;
@@ -64,6 +65,37 @@ pub fn copy_volume(
     ctl: &CopyControl,
 ) -> Result<CopyOutcome> {
     let smd = source.ensure_legal()?;
+    refuse_unmovable(source, &smd, dest)?;
+    // A template's volume used through a hard link: copy (or find) the
+    // template's own volume on the destination, then link it in.
+    if smd.role == VolumeRole::Shared && smd.image != source.image() {
+        return copy_template_and_link(domains, source, &smd, dest, ctl);
+    }
+
+    let target = dest.volume(source.image(), source.id());
+    if is_already_copied(&target)? {
+        return Ok(CopyOutcome {
+            copy: target,
+            bytes_copied: 0,
+            kind: CopyKind::AlreadyThere,
+            verify: None,
+        });
+    }
+    ensure_parent_copied(source, &smd, dest)?;
+    ensure_room(source, &smd, dest)?;
+    let (bytes, report) = copy_verified(domains, source, &smd, &target, ctl)?;
+    tracing::info!(volume = %source.id(), bytes, to = %dest, "copied and verified volume");
+    Ok(CopyOutcome {
+        copy: target,
+        bytes_copied: bytes,
+        kind: CopyKind::Copied,
+        verify: Some(report),
+    })
+}
+
+/// Refuses a volume whose parent is still on another domain (finalize the
+/// move first) and a destination the volume is already on.
+fn refuse_unmovable(source: &Volume, smd: &VolumeMetadata, dest: &StorageDomain) -> Result<()> {
     if smd.parent_domain.is_some() {
         return Err(Error::InvalidRequest(format!(
             "volume {} has its parent on another domain (a move is in flight); it cannot be copied until the move is finalized",
@@ -76,39 +108,50 @@ pub fn copy_volume(
             source.id()
         )));
     }
-    // A template's volume used through a hard link: copy (or find) the
-    // template's own volume on the destination, then link it in.
-    if smd.role == VolumeRole::Shared && smd.image != source.image() {
-        let template = source.domain().volume(smd.image, source.id());
-        let there = dest.volume(smd.image, source.id());
-        let (kind, bytes, verify) =
-            if there.exists() && there.metadata()?.legality == Legality::Legal {
-                (CopyKind::LinkedShared, 0, None)
-            } else {
-                let o = copy_volume(domains, &template, dest, ctl)?;
-                (o.kind, o.bytes_copied, o.verify)
-            };
-        let copy = there.link_into(source.image())?;
-        return Ok(CopyOutcome {
-            copy,
-            bytes_copied: bytes,
-            kind,
-            verify,
-        });
-    }
+    Ok(())
+}
 
-    let target = dest.volume(source.image(), source.id());
-    if target.meta_path().exists() {
-        if target.metadata()?.legality == Legality::Legal && target.path().exists() {
-            return Ok(CopyOutcome {
-                copy: target,
-                bytes_copied: 0,
-                kind: CopyKind::AlreadyThere,
-                verify: None,
-            });
-        }
-        tracing::info!(volume = %target.id(), "redoing an interrupted copy");
+/// Copies (or finds) the template's own volume on `dest`, then hard-links
+/// it into the source's image there, as the source is linked on its domain.
+fn copy_template_and_link(
+    domains: &DomainSet,
+    source: &Volume,
+    smd: &VolumeMetadata,
+    dest: &StorageDomain,
+    ctl: &CopyControl,
+) -> Result<CopyOutcome> {
+    let template = source.domain().volume(smd.image, source.id());
+    let there = dest.volume(smd.image, source.id());
+    let (kind, bytes, verify) = if there.exists() && there.metadata()?.legality == Legality::Legal {
+        (CopyKind::LinkedShared, 0, None)
+    } else {
+        let o = copy_volume(domains, &template, dest, ctl)?;
+        (o.kind, o.bytes_copied, o.verify)
+    };
+    let copy = there.link_into(source.image())?;
+    Ok(CopyOutcome {
+        copy,
+        bytes_copied: bytes,
+        kind,
+        verify,
+    })
+}
+
+/// Whether a LEGAL copy is already at `target`. An ILLEGAL one is what an
+/// interrupted copy left, and is redone.
+fn is_already_copied(target: &Volume) -> Result<bool> {
+    if !target.meta_path().exists() {
+        return Ok(false);
     }
+    if target.metadata()?.legality == Legality::Legal && target.path().exists() {
+        return Ok(true);
+    }
+    tracing::info!(volume = %target.id(), "redoing an interrupted copy");
+    Ok(false)
+}
+
+/// Refuses to copy a layer before its parent's LEGAL copy is on `dest`.
+fn ensure_parent_copied(source: &Volume, smd: &VolumeMetadata, dest: &StorageDomain) -> Result<()> {
     if let Some(parent) = smd.parent {
         let p = dest.volume(source.image(), parent);
         if !p.exists() || p.metadata()?.legality != Legality::Legal {
@@ -118,7 +161,12 @@ pub fn copy_volume(
             )));
         }
     }
-    let needed = if smd.allocation == Allocation::Preallocated && smd.format == VolumeFormat::Raw {
+    Ok(())
+}
+
+/// Refuses, before anything is written, a copy that `dest` has no room for.
+fn ensure_room(source: &Volume, smd: &VolumeMetadata, dest: &StorageDomain) -> Result<()> {
+    let needed = if is_preallocated_raw(smd) {
         smd.capacity
     } else {
         data_bytes(source)?
@@ -131,49 +179,67 @@ pub fn copy_volume(
             free,
         });
     }
+    Ok(())
+}
 
-    let dir = dest.image_dir(source.image());
+/// A preallocated raw volume takes its whole size, holes or not, and its
+/// copy is preallocated too.
+fn is_preallocated_raw(md: &VolumeMetadata) -> bool {
+    md.allocation == Allocation::Preallocated && md.format == VolumeFormat::Raw
+}
+
+/// Makes `target` a verified, LEGAL copy of `source`, or removes whatever
+/// of it was made (and an image directory this call created).
+fn copy_verified(
+    domains: &DomainSet,
+    source: &Volume,
+    smd: &VolumeMetadata,
+    target: &Volume,
+    ctl: &CopyControl,
+) -> Result<(u64, VerifyReport)> {
+    let dir = target.domain().image_dir(target.image());
     let created_dir = !dir.exists();
-    let remove_partial = || {
+    let result = fill_and_verify(domains, source, smd, target, ctl);
+    if result.is_err() {
         let _ = fs::remove_file(target.path());
         let _ = fs::remove_file(target.meta_path());
         if created_dir {
             let _ = fs::remove_dir(&dir);
         }
-    };
-    let result = (|| {
-        fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
-        let mut tmd = smd.clone();
-        tmd.domain = dest.uuid();
-        tmd.legality = Legality::Illegal;
-        tmd.generation = 0;
-        target.write_metadata(&tmd)?;
-        let preallocate =
-            smd.allocation == Allocation::Preallocated && smd.format == VolumeFormat::Raw;
-        let bytes = copy_file_sparse(&source.path(), &target.path(), preallocate, ctl)?;
-        let mut with_dest = domains.clone();
-        with_dest.insert(dest.clone());
-        with_dest.insert(source.domain().clone());
-        let report = verify_copy(&with_dest, source, &target)?;
-        ensure_identical(source, &target, report.clone())?;
-        target.set_legality(Legality::Legal)?;
-        Ok((bytes, report))
-    })();
-    match result {
-        Ok((bytes, report)) => {
-            tracing::info!(volume = %source.id(), bytes, to = %dest, "copied and verified volume");
-            Ok(CopyOutcome {
-                copy: target,
-                bytes_copied: bytes,
-                kind: CopyKind::Copied,
-                verify: Some(report),
-            })
-        }
-        Err(e) => {
-            remove_partial();
-            Err(e)
-        }
     }
+    result
+}
+
+/// The copy itself: `.meta` ILLEGAL first, then the data, fsynced, then a
+/// verification that does not trust the copy, and LEGAL last.
+fn fill_and_verify(
+    domains: &DomainSet,
+    source: &Volume,
+    smd: &VolumeMetadata,
+    target: &Volume,
+    ctl: &CopyControl,
+) -> Result<(u64, VerifyReport)> {
+    let dest = target.domain();
+    let dir = dest.image_dir(target.image());
+    fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
+    let mut tmd = smd.clone();
+    tmd.domain = dest.uuid();
+    tmd.legality = Legality::Illegal;
+    tmd.generation = 0;
+    target.write_metadata(&tmd)?;
+    let bytes = copy_file_sparse(
+        &source.path(),
+        &target.path(),
+        is_preallocated_raw(smd),
+        ctl,
+    )?;
+    let mut with_dest = domains.clone();
+    with_dest.insert(dest.clone());
+    with_dest.insert(source.domain().clone());
+    let report = verify_copy(&with_dest, source, target)?;
+    ensure_identical(source, target, report.clone())?;
+    target.set_legality(Legality::Legal)?;
+    Ok((bytes, report))
 }
 
 /// Copies every volume of `chain`, base first, to `dest`. Progress covers
@@ -190,21 +256,8 @@ pub fn copy_chain(
         .volumes()
         .map(data_bytes)
         .collect::<Result<Vec<u64>>>()?;
+    ensure_room_for_chain(chain, &sizes, dest)?;
     let grand: u64 = sizes.iter().sum();
-    let needed: u64 = chain
-        .volumes()
-        .zip(&sizes)
-        .filter(|(v, _)| !dest.volume(v.image(), v.id()).exists())
-        .map(|(_, s)| *s)
-        .sum();
-    let free = dest.capacity()?.free;
-    if needed > free {
-        return Err(Error::NoSpace {
-            domain: dest.to_string(),
-            needed,
-            free,
-        });
-    }
     let finished = AtomicU64::new(0);
     let mut outcomes: Vec<CopyOutcome> = Vec::new();
     for (link, size) in chain.links().iter().zip(&sizes) {
@@ -224,13 +277,7 @@ pub fn copy_chain(
         match copy_volume(domains, &link.volume, dest, &sub) {
             Ok(o) => outcomes.push(o),
             Err(e) => {
-                for o in outcomes
-                    .iter()
-                    .rev()
-                    .filter(|o| o.kind != CopyKind::AlreadyThere)
-                {
-                    let _ = o.copy.delete();
-                }
+                remove_copies_made(&outcomes);
                 return Err(e);
             }
         }
@@ -241,4 +288,36 @@ pub fn copy_chain(
         });
     }
     Ok(outcomes)
+}
+
+/// Refuses, before anything is written, a chain whose layers not yet on
+/// `dest` (`sizes` in chain order) do not fit there.
+fn ensure_room_for_chain(chain: &Chain, sizes: &[u64], dest: &StorageDomain) -> Result<()> {
+    let needed: u64 = chain
+        .volumes()
+        .zip(sizes)
+        .filter(|(v, _)| !dest.volume(v.image(), v.id()).exists())
+        .map(|(_, s)| *s)
+        .sum();
+    let free = dest.capacity()?.free;
+    if needed > free {
+        return Err(Error::NoSpace {
+            domain: dest.to_string(),
+            needed,
+            free,
+        });
+    }
+    Ok(())
+}
+
+/// Removes, top first, the copies a failed chain copy made; copies that
+/// were already there stay.
+fn remove_copies_made(outcomes: &[CopyOutcome]) {
+    for o in outcomes
+        .iter()
+        .rev()
+        .filter(|o| o.kind != CopyKind::AlreadyThere)
+    {
+        let _ = o.copy.delete();
+    }
 }

@@ -6,6 +6,11 @@
 //! <root>/<sd_uuid>/dom_md/leases      the SPM lease file
 //! <root>/<sd_uuid>/images/<img_uuid>/<vol_uuid>[.meta]
 //! ```
+//!
+//! A domain here is its identity and its layout, nothing about volumes:
+//! the methods that hand out volumes (`volume`, `volumes`) live beside
+//! `Volume` in `volume.rs`, and `create_volume` in `create_volume.rs`, so
+//! volumes depend on domains and never the other way round.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -15,9 +20,9 @@ use sha1::{Digest, Sha1};
 use uuid::Uuid;
 
 use crate::atomic::{sync_dir, write_atomic};
+use crate::dir_entries::{is_being_removed, uuid_entries};
 use crate::error::{Error, Result};
 use crate::metadata::parse_key_values;
-use crate::volume::{Volume, REMOVE_PREFIX};
 
 /// The metadata version written, VDSM's current one for file domains.
 const DOMAIN_VERSION: &str = "5";
@@ -223,26 +228,6 @@ impl StorageDomain {
         Ok(images)
     }
 
-    /// The volumes in one image directory, in UUID order. SHARED volumes
-    /// hard-linked in from a template image are listed too.
-    pub fn volumes(&self, image: Uuid) -> Result<Vec<Volume>> {
-        let dir = self.image_dir(image);
-        if !dir.is_dir() {
-            return Ok(Vec::new());
-        }
-        let mut ids = uuid_entries(&dir, |p| p.is_file())?;
-        ids.sort();
-        Ok(ids
-            .into_iter()
-            .map(|id| Volume::new(self.clone(), image, id))
-            .collect())
-    }
-
-    /// A handle on one volume; it need not exist yet.
-    pub fn volume(&self, image: Uuid, id: Uuid) -> Volume {
-        Volume::new(self.clone(), image, id)
-    }
-
     /// Finishes removals a crash interrupted: deletes every `_remove_me_`
     /// entry left in the domain. Returns how many were removed.
     pub fn collect_garbage(&self) -> Result<usize> {
@@ -252,22 +237,14 @@ impl StorageDomain {
         for img in fs::read_dir(&images).map_err(|e| Error::io("list", &images, e))? {
             let img = img.map_err(|e| Error::io("list", &images, e))?.path();
             // A doomed image directory is removed whole from `images`, not entered.
-            let doomed = img
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(REMOVE_PREFIX));
-            if img.is_dir() && !doomed {
+            if img.is_dir() && !is_being_removed(&img) {
                 dirs.push(img);
             }
         }
         for dir in dirs {
             for entry in fs::read_dir(&dir).map_err(|e| Error::io("list", &dir, e))? {
                 let p = entry.map_err(|e| Error::io("list", &dir, e))?.path();
-                let doomed = p
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(REMOVE_PREFIX));
-                if !doomed {
+                if !is_being_removed(&p) {
                     continue;
                 }
                 let r = if p.is_dir() {
@@ -359,25 +336,6 @@ fn render_domain_metadata(keys: &BTreeMap<String, String>) -> String {
     }
     text.push_str(&format!("_SHA_CKSUM={}\n", checksum(keys)));
     text
-}
-
-/// Entries of `dir` whose names are UUIDs (so `_remove_me_*`, `*.meta`
-/// and temporary files are skipped) and that satisfy `keep`.
-fn uuid_entries(dir: &Path, keep: impl Fn(&Path) -> bool) -> Result<Vec<Uuid>> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))? {
-        let p = entry.map_err(|e| Error::io("list", dir, e))?.path();
-        let id = p
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| Uuid::parse_str(n).ok());
-        if let Some(id) = id {
-            if keep(&p) {
-                out.push(id);
-            }
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@
 mod atomic;
 pub mod chain;
 pub mod copy;
+pub mod create_volume;
+mod dir_entries;
 pub mod domain;
 pub mod error;
 pub mod metadata;
@@ -17,9 +19,10 @@ pub mod volume;
 
 pub use chain::{find_top, Chain, ChainLink};
 pub use copy::{copy_chain, copy_volume, data_bytes, CopyKind, CopyOutcome};
+pub use create_volume::VolumeSpec;
 pub use domain::{Capacity, DomainSet, StorageDomain};
 pub use error::{Error, Result};
 pub use metadata::VolumeMetadata;
 pub use sparse_copy::CopyControl;
 pub use verify::{verify_copy, VerifyReport};
-pub use volume::{Volume, VolumeSpec};
+pub use volume::Volume;

@@ -179,58 +179,18 @@ impl VolumeMetadata {
         let description = take("DESCRIPTION")?;
         let disk_type = take("DISKTYPE")?;
         let domain = parse_uuid(&take("DOMAIN")?, "DOMAIN", path)?;
-        let format = match take("FORMAT")?.as_str() {
-            "COW" => VolumeFormat::Qcow2,
-            "RAW" => VolumeFormat::Raw,
-            other => return Err(bad_value("FORMAT", other, "COW or RAW", path)),
-        };
-        let generation = u32::try_from(parse_num(&take("GEN")?, "GEN", path)?)
-            .ok()
-            .filter(|g| *g <= MAX_GENERATION)
-            .ok_or_else(|| Error::CorruptMetadata {
-                path: path.to_path_buf(),
-                reason: "GEN is outside 0..999".to_string(),
-            })?;
+        let format = parse_format(&take("FORMAT")?, path)?;
+        let generation = parse_generation(&take("GEN")?, path)?;
         let image = parse_uuid(&take("IMAGE")?, "IMAGE", path)?;
-        let legality = match take("LEGALITY")?.as_str() {
-            "LEGAL" => Legality::Legal,
-            "ILLEGAL" => Legality::Illegal,
-            "FAKE" => Legality::Fake,
-            other => return Err(bad_value("LEGALITY", other, "LEGAL, ILLEGAL or FAKE", path)),
-        };
+        let legality = parse_legality(&take("LEGALITY")?, path)?;
         let parent = Some(parse_uuid(&take("PUUID")?, "PUUID", path)?).filter(|p| !p.is_nil());
-        let allocation = match take("TYPE")?.as_str() {
-            "SPARSE" => Allocation::Sparse,
-            "PREALLOCATED" => Allocation::Preallocated,
-            other => return Err(bad_value("TYPE", other, "SPARSE or PREALLOCATED", path)),
-        };
-        let role = match take("VOLTYPE")?.as_str() {
-            "LEAF" => VolumeRole::Leaf,
-            "INTERNAL" => VolumeRole::Internal,
-            "SHARED" => VolumeRole::Shared,
-            other => {
-                return Err(bad_value(
-                    "VOLTYPE",
-                    other,
-                    "LEAF, INTERNAL or SHARED",
-                    path,
-                ))
-            }
-        };
+        let allocation = parse_allocation(&take("TYPE")?, path)?;
+        let role = parse_role(&take("VOLTYPE")?, path)?;
         let parent_domain = keys
             .remove(KEY_PARENT_DOMAIN)
             .map(|v| parse_uuid(&v, KEY_PARENT_DOMAIN, path))
             .transpose()?;
-        if format == VolumeFormat::Raw && parent.is_some() {
-            return Err(corrupt(
-                "it describes a RAW volume with a parent; only COW volumes have parents".into(),
-            ));
-        }
-        if parent.is_none() && parent_domain.is_some() {
-            return Err(corrupt(format!(
-                "{KEY_PARENT_DOMAIN} is set but PUUID names no parent"
-            )));
-        }
+        check_parent_keys(format, parent, parent_domain).map_err(corrupt)?;
         Ok(VolumeMetadata {
             capacity,
             ctime,
@@ -312,6 +272,75 @@ fn parse_num(v: &str, key: &str, path: &Path) -> Result<u64> {
 
 fn parse_uuid(v: &str, key: &str, path: &Path) -> Result<Uuid> {
     Uuid::parse_str(v).map_err(|_| bad_value(key, v, "a UUID", path))
+}
+
+/// A parent only under a COW volume, and a parent's domain only with a
+/// parent; the reason otherwise.
+fn check_parent_keys(
+    format: VolumeFormat,
+    parent: Option<Uuid>,
+    parent_domain: Option<Uuid>,
+) -> std::result::Result<(), String> {
+    if format == VolumeFormat::Raw && parent.is_some() {
+        return Err(
+            "it describes a RAW volume with a parent; only COW volumes have parents".into(),
+        );
+    }
+    if parent.is_none() && parent_domain.is_some() {
+        return Err(format!(
+            "{KEY_PARENT_DOMAIN} is set but PUUID names no parent"
+        ));
+    }
+    Ok(())
+}
+
+fn parse_generation(v: &str, path: &Path) -> Result<u32> {
+    u32::try_from(parse_num(v, "GEN", path)?)
+        .ok()
+        .filter(|g| *g <= MAX_GENERATION)
+        .ok_or_else(|| Error::CorruptMetadata {
+            path: path.to_path_buf(),
+            reason: "GEN is outside 0..999".to_string(),
+        })
+}
+
+fn parse_format(v: &str, path: &Path) -> Result<VolumeFormat> {
+    match v {
+        "COW" => Ok(VolumeFormat::Qcow2),
+        "RAW" => Ok(VolumeFormat::Raw),
+        other => Err(bad_value("FORMAT", other, "COW or RAW", path)),
+    }
+}
+
+fn parse_legality(v: &str, path: &Path) -> Result<Legality> {
+    match v {
+        "LEGAL" => Ok(Legality::Legal),
+        "ILLEGAL" => Ok(Legality::Illegal),
+        "FAKE" => Ok(Legality::Fake),
+        other => Err(bad_value("LEGALITY", other, "LEGAL, ILLEGAL or FAKE", path)),
+    }
+}
+
+fn parse_allocation(v: &str, path: &Path) -> Result<Allocation> {
+    match v {
+        "SPARSE" => Ok(Allocation::Sparse),
+        "PREALLOCATED" => Ok(Allocation::Preallocated),
+        other => Err(bad_value("TYPE", other, "SPARSE or PREALLOCATED", path)),
+    }
+}
+
+fn parse_role(v: &str, path: &Path) -> Result<VolumeRole> {
+    match v {
+        "LEAF" => Ok(VolumeRole::Leaf),
+        "INTERNAL" => Ok(VolumeRole::Internal),
+        "SHARED" => Ok(VolumeRole::Shared),
+        other => Err(bad_value(
+            "VOLTYPE",
+            other,
+            "LEAF, INTERNAL or SHARED",
+            path,
+        )),
+    }
 }
 
 fn bad_value(key: &str, value: &str, expected: &str, path: &Path) -> Error {

@@ -103,6 +103,25 @@ pub fn copy_file_sparse(
         .metadata()
         .map_err(|e| Error::io("inspect", src, e))?
         .len();
+    let output = create_destination(dst, len, preallocate)?;
+    let extents = data_extents(&input, len).map_err(|e| Error::io("map the data of", src, e))?;
+    let copy = ChunkedCopy::new(src, dst, input, output, chunks(&extents, ctl), ctl);
+    if let Some(report) = ctl.progress {
+        report(Progress {
+            done: 0,
+            total: copy.total,
+        });
+    }
+    copy.run(worker_count(ctl, copy.chunks.len()))?;
+    copy.output
+        .sync_all()
+        .map_err(|e| Error::io("flush", dst, e))?;
+    Ok(copy.total)
+}
+
+/// Creates (or truncates) `dst` at the source's length, its space reserved
+/// up front when the copy is preallocated.
+fn create_destination(dst: &Path, len: u64, preallocate: bool) -> Result<File> {
     let output = OpenOptions::new()
         .write(true)
         .create(true)
@@ -114,95 +133,158 @@ pub fn copy_file_sparse(
         rustix::fs::fallocate(&output, rustix::fs::FallocateFlags::empty(), 0, len)
             .map_err(|e| Error::io("reserve space for", dst, e.into()))?;
     }
-    let extents = data_extents(&input, len).map_err(|e| Error::io("map the data of", src, e))?;
+    Ok(output)
+}
+
+/// The data extents cut into the chunks the workers take one at a time.
+fn chunks(extents: &[Range<u64>], ctl: &CopyControl) -> Vec<Range<u64>> {
     // The throttle lets a chunk through before pacing it, so under a limit
     // a chunk is at most one second's worth: the burst stays within the
     // limit's first second instead of a whole 8 MiB chunk per worker.
     let chunk_len = ctl
         .throttle
         .map_or(CHUNK, |t| CHUNK.min(t.rate().max(MIN_THROTTLED_CHUNK)));
-    let chunks: Vec<Range<u64>> = extents
+    extents
         .iter()
         .flat_map(|r| {
             (r.start..r.end)
                 .step_by(usize::try_from(chunk_len).unwrap_or(usize::MAX))
                 .map(move |s| s..(s + chunk_len).min(r.end))
         })
-        .collect();
-    let total: u64 = chunks.iter().map(|c| c.end - c.start).sum();
-    let done = AtomicU64::new(0);
-    // Serialises counting and reporting, so reports never go backwards.
-    let report_lock = Mutex::new(());
-    let next = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
-    if let Some(report) = ctl.progress {
-        report(Progress { done: 0, total });
-    }
-    let workers = if ctl.workers == 0 {
+        .collect()
+}
+
+/// The caller's worker count (or [`DEFAULT_WORKERS`]), no more than there
+/// are chunks and at least one.
+fn worker_count(ctl: &CopyControl, chunks: usize) -> usize {
+    if ctl.workers == 0 {
         DEFAULT_WORKERS
     } else {
         ctl.workers
     }
-    .min(chunks.len())
-    .max(1);
+    .min(chunks)
+    .max(1)
+}
 
-    let work = || -> Result<()> {
+/// One file's copy, shared by its workers: the chunks, the next one to
+/// take, and the bytes done so far.
+struct ChunkedCopy<'a> {
+    src: &'a Path,
+    dst: &'a Path,
+    input: File,
+    output: File,
+    chunks: Vec<Range<u64>>,
+    total: u64,
+    ctl: &'a CopyControl<'a>,
+    next: AtomicUsize,
+    done: AtomicU64,
+    /// Serialises counting and reporting, so reports never go backwards.
+    report_lock: Mutex<()>,
+    /// Set by the first worker that fails, so the others stop taking chunks.
+    stop: AtomicBool,
+}
+
+impl<'a> ChunkedCopy<'a> {
+    fn new(
+        src: &'a Path,
+        dst: &'a Path,
+        input: File,
+        output: File,
+        chunks: Vec<Range<u64>>,
+        ctl: &'a CopyControl<'a>,
+    ) -> Self {
+        ChunkedCopy {
+            src,
+            dst,
+            input,
+            output,
+            total: chunks.iter().map(|c| c.end - c.start).sum(),
+            chunks,
+            ctl,
+            next: AtomicUsize::new(0),
+            done: AtomicU64::new(0),
+            report_lock: Mutex::new(()),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    /// Runs `workers` threads until every chunk is copied or one fails;
+    /// the first failure is returned.
+    fn run(&self, workers: usize) -> Result<()> {
+        let results: Vec<Result<()>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    s.spawn(|| {
+                        let r = self.work();
+                        if r.is_err() {
+                            self.stop.store(true, Ordering::Relaxed);
+                        }
+                        r
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::InvalidRequest("a copy worker panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        for r in results {
+            r?;
+        }
+        Ok(())
+    }
+
+    /// One worker: takes chunks until none is left or another worker failed.
+    fn work(&self) -> Result<()> {
         let mut buf = Vec::new();
         loop {
-            if stop.load(Ordering::Relaxed) {
+            if self.stop.load(Ordering::Relaxed) {
                 return Ok(());
             }
-            let Some(chunk) = chunks.get(next.fetch_add(1, Ordering::Relaxed)) else {
+            let Some(chunk) = self.chunks.get(self.next.fetch_add(1, Ordering::Relaxed)) else {
                 return Ok(());
             };
-            if ctl.cancelled() {
+            self.copy_chunk(chunk, &mut buf)?;
+        }
+    }
+
+    /// Copies one chunk, unless the copy is cancelled (also while waiting
+    /// for the throttle), then counts it.
+    fn copy_chunk(&self, chunk: &Range<u64>, buf: &mut Vec<u8>) -> Result<()> {
+        if self.ctl.cancelled() {
+            return Err(Error::Cancelled {
+                path: self.src.to_path_buf(),
+            });
+        }
+        let n = chunk.end - chunk.start;
+        if let Some(t) = self.ctl.throttle {
+            if !t.acquire(n, self.ctl.cancel) {
                 return Err(Error::Cancelled {
-                    path: src.to_path_buf(),
+                    path: self.src.to_path_buf(),
                 });
             }
-            let n = chunk.end - chunk.start;
-            if let Some(t) = ctl.throttle {
-                if !t.acquire(n, ctl.cancel) {
-                    return Err(Error::Cancelled {
-                        path: src.to_path_buf(),
-                    });
-                }
-            }
-            copy_range(&input, &output, chunk.clone(), &mut buf)
-                .map_err(|e| Error::io("copy data into", dst, e))?;
-            start_writeback(&output, chunk);
-            let _in_order = report_lock.lock().unwrap_or_else(|p| p.into_inner());
-            let now = done.fetch_add(n, Ordering::Relaxed) + n;
-            if let Some(report) = ctl.progress {
-                report(Progress { done: now, total });
-            }
         }
-    };
-    let results: Vec<Result<()>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                s.spawn(|| {
-                    let r = work();
-                    if r.is_err() {
-                        stop.store(true, Ordering::Relaxed);
-                    }
-                    r
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::InvalidRequest("a copy worker panicked".into())))
-            })
-            .collect()
-    });
-    for r in results {
-        r?;
+        copy_range(&self.input, &self.output, chunk.clone(), buf)
+            .map_err(|e| Error::io("copy data into", self.dst, e))?;
+        start_writeback(&self.output, chunk);
+        self.count_done(n);
+        Ok(())
     }
-    output.sync_all().map_err(|e| Error::io("flush", dst, e))?;
-    Ok(total)
+
+    fn count_done(&self, n: u64) {
+        let _in_order = self.report_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let now = self.done.fetch_add(n, Ordering::Relaxed) + n;
+        if let Some(report) = self.ctl.progress {
+            report(Progress {
+                done: now,
+                total: self.total,
+            });
+        }
+    }
 }
 
 /// Asks the kernel to write a copied chunk back now rather than when

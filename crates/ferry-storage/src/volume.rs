@@ -2,21 +2,16 @@
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use ferry_api::{Allocation, Legality, VolumeFormat, VolumeRole};
+use ferry_api::{Legality, VolumeRole};
 use uuid::Uuid;
 
 use crate::atomic::{sync_dir, write_atomic};
+use crate::dir_entries::{uuid_entries, REMOVE_PREFIX};
 use crate::domain::StorageDomain;
 use crate::error::{Error, Result};
 use crate::metadata::VolumeMetadata;
-use crate::qemu_img;
-
-/// The prefix a volume or image gets while it is being deleted, so a crash
-/// mid-delete leaves something [`StorageDomain::collect_garbage`] finishes,
-/// never a half-deleted volume that looks usable.
-pub const REMOVE_PREFIX: &str = "_remove_me_";
 
 /// A volume: where it is and who it is. Cheap to clone; reads its
 /// metadata from disk on demand, so it never holds stale state.
@@ -25,59 +20,6 @@ pub struct Volume {
     domain: StorageDomain,
     image: Uuid,
     id: Uuid,
-}
-
-/// What to create.
-#[derive(Debug, Clone)]
-pub struct VolumeSpec {
-    /// The image (disk) the volume belongs to.
-    pub image: Uuid,
-    /// The volume's UUID; a new one when `None`.
-    pub id: Option<Uuid>,
-    /// Raw or qcow2.
-    pub format: VolumeFormat,
-    /// Sparse or preallocated.
-    pub allocation: Allocation,
-    /// Virtual size in bytes; for a child, `None` takes the parent's.
-    pub capacity: Option<u64>,
-    /// The parent (qcow2 only): in the same image on this domain, a SHARED
-    /// template volume on this domain (hard-linked in), or a volume of the
-    /// same image on another domain (a cross-domain leaf during a move).
-    pub parent: Option<Volume>,
-    /// LEAF for a disk's volumes, SHARED for a template's.
-    pub role: VolumeRole,
-    /// Free text, at most 210 characters.
-    pub description: String,
-}
-
-impl VolumeSpec {
-    /// A base volume of `image` with the given format and size.
-    pub fn base(image: Uuid, format: VolumeFormat, capacity: u64) -> Self {
-        VolumeSpec {
-            image,
-            id: None,
-            format,
-            allocation: Allocation::Sparse,
-            capacity: Some(capacity),
-            parent: None,
-            role: VolumeRole::Leaf,
-            description: String::new(),
-        }
-    }
-
-    /// A qcow2 volume on top of `parent`, in `parent`'s image.
-    pub fn child_of(parent: &Volume) -> Self {
-        VolumeSpec {
-            image: parent.image(),
-            id: None,
-            format: VolumeFormat::Qcow2,
-            allocation: Allocation::Sparse,
-            capacity: None,
-            parent: Some(parent.clone()),
-            role: VolumeRole::Leaf,
-            description: String::new(),
-        }
-    }
 }
 
 impl Volume {
@@ -308,176 +250,26 @@ impl Volume {
     }
 }
 
+/// A domain's volumes are handed out here, beside [`Volume`], so that the
+/// domain module needs nothing of volumes.
 impl StorageDomain {
-    /// Creates a volume, all or nothing: the `.meta` is written ILLEGAL
-    /// first, then the file; on any failure both are removed (and an image
-    /// directory this call made). The volume turns LEGAL last.
-    pub fn create_volume(&self, spec: &VolumeSpec) -> Result<Volume> {
-        let id = spec.id.unwrap_or_else(Uuid::new_v4);
-        let vol = self.volume(spec.image, id);
-        if vol.path().exists() || vol.meta_path().exists() {
-            return Err(Error::VolumeExists { path: vol.path() });
+    /// The volumes in one image directory, in UUID order. SHARED volumes
+    /// hard-linked in from a template image are listed too.
+    pub fn volumes(&self, image: Uuid) -> Result<Vec<Volume>> {
+        let dir = self.image_dir(image);
+        if !dir.is_dir() {
+            return Ok(Vec::new());
         }
-        let plan = plan_parent(self, spec)?;
-        let capacity = match (spec.capacity, &plan) {
-            (Some(c), Some(p)) if c < p.capacity => {
-                return Err(Error::InvalidRequest(format!(
-                    "a child volume cannot be smaller than its parent ({c} < {} bytes)",
-                    p.capacity
-                )))
-            }
-            (Some(c), _) => c,
-            (None, Some(p)) => p.capacity,
-            (None, None) => {
-                return Err(Error::InvalidRequest(
-                    "a volume without a parent needs a capacity".to_string(),
-                ))
-            }
-        };
-        if capacity == 0 {
-            return Err(Error::InvalidRequest(
-                "a volume's capacity must be more than 0 bytes".into(),
-            ));
-        }
-        let mut md = VolumeMetadata::new(
-            self.uuid(),
-            spec.image,
-            spec.format,
-            spec.allocation,
-            capacity,
-            plan.as_ref().map(|p| p.parent.id()),
-            spec.role,
-            &spec.description,
-        );
-        md.parent_domain = plan.as_ref().and_then(|p| p.parent_domain);
-        // Render first: a description that does not fit fails before any file exists.
-        md.render(&vol.meta_path())?;
-
-        let dir = self.image_dir(spec.image);
-        let created_dir = !dir.exists();
-        // A template linked in by this call is unlinked again on failure.
-        let link = plan
-            .as_ref()
-            .and_then(|p| p.link_from.as_ref().map(|t| (t, p.parent.clone())))
-            .filter(|(_, linked)| !linked.exists());
-        let cleanup = || {
-            let _ = fs::remove_file(vol.path());
-            let _ = fs::remove_file(vol.meta_path());
-            if let Some((_, linked)) = &link {
-                let _ = fs::remove_file(linked.path());
-                let _ = fs::remove_file(linked.meta_path());
-            }
-            if created_dir {
-                let _ = fs::remove_dir(&dir);
-            }
-        };
-        let result = (|| {
-            fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
-            if let Some((template, _)) = &link {
-                template.link_into(spec.image)?;
-            }
-            vol.write_metadata(&md)?;
-            let backing = plan.as_ref().map(|p| (p.header_name.as_str(), p.format));
-            qemu_img::create(
-                &vol.path(),
-                spec.format,
-                capacity,
-                backing,
-                spec.allocation == Allocation::Preallocated,
-            )?;
-            if let Some(p) = &plan {
-                if p.make_internal {
-                    p.parent
-                        .update_metadata(|m| m.role = VolumeRole::Internal)?;
-                }
-            }
-            md.legality = Legality::Legal;
-            md.bump_generation();
-            vol.write_metadata(&md)
-        })();
-        if let Err(e) = result {
-            cleanup();
-            if let Some(p) = plan.filter(|p| p.make_internal) {
-                let _ = p.parent.update_metadata(|m| m.role = VolumeRole::Leaf);
-            }
-            return Err(e);
-        }
-        tracing::info!(volume = %id, image = %spec.image, domain = %self.uuid(), format = %spec.format, "created volume");
-        Ok(vol)
+        let mut ids = uuid_entries(&dir, |p| p.is_file())?;
+        ids.sort();
+        Ok(ids
+            .into_iter()
+            .map(|id| Volume::new(self.clone(), image, id))
+            .collect())
     }
-}
 
-/// How a new volume will refer to its parent.
-struct ParentPlan {
-    parent: Volume,
-    format: VolumeFormat,
-    capacity: u64,
-    header_name: String,
-    parent_domain: Option<Uuid>,
-    make_internal: bool,
-    /// The template volume to hard-link into the image as `parent`, once
-    /// the request has been validated.
-    link_from: Option<Volume>,
-}
-
-fn plan_parent(domain: &StorageDomain, spec: &VolumeSpec) -> Result<Option<ParentPlan>> {
-    let Some(parent) = &spec.parent else {
-        return Ok(None);
-    };
-    if spec.format == VolumeFormat::Raw {
-        return Err(Error::InvalidRequest(
-            "a raw volume cannot have a parent; create it as qcow2".to_string(),
-        ));
+    /// A handle on one volume; it need not exist yet.
+    pub fn volume(&self, image: Uuid, id: Uuid) -> Volume {
+        Volume::new(self.clone(), image, id)
     }
-    let pmd = parent.ensure_legal()?;
-    let same_domain = parent.domain().uuid() == domain.uuid();
-    let mut link_from = None;
-    let (parent, header_name, parent_domain) = if same_domain && parent.image() == spec.image {
-        (parent.clone(), parent.id().to_string(), None)
-    } else if same_domain {
-        // A template's SHARED volume: it is linked in (by create_volume,
-        // after validation), then named relatively.
-        if pmd.role != VolumeRole::Shared {
-            return Err(Error::InvalidRequest(format!(
-                "volume {} is {:?}, not SHARED: only a template's volumes can be used by several disks",
-                parent.path().display(),
-                pmd.role
-            )));
-        }
-        link_from = Some(parent.clone());
-        (
-            domain.volume(spec.image, parent.id()),
-            parent.id().to_string(),
-            None,
-        )
-    } else {
-        if parent.image() != spec.image {
-            return Err(Error::InvalidRequest(format!(
-                "a parent on another domain must belong to the same image: {} is in image {}, the new volume in {}",
-                parent.path().display(),
-                parent.image(),
-                spec.image
-            )));
-        }
-        // Resolves from the destination whatever the two domains' mount points.
-        let abs = absolute(&parent.path())?;
-        (
-            parent.clone(),
-            abs.display().to_string(),
-            Some(parent.domain().uuid()),
-        )
-    };
-    Ok(Some(ParentPlan {
-        format: pmd.format,
-        capacity: pmd.capacity,
-        make_internal: pmd.role == VolumeRole::Leaf,
-        link_from,
-        parent,
-        header_name,
-        parent_domain,
-    }))
-}
-
-fn absolute(p: &Path) -> Result<PathBuf> {
-    fs::canonicalize(p).map_err(|e| Error::io("resolve", p, e))
 }

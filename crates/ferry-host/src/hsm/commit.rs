@@ -97,11 +97,9 @@ impl TaskVerb for RollbackVerb {
         if !leaf.exists() {
             // Rolled back by an earlier run; make sure the definition
             // points at the source again.
-            return agent.vms().update(&entry, |d| {
-                if let Some(vd) = d.disks.iter_mut().find(|vd| vd.image == p.image) {
-                    vd.domain = p.src_domain;
-                }
-            });
+            return agent
+                .vms()
+                .set_disk_domains(&entry, [(p.image, p.src_domain)]);
         }
         let domains = agent.domains().set();
         let l = leaf.clone();
@@ -183,11 +181,9 @@ async fn commit_leaf(
         }
     })
     .await?;
-    agent.vms().update(entry, |d| {
-        if let Some(vd) = d.disks.iter_mut().find(|vd| vd.image == image) {
-            vd.domain = parent_domain;
-        }
-    })
+    agent
+        .vms()
+        .set_disk_domains(entry, [(image, parent_domain)])
 }
 
 /// Copies the commit job's progress into the task's, twice a second.

@@ -6,8 +6,9 @@ use std::time::Instant;
 
 use ferry_api::vm::{FinalizeBlockMigrate, FinalizeDisk, SwitchReport};
 use ferry_qemu::{block, Layer, Vm};
-use ferry_storage::{find_top, qemu_img, Chain, DomainSet, Volume};
+use ferry_storage::{find_top, qemu_img, Chain, DomainSet, StorageDomain, Volume};
 
+use crate::domains::connected;
 use crate::error::{Error, Result};
 use crate::fsutil::blocking;
 use crate::state::AgentState;
@@ -64,13 +65,9 @@ pub(crate) async fn finalize_block_migrate(
         let running = vm.is_some();
         blocking(move || settle_storage(&plan, running)).await?;
     }
-    agent.vms().update(&entry, |d| {
-        for disk in &req.disks {
-            if let Some(vd) = d.disks.iter_mut().find(|vd| vd.image == disk.image) {
-                vd.domain = disk.dst_domain;
-            }
-        }
-    })?;
+    agent
+        .vms()
+        .set_disk_domains(&entry, req.disks.iter().map(|d| (d.image, d.dst_domain)))?;
     tracing::info!(
         vm = def.name,
         switched,
@@ -91,19 +88,35 @@ struct Plan {
     src_chain: Vec<Volume>,
 }
 
+/// Reads what finalizing `disk` means, refusing a disk that is not ready
+/// (no move in flight, copies missing or unverified) before anything is
+/// changed.
 fn plan(domains: &DomainSet, disk: &FinalizeDisk) -> Result<Plan> {
-    let not_connected = |uuid: Uuid| {
-        Error::NotFound(format!(
-            "storage domain {uuid} is not connected to this host; connect it first (POST /v1/domains/connect)"
-        ))
-    };
-    let dst = domains
-        .get(disk.dst_domain)
-        .ok_or_else(|| not_connected(disk.dst_domain))?;
-    let src = domains
-        .get(disk.src_domain)
-        .ok_or_else(|| not_connected(disk.src_domain))?;
+    let dst = connected(domains, disk.dst_domain)?;
+    let src = connected(domains, disk.src_domain)?;
     let leaf = find_top(dst, disk.image)?;
+    let parent = leaf_parent(&leaf, disk)?;
+    let dst_chain = verified_copies(domains, dst, disk, parent)?;
+    let src_parent = src.volume(disk.image, parent);
+    let src_chain = if src_parent.exists() {
+        Chain::walk_metadata(domains, &src_parent)?
+            .volumes()
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(Plan {
+        disk: *disk,
+        leaf,
+        dst_chain,
+        src_chain,
+    })
+}
+
+/// The parent of the move's leaf, which must be read from the source
+/// domain (or, after an earlier finalize, from beside it).
+fn leaf_parent(leaf: &Volume, disk: &FinalizeDisk) -> Result<Uuid> {
     let md = leaf.metadata()?;
     let Some(parent) = md.parent else {
         return Err(Error::Conflict(format!(
@@ -122,6 +135,17 @@ fn plan(domains: &DomainSet, disk: &FinalizeDisk) -> Result<Plan> {
             disk.src_domain
         )));
     }
+    Ok(parent)
+}
+
+/// The copies of the leaf's parent chain on the destination, base first:
+/// all there, all on the destination, all LEGAL (complete and verified).
+fn verified_copies(
+    domains: &DomainSet,
+    dst: &StorageDomain,
+    disk: &FinalizeDisk,
+    parent: Uuid,
+) -> Result<Vec<Volume>> {
     let dst_parent = dst.volume(disk.image, parent);
     if !dst_parent.exists() {
         return Err(Error::Conflict(format!(
@@ -150,21 +174,7 @@ fn plan(domains: &DomainSet, disk: &FinalizeDisk) -> Result<Plan> {
             ))
         })?;
     }
-    let src_parent = src.volume(disk.image, parent);
-    let src_chain = if src_parent.exists() {
-        Chain::walk_metadata(domains, &src_parent)?
-            .volumes()
-            .cloned()
-            .collect()
-    } else {
-        Vec::new()
-    };
-    Ok(Plan {
-        disk: *disk,
-        leaf,
-        dst_chain,
-        src_chain,
-    })
+    Ok(dst_chain)
 }
 
 /// Puts the running VM's leaf onto the destination chain. Returns whether

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use ferry_api::agent::CloneInternalVolumes;
 use ferry_storage::throttle::Throttle;
 use ferry_storage::{copy_chain, Chain, CopyControl, CopyKind, DomainSet, StorageDomain};
+use uuid::Uuid;
 
+use crate::domains::connected;
 use crate::error::{Error, Result};
 use crate::fsutil::blocking;
 use crate::state::AgentState;
@@ -70,6 +72,27 @@ impl TaskVerb for CloneInternalVolumesVerb {
 /// the image's base up to the last one listed: what the engine means by
 /// "the internal volumes", and what makes a layer-by-layer copy valid.
 fn plan(domains: &DomainSet, p: &CloneInternalVolumes) -> Result<(Chain, StorageDomain)> {
+    let top = check_request(p)?;
+    let src = connected(domains, p.src_domain)?;
+    let dest = connected(domains, p.dst_domain)?;
+    let leaf = src.volume(p.image, top);
+    if !leaf.exists() {
+        return Err(ferry_storage::Error::VolumeNotFound {
+            domain: src.uuid(),
+            image: p.image,
+            volume: top,
+            path: leaf.path(),
+        }
+        .into());
+    }
+    let chain = Chain::walk(domains, &leaf)?;
+    check_chain_listed(&chain, p, top, src)?;
+    Ok((chain, dest.clone()))
+}
+
+/// Refuses a request that is wrong in itself; returns the top volume to
+/// copy, the last one listed.
+fn check_request(p: &CloneInternalVolumes) -> Result<Uuid> {
     let Some(&top) = p.volumes.last() else {
         return Err(Error::BadRequest(
             "volumes is empty; list the volumes to copy, base first".into(),
@@ -87,28 +110,17 @@ fn plan(domains: &DomainSet, p: &CloneInternalVolumes) -> Result<(Chain, Storage
                 .into(),
         ));
     }
-    let unknown = |d| {
-        Error::NotFound(format!(
-            "storage domain {d} is not connected to this host; connect it first (POST /v1/domains/connect)"
-        ))
-    };
-    let src = domains
-        .get(p.src_domain)
-        .ok_or_else(|| unknown(p.src_domain))?;
-    let dest = domains
-        .get(p.dst_domain)
-        .ok_or_else(|| unknown(p.dst_domain))?;
-    let leaf = src.volume(p.image, top);
-    if !leaf.exists() {
-        return Err(ferry_storage::Error::VolumeNotFound {
-            domain: src.uuid(),
-            image: p.image,
-            volume: top,
-            path: leaf.path(),
-        }
-        .into());
-    }
-    let chain = Chain::walk(domains, &leaf)?;
+    Ok(top)
+}
+
+/// That the listed volumes are the whole chain up to `top`, base first,
+/// every one on the source domain.
+fn check_chain_listed(
+    chain: &Chain,
+    p: &CloneInternalVolumes,
+    top: Uuid,
+    src: &StorageDomain,
+) -> Result<()> {
     let ids: Vec<_> = chain.volumes().map(|v| v.id()).collect();
     if ids != p.volumes {
         return Err(Error::BadRequest(format!(
@@ -131,5 +143,5 @@ fn plan(domains: &DomainSet, p: &CloneInternalVolumes) -> Result<(Chain, Storage
             src.uuid()
         )));
     }
-    Ok((chain, dest.clone()))
+    Ok(())
 }

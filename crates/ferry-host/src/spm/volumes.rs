@@ -159,48 +159,86 @@ pub(crate) fn delete_volumes(
     ids: &[Uuid],
 ) -> Result<Deleted> {
     let wanted: BTreeSet<Uuid> = ids.iter().copied().collect();
-    let mut present = Vec::new();
-    let mut leftovers = Vec::new();
-    let mut missing = Vec::new();
-    for id in &wanted {
+    let Requested {
+        present,
+        leftovers,
+        missing,
+    } = find_requested(domain, image, &wanted);
+    for v in &present {
+        check_deletable(v, image, &wanted)?;
+    }
+    for v in &leftovers {
+        check_leftover(v)?;
+    }
+    let mut deleted = delete_children_first(domains, present)?;
+    for v in leftovers {
+        remove_leftover(&v)?;
+        deleted.push(v.id());
+    }
+    Ok(Deleted { deleted, missing })
+}
+
+/// The volumes a delete request names, by what is on disk.
+struct Requested {
+    /// Whole volumes, file and metadata.
+    present: Vec<Volume>,
+    /// Half a volume, what an interrupted create or delete left.
+    leftovers: Vec<Volume>,
+    /// Nothing there: already deleted.
+    missing: Vec<Uuid>,
+}
+
+fn find_requested(domain: &StorageDomain, image: Uuid, wanted: &BTreeSet<Uuid>) -> Requested {
+    let mut found = Requested {
+        present: Vec::new(),
+        leftovers: Vec::new(),
+        missing: Vec::new(),
+    };
+    for id in wanted {
         let v = domain.volume(image, *id);
         if v.exists() {
-            present.push(v);
+            found.present.push(v);
         } else if v.path().exists() || v.meta_path().exists() {
-            leftovers.push(v);
+            found.leftovers.push(v);
         } else {
-            missing.push(*id);
+            found.missing.push(*id);
         }
     }
-    for v in &present {
-        for c in v.children()? {
-            if !wanted.contains(&c.id()) {
-                return Err(ferry_storage::Error::VolumeInUse {
-                    path: v.path(),
-                    users: format!(
-                        "its child volume {}, which this request does not delete",
-                        c.id()
-                    ),
-                }
-                .into());
-            }
-        }
-        let md = v.metadata()?;
-        if md.role == VolumeRole::Shared && md.image == image && v.link_count()? > 1 {
+    found
+}
+
+/// Refuses a volume with a child the request does not delete, and a
+/// template's own volume that other disks still use.
+fn check_deletable(v: &Volume, image: Uuid, wanted: &BTreeSet<Uuid>) -> Result<()> {
+    for c in v.children()? {
+        if !wanted.contains(&c.id()) {
             return Err(ferry_storage::Error::VolumeInUse {
                 path: v.path(),
                 users: format!(
-                    "{} other disk(s) made from this template",
-                    v.link_count()? - 1
+                    "its child volume {}, which this request does not delete",
+                    c.id()
                 ),
             }
             .into());
         }
     }
-    for v in &leftovers {
-        check_leftover(v)?;
+    let md = v.metadata()?;
+    if md.role == VolumeRole::Shared && md.image == image && v.link_count()? > 1 {
+        return Err(ferry_storage::Error::VolumeInUse {
+            path: v.path(),
+            users: format!(
+                "{} other disk(s) made from this template",
+                v.link_count()? - 1
+            ),
+        }
+        .into());
     }
+    Ok(())
+}
 
+/// Deletes `present`, always a volume without children next; returns the
+/// ids deleted, in order.
+fn delete_children_first(domains: &DomainSet, mut present: Vec<Volume>) -> Result<Vec<Uuid>> {
     let mut deleted = Vec::new();
     while !present.is_empty() {
         let mut next = None;
@@ -218,11 +256,7 @@ pub(crate) fn delete_volumes(
         deleted.push(v.id());
         restore_cross_domain_parent(domains, &md)?;
     }
-    for v in leftovers {
-        remove_leftover(&v)?;
-        deleted.push(v.id());
-    }
-    Ok(Deleted { deleted, missing })
+    Ok(deleted)
 }
 
 /// A leaf made by `createVolumeCrossSD` turned its parent on the source

@@ -169,17 +169,30 @@ impl VmManager {
         self.status(domains, def.id).await
     }
 
-    /// Persists a changed definition (a disk's leaf domain after a switch).
-    pub(crate) fn update(
-        &self,
-        entry: &VmEntry,
-        change: impl FnOnce(&mut VmDefinition),
-    ) -> Result<()> {
+    /// Persists a changed definition.
+    fn update(&self, entry: &VmEntry, change: impl FnOnce(&mut VmDefinition)) -> Result<()> {
         let mut def = entry.definition();
         change(&mut def);
         self.persist(&def)?;
         *lock(&entry.def) = def;
         Ok(())
+    }
+
+    /// Records where disks' leaves are now, as `(image, domain)` pairs,
+    /// after a switch, a finalize or a merge, so the agent reopens each
+    /// disk from there after a restart.
+    pub(crate) fn set_disk_domains(
+        &self,
+        entry: &VmEntry,
+        disks: impl IntoIterator<Item = (Uuid, Uuid)>,
+    ) -> Result<()> {
+        self.update(entry, |d| {
+            for (image, domain) in disks {
+                if let Some(vd) = d.disks.iter_mut().find(|vd| vd.image == image) {
+                    vd.domain = domain;
+                }
+            }
+        })
     }
 
     fn persist(&self, def: &VmDefinition) -> Result<()> {
