@@ -6,7 +6,7 @@
 use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ferry_http::shutdown_signal;
@@ -62,7 +62,7 @@ impl Server {
         }
         let host = name.clone();
         let (run_dir, run_lock, domains, tasks) = blocking(move || {
-            let run_dir = open_run_dir(run_dir)?;
+            let run_dir = open_run_dir(&run_dir)?;
             let lock = lock_run_dir(&run_dir)?;
             let domains = DomainRegistry::load(&host, &run_dir, &domains)?;
             let tasks = TaskManager::open(&run_dir, verbs)?;
@@ -126,10 +126,10 @@ pub async fn serve(config: AgentConfig) -> Result<()> {
     Server::bind(config).await?.run().await
 }
 
-fn open_run_dir(run_dir: PathBuf) -> Result<PathBuf> {
-    std::fs::create_dir_all(&run_dir)
-        .map_err(|e| Error::io("create the run directory", &run_dir, e))?;
-    std::fs::canonicalize(&run_dir).map_err(|e| Error::io("resolve the run directory", &run_dir, e))
+fn open_run_dir(run_dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(run_dir)
+        .map_err(|e| Error::io("create the run directory", run_dir, e))?;
+    std::fs::canonicalize(run_dir).map_err(|e| Error::io("resolve the run directory", run_dir, e))
 }
 
 /// Two agents on one run directory would run each other's tasks twice;

@@ -152,7 +152,7 @@ fn a_chain_larger_than_the_destinations_free_space_is_refused_up_front() {
     qemu_io(&b, &["write -P 0x02 0 6M"]);
     let s1 = child(&b);
     qemu_io(&s1, &["write -P 0x03 8M 4M"]);
-    let domains = DomainSet::new([lab.d1.clone(), small.clone()]);
+    let domains = DomainSet::new([lab.d1, small.clone()]);
     let chain = Chain::walk(&domains, &s1).expect("walk");
     let before = tree_snapshot(small.path());
     let free = small.capacity().expect("capacity").free;

@@ -217,7 +217,7 @@ fn every_acknowledged_write_is_on_the_disk_and_nothing_else_changed() {
     let at = usize::try_from(latest.offset).expect("small");
     let bs = usize::try_from(cfg.bs).expect("small");
     let broken = run.path().join("broken.raw");
-    let mut bytes = seen.clone();
+    let mut bytes = seen;
     bytes[at + bs - 1] ^= 0x01;
     std::fs::write(&broken, &bytes).expect("write a corrupted copy");
     let err = verify_acked_writes(&broken, &cfg, acks).expect_err("a flipped byte");

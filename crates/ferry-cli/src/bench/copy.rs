@@ -76,7 +76,7 @@ fn bench_in(scratch: &Path, args: &CopyBenchArgs) -> Result<()> {
         args.base_gib
     );
     let chain = build_chain(&d1, args.base_gib)?;
-    let domains = DomainSet::new([d1.clone(), d2.clone()]);
+    let domains = DomainSet::new([d1, d2.clone()]);
     let sources: Vec<PathBuf> = chain.volumes().map(Volume::path).collect();
     let bytes: u64 = chain
         .volumes()

@@ -368,7 +368,7 @@ impl Cluster {
             "leaf",
         );
         let region = writer.offset..writer.offset + writer.len;
-        if let Err(e) = same_bytes(&before[before.len() - 1], &now[0], Some(region)) {
+        if let Err(e) = same_bytes(&before[before.len() - 1], &now[0], Some(&region)) {
             panic!(
                 "the leaf of disk {} changed outside the writer's region: {e}",
                 after.name
@@ -550,7 +550,7 @@ pub fn tail(log: &str) -> String {
 
 /// Compares two files chunk by chunk, skipping `except` (a byte range),
 /// and says where they first differ.
-pub fn same_bytes(a: &Path, b: &Path, except: Option<std::ops::Range<u64>>) -> Result<(), String> {
+pub fn same_bytes(a: &Path, b: &Path, except: Option<&std::ops::Range<u64>>) -> Result<(), String> {
     let open = |p: &Path| std::fs::File::open(p).map_err(|e| format!("open {}: {e}", p.display()));
     let (mut fa, mut fb) = (open(a)?, open(b)?);
     let (la, lb) = (

@@ -24,6 +24,9 @@ pub fn spawn(engine: Arc<Engine>, id: Uuid) {
     });
 }
 
+/// Runs a job to its end: forwards through the steps not done yet; on a
+/// failure or cancel before the switch point, backwards through the
+/// rollback; past it, stops failed for an operator to retry.
 async fn run(engine: Arc<Engine>, id: Uuid) -> crate::Result<()> {
     let mut job = JobCtx::load(engine, id).await?;
     if job.row.state.is_finished() {
@@ -47,23 +50,7 @@ async fn run(engine: Arc<Engine>, id: Uuid) -> crate::Result<()> {
                         .await?;
                 }
                 if past_point_of_no_return(step) {
-                    // Past the switch point the destination is the truth:
-                    // nothing to roll back; the disks stay locked until an
-                    // operator has fixed the cause and retries the job.
-                    let error = format!(
-                        "{step} failed after the switch to the destination: {}; the VM already uses the destination. Fix the cause, then run 'ferry job retry {id}' to carry on from {step} (the disks stay locked until the job ends)",
-                        failure.message()
-                    );
-                    job.row.error = Some(error.clone());
-                    job.row.state = JobState::Failed;
-                    job.row.finished = Some(crate::db::codec::now_ms());
-                    job.row.rate_bps = 0;
-                    job.save().await?;
-                    job.engine
-                        .events()
-                        .record("job", &format!("job {id} failed: {error}"), Some(id))
-                        .await;
-                    return Ok(());
+                    return fail_after_switch(&mut job, step, &failure).await;
                 }
                 job.plan.rollback = Some(if cancelled {
                     RollbackCause::Cancelled
@@ -76,11 +63,38 @@ async fn run(engine: Arc<Engine>, id: Uuid) -> crate::Result<()> {
         }
     }
     // Rolling back (now, or resumed after a restart).
+    roll_back_to_the_end(&mut job).await
+}
+
+/// Past the switch point the destination is the truth: nothing to roll
+/// back. The job ends failed, its disks stay locked until an operator has
+/// fixed the cause and retries it.
+async fn fail_after_switch(job: &mut JobCtx, step: Step, failure: &Failure) -> crate::Result<()> {
+    let id = job.id();
+    let error = format!(
+        "{step} failed after the switch to the destination: {}; the VM already uses the destination. Fix the cause, then run 'ferry job retry {id}' to carry on from {step} (the disks stay locked until the job ends)",
+        failure.message()
+    );
+    job.row.error = Some(error.clone());
+    job.row.state = JobState::Failed;
+    job.row.finished = Some(crate::db::codec::now_ms());
+    job.row.rate_bps = 0;
+    job.save().await?;
+    job.engine
+        .events()
+        .record("job", &format!("job {id} failed: {error}"), Some(id))
+        .await;
+    Ok(())
+}
+
+/// Rolls the job back until that succeeds, then ends it as its rollback
+/// cause says: cancelled, or failed with the reason.
+async fn roll_back_to_the_end(job: &mut JobCtx) -> crate::Result<()> {
     loop {
-        match roll_back(&mut job).await {
+        match roll_back(job).await {
             Ok(()) => break,
             Err(f) => {
-                tracing::error!(job = %id, "rollback failed, trying again: {}", f.message());
+                tracing::error!(job = %job.id(), "rollback failed, trying again: {}", f.message());
                 tokio::time::sleep(super::retry::backoff(4)).await;
             }
         }

@@ -2,6 +2,7 @@
 //! Each one only asks agents to do idempotent things, so running a step
 //! again after an engine crash (the step is persisted `running`) is safe.
 
+use ferry_agent_client::AgentClient;
 use ferry_api::agent::DeleteVolumes;
 use ferry_api::agent::{CloneInternalVolumes, CreateVolumeCrossSd, VolumeRef};
 use ferry_api::engine::{MoveMode, Step, StepState};
@@ -155,11 +156,24 @@ pub async fn undo_create_volume_cross_sd(job: &mut JobCtx) -> Result<(), Failure
 pub async fn clone_internal_volumes(job: &mut JobCtx) -> Result<(), Failure> {
     let spm = job.spm().await?;
     let total = job.plan.total_bytes();
-    // The early copies first: the later tasks must not copy the same
-    // volumes at the same time. Only `createVolumeCrossSD` starts them, and
-    // a move that was cold from prepare never runs it: waiting for its
-    // early tasks there asked the agent about tasks it never had, and the
-    // 404 failed every cold move of a chain of two volumes or more.
+    wait_early_copies(job, &spm, total).await?;
+    let parallel = job.plan.disks.len().clamp(1, PARALLEL_COPIES);
+    let indices: Vec<usize> = (0..job.plan.disks.len()).collect();
+    for batch in indices.chunks(parallel) {
+        copy_batch(job, &spm, batch, parallel, total).await?;
+    }
+    job.progress(total, total).await.map_err(Failure::from)?;
+    Ok(())
+}
+
+/// The early copies first: the later tasks must not copy the same volumes
+/// at the same time. A failed early copy is redone by the full copy, but
+/// a full destination ends the move.
+async fn wait_early_copies(job: &mut JobCtx, spm: &AgentClient, total: u64) -> Result<(), Failure> {
+    // Only `createVolumeCrossSD` starts them, and a move that was cold
+    // from prepare never runs it: waiting for its early tasks there asked
+    // the agent about tasks it never had, and the 404 failed every cold
+    // move of a chain of two volumes or more.
     let early_started = job.row.mode == MoveMode::Live || job.plan.turned_cold;
     let early: Vec<Watched> = job
         .plan
@@ -172,74 +186,80 @@ pub async fn clone_internal_volumes(job: &mut JobCtx) -> Result<(), Failure> {
             task,
         })
         .collect();
-    if !early.is_empty() {
-        let ended = wait_all(job, &early, 0, total, true).await?;
-        // A failed early copy is redone by the full copy below.
-        for e in ended {
-            if let Ended::Failed(Failure::NoSpace(m)) = e {
-                return Err(Failure::NoSpace(m));
-            }
+    if early.is_empty() {
+        return Ok(());
+    }
+    for e in wait_all(job, &early, 0, total, true).await? {
+        if let Ended::Failed(Failure::NoSpace(m)) = e {
+            return Err(Failure::NoSpace(m));
         }
     }
-    let parallel = job.plan.disks.len().clamp(1, PARALLEL_COPIES);
-    let indices: Vec<usize> = (0..job.plan.disks.len()).collect();
-    for batch in indices.chunks(parallel) {
-        let mut attempts = 0u32;
-        loop {
-            job.check_cancel().await?;
-            let mut watched = Vec::new();
-            for &i in batch {
-                let d = job.plan.disks[i].clone();
-                let req = clone_request(job, &d, d.chain.clone(), parallel);
-                job.call(Step::CloneInternalVolumes, || {
-                    spm.clone_internal_volumes(d.clone, &req)
-                })
-                .await?;
-                watched.push(Watched {
-                    agent: spm.clone(),
-                    task: d.clone,
-                });
-            }
-            let base: u64 = job.plan.disks[..batch[0]].iter().map(|d| d.bytes).sum();
-            let ended = wait_all(job, &watched, base, total, true).await?;
-            let failures: Vec<Failure> = ended
-                .into_iter()
-                .filter_map(|e| match e {
-                    Ended::Failed(f) => Some(f),
-                    Ended::Cancelled => Some(Failure::Transient(
-                        "the copy was cancelled on its host".into(),
-                    )),
-                    Ended::Succeeded => None,
-                })
-                .collect();
-            if failures.is_empty() {
-                break;
-            }
-            let msg = failures
-                .iter()
-                .map(Failure::message)
-                .collect::<Vec<_>>()
-                .join("; ");
-            if failures.iter().any(|f| matches!(f, Failure::NoSpace(_))) {
-                return Err(Failure::NoSpace(msg));
-            }
-            attempts += 1;
-            if attempts >= CLONE_ATTEMPTS {
-                return Err(Failure::Permanent(format!(
-                    "copying failed {attempts} times: {msg}"
-                )));
-            }
-            tracing::warn!(job = %job.id(), attempts, "cloneInternalVolumes failed, copying again: {msg}");
-            // A task id answers with its old result: new ids for the retry.
-            for &i in batch {
-                job.plan.disks[i].clone = Uuid::new_v4();
-            }
-            job.save().await.map_err(Failure::from)?;
-            tokio::time::sleep(super::retry::backoff(attempts)).await;
-        }
-    }
-    job.progress(total, total).await.map_err(Failure::from)?;
     Ok(())
+}
+
+/// Copies the whole chains of the disks at `batch` (indices into the
+/// plan) at once, starting the copies again with new task ids after a
+/// failure, up to [`CLONE_ATTEMPTS`] times.
+async fn copy_batch(
+    job: &mut JobCtx,
+    spm: &AgentClient,
+    batch: &[usize],
+    parallel: usize,
+    total: u64,
+) -> Result<(), Failure> {
+    let mut attempts = 0u32;
+    loop {
+        job.check_cancel().await?;
+        let mut watched = Vec::new();
+        for &i in batch {
+            let d = job.plan.disks[i].clone();
+            let req = clone_request(job, &d, d.chain.clone(), parallel);
+            job.call(Step::CloneInternalVolumes, || {
+                spm.clone_internal_volumes(d.clone, &req)
+            })
+            .await?;
+            watched.push(Watched {
+                agent: spm.clone(),
+                task: d.clone,
+            });
+        }
+        let base: u64 = job.plan.disks[..batch[0]].iter().map(|d| d.bytes).sum();
+        let failures: Vec<Failure> = wait_all(job, &watched, base, total, true)
+            .await?
+            .into_iter()
+            .filter_map(|e| match e {
+                Ended::Failed(f) => Some(f),
+                Ended::Cancelled => Some(Failure::Transient(
+                    "the copy was cancelled on its host".into(),
+                )),
+                Ended::Succeeded => None,
+            })
+            .collect();
+        if failures.is_empty() {
+            return Ok(());
+        }
+        let msg = failures
+            .iter()
+            .map(Failure::message)
+            .collect::<Vec<_>>()
+            .join("; ");
+        if failures.iter().any(|f| matches!(f, Failure::NoSpace(_))) {
+            return Err(Failure::NoSpace(msg));
+        }
+        attempts += 1;
+        if attempts >= CLONE_ATTEMPTS {
+            return Err(Failure::Permanent(format!(
+                "copying failed {attempts} times: {msg}"
+            )));
+        }
+        tracing::warn!(job = %job.id(), attempts, "cloneInternalVolumes failed, copying again: {msg}");
+        // A task id answers with its old result: new ids for the retry.
+        for &i in batch {
+            job.plan.disks[i].clone = Uuid::new_v4();
+        }
+        job.save().await.map_err(Failure::from)?;
+        tokio::time::sleep(super::retry::backoff(attempts)).await;
+    }
 }
 
 /// `finalizeBlockMigrate`: the VM's disks read from the copies. Retried
