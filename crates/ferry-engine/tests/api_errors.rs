@@ -65,7 +65,15 @@ async fn the_openapi_document_lists_every_path_and_the_bearer_scheme() {
     }
     assert!(paths["/api/v1/disks/{disk}/move"]["post"]["responses"]["202"].is_object());
     let schemas = doc["components"]["schemas"].as_object().expect("schemas");
-    for s in ["Job", "Disk", "MoveRequest", "ApiError", "VolumeFormat"] {
+    for s in [
+        "Job",
+        "Disk",
+        "MoveRequest",
+        "ApiError",
+        "ErrorKind",
+        "Step",
+        "VolumeFormat",
+    ] {
         assert!(schemas.contains_key(s), "the document lacks schema {s}");
     }
     assert_eq!(

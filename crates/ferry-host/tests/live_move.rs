@@ -456,6 +456,8 @@ async fn two_disks_switch_together_and_out_of_order_verbs_are_refused_without_ch
     let err = c.block_migrate(vm, &both).await.expect_err("not running");
     assert_eq!(err.status().map(|s| s.as_u16()), Some(409), "{err}");
     assert!(err.message().contains("not running"), "{err}");
+    // The engine decides on the kind, never on the words.
+    assert_eq!(err.kind(), ferry_api::ErrorKind::VmNotRunning, "{err}");
 
     let status = c.start_vm(vm).await.expect("start");
     let mut log = SerialLog::new(&status.serial_log);

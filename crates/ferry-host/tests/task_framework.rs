@@ -149,6 +149,8 @@ async fn failing_and_panicking_runners_end_failed_with_their_reason() {
     let end = c.wait_task(fail, WAIT).await.expect("ends");
     assert_eq!(end.state, TaskState::Failed);
     assert_eq!(end.error.as_deref(), Some("the count went wrong"));
+    // The failure's kind travels with it, for the engine to decide on.
+    assert_eq!(end.error_kind, Some(ferry_api::ErrorKind::Conflict));
     assert_refused(c.cancel_task(fail).await, 409, "already failed");
 
     let panic = Uuid::new_v4();
@@ -179,6 +181,7 @@ async fn a_cancelled_task_ends_cancelled_and_a_shutdown_leaves_it_to_resume() {
     c.cancel_task(held).await.expect("cancel");
     let end = c.wait_task(held, WAIT).await.expect("ends");
     assert_eq!(end.state, TaskState::Cancelled);
+    assert_eq!(end.error_kind, Some(ferry_api::ErrorKind::Cancelled));
 
     let left = Uuid::new_v4();
     c.start_task(left, "count", &json!({"n": 5, "then": "hold"}))

@@ -5,10 +5,10 @@
 use axum::Json;
 use ferry_api::engine::{
     AddHost, ApiError, CreateDisk, CreateDomain, CreateVm, DirectBoot, Disk, Domain, EngineHealth,
-    Event, Host, HostStatus, Job, JobKind, JobState, JobStep, MoveMode, MoveRequest, StepState, Vm,
-    VmState, Volume,
+    Event, Host, HostStatus, Job, JobKind, JobState, JobStep, MoveMode, MoveRequest, Step,
+    StepState, Vm, VmState, Volume,
 };
-use ferry_api::{Legality, VolumeFormat, VolumeRole};
+use ferry_api::{ErrorKind, Legality, VolumeFormat, VolumeRole};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -33,7 +33,7 @@ use crate::api::{disks, domains, health, hosts, jobs, vms};
     components(schemas(
         ApiError, EngineHealth, Host, HostStatus, AddHost, Domain, CreateDomain, Volume, Disk,
         CreateDisk, VmState, Vm, DirectBoot, CreateVm, MoveRequest, JobKind, MoveMode, JobState,
-        StepState, JobStep, Job, Event, VolumeFormat, Legality, VolumeRole,
+        StepState, Step, JobStep, Job, Event, VolumeFormat, Legality, VolumeRole, ErrorKind,
     )),
     modifiers(&BearerToken),
     security(("bearer" = [])),

@@ -203,6 +203,9 @@ pub fn assert_json_error(answer: &(u16, String), status: u16, says: &str) -> Str
         .unwrap_or_else(|| panic!("no error field in {v}"))
         .to_string();
     assert!(msg.contains(says), "{msg:?} does not say {says:?}");
+    let kind: ferry_api::ErrorKind = serde_json::from_value(v["kind"].clone())
+        .unwrap_or_else(|e| panic!("no usable kind in {v} ({e})"));
+    assert_eq!(kind.http_status(), status, "{v}");
     msg
 }
 
@@ -215,6 +218,7 @@ pub fn assert_refused<T: std::fmt::Debug>(
 ) -> String {
     let e = r.expect_err("the engine refuses");
     assert_eq!(e.status().map(|s| s.as_u16()), Some(status), "{e:?}");
+    assert_eq!(e.kind().http_status(), status, "{e:?}");
     let msg = e.message();
     assert!(msg.contains(says), "{msg:?} does not say {says:?}");
     msg
