@@ -46,7 +46,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::common::{drop_caches, guest_dir, write_incompressible, RefCopy, GIB, MIB};
+use super::common::{drop_caches, write_incompressible, RefCopy, GIB, MIB};
 
 /// How often the bench looks at the engine's job, the agent's copy tasks
 /// and the guest's console: fine enough to bracket a switch of a few
@@ -478,7 +478,8 @@ async fn phases(s: &Services, dir: &Path, base_gib: u64, accel: Accel) -> Result
     let writer = WriterConfig::new(span, WRITER_LEN);
 
     // The agent takes only absolute paths: it may run elsewhere.
-    let guest = std::path::absolute(guest_dir()).context("cannot resolve the guest's directory")?;
+    let guest = std::path::absolute(ferry_qemu::guest_dir())
+        .context("cannot resolve the guest's directory")?;
     let (kernel, initrd) = (guest.join("vmlinuz"), guest.join("initrd.img"));
     if !kernel.is_file() || !initrd.is_file() {
         bail!(
