@@ -1,4 +1,4 @@
-//! What `ferry bench copy` and `ferry bench move` share: the incompressible
+//! What `ferry-bench copy` and `ferry-bench move` share: the incompressible
 //! test data, the reference copies (`cp`, `qemu-img convert`) every Ferry
 //! figure is compared with, and dropping the page cache so each method
 //! starts cold.

@@ -1,4 +1,4 @@
-//! `ferry bench copy`: the layer-exact copy against `cp --sparse=always`
+//! `ferry-bench copy`: the layer-exact copy against `cp --sparse=always`
 //! and `qemu-img convert -W -m 16` on the same files, on the same disk, in
 //! one run. Prints a table; never judges by wall-clock in tests.
 
@@ -14,9 +14,9 @@ use ferry_storage::sparse_copy::{copy_file_sparse, CopyControl};
 use ferry_storage::{copy_chain, data_bytes, Chain, DomainSet, StorageDomain, Volume, VolumeSpec};
 use uuid::Uuid;
 
-use super::common::{drop_caches, median, run_tool, write_incompressible, RefCopy, GIB, MIB};
+use crate::common::{drop_caches, median, run_tool, write_incompressible, RefCopy, GIB, MIB};
 
-/// Arguments of `ferry bench copy`.
+/// Arguments of `ferry-bench copy`.
 #[derive(Debug, Args)]
 pub struct CopyBenchArgs {
     /// Scratch directory (on the disk to measure); removed afterwards.
@@ -33,7 +33,7 @@ pub struct CopyBenchArgs {
     workers: usize,
 }
 
-/// Runs `ferry bench copy`.
+/// Runs `ferry-bench copy`.
 pub fn run(args: &CopyBenchArgs) -> Result<()> {
     copy_bench(args)
 }

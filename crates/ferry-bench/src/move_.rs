@@ -1,4 +1,4 @@
-//! `ferry bench move`: a live move of a running VM's multi-GiB chain with
+//! `ferry-bench move`: a live move of a running VM's multi-GiB chain with
 //! the test guest writing as fast as it can, measured against the same
 //! files copied by `cp`/`qemu-img` and against the same disk moved the
 //! Proxmox way (`blockdev-mirror sync=full copy-mode=write-blocking`,
@@ -11,9 +11,9 @@
 //! `ferry_qemu::Vm`, since no Ferry verb mirrors a multi-volume chain.
 //!
 //! The guest's side comes from `ferry-testkit`'s guest module (writer
-//! configuration, serial-log parser, `max_stall`), which is why ferry-cli
-//! depends on ferry-testkit outside its tests: the figures must use the
-//! same oracle as the tests that quote them.
+//! configuration, serial-log parser, `max_stall`), which is why the bench
+//! depends on ferry-testkit and is a binary of its own: the figures must
+//! use the same oracle as the tests that quote them.
 //!
 //! How each figure is measured is written on the function that measures it;
 //! in short: the writer's acks/s are acknowledged writes per host second
@@ -46,7 +46,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::common::{drop_caches, write_incompressible, RefCopy, GIB, MIB};
+use crate::common::{drop_caches, write_incompressible, RefCopy, GIB, MIB};
 
 /// How often the bench looks at the engine's job, the agent's copy tasks
 /// and the guest's console: fine enough to bracket a switch of a few
@@ -77,7 +77,7 @@ const VM_MEMORY_MIB: u64 = 256;
 /// `--dir` never removes a directory someone else filled.
 const MARKER: &str = ".ferry-bench-move";
 
-/// Arguments of `ferry bench move`.
+/// Arguments of `ferry-bench move`.
 #[derive(Debug, Args)]
 pub struct MoveBenchArgs {
     /// Working directory (on the disk to measure): cleared first, removed
@@ -97,7 +97,7 @@ pub struct MoveBenchArgs {
     json: bool,
 }
 
-/// Runs `ferry bench move`.
+/// Runs `ferry-bench move`.
 pub fn run(args: &MoveBenchArgs) -> Result<()> {
     if args.base_gib == 0 {
         bail!("--base-gib must be at least 1");
@@ -595,7 +595,7 @@ async fn build_chain(c: &EngineClient, span: u64) -> Result<Disk> {
             cmd.args(["-c", c]);
         }
         cmd.arg(&leaf.path);
-        super::common::run_tool(&mut cmd)?;
+        crate::common::run_tool(&mut cmd)?;
     }
     Ok(c.disk(DISK).await?)
 }
