@@ -97,7 +97,7 @@ fn bench_in(scratch: &Path, args: &CopyBenchArgs) -> Result<()> {
         args.base_gib
     );
     let chain = build_chain(&d1, args.base_gib)?;
-    let domains = DomainSet::new([d1.clone(), d2.clone()]);
+    let domains = DomainSet::new([d1, d2.clone()]);
     let bytes: u64 = chain
         .volumes()
         .map(data_bytes)

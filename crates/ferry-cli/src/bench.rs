@@ -43,7 +43,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
              build it with `cargo build --release -p ferry-bench`"
         ));
     };
-    let err = Command::new(&bench).args(&args.args).exec();
+    let err = Command::new(&bench).args(args.args).exec();
     Err(anyhow!(err).context(format!("cannot run {}", bench.display())))
 }
 
