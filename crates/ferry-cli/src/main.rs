@@ -2,8 +2,8 @@
 //!
 //! `ferry up` runs everything on one machine; `ferry engine` and
 //! `ferry agent` run the daemons separately; the client commands (`domain`,
-//! `host`, `disk`, `vm`, `job`) talk to an engine; `storage`, `demo` and
-//! `bench` work on storage domains directly.
+//! `host`, `disk`, `vm`, `job`) talk to an engine; `storage` and `demo`
+//! work on storage domains directly; `bench` runs the `ferry-bench` binary.
 
 mod agent_cmd;
 mod bench;
@@ -46,9 +46,12 @@ enum Command {
     /// Low-level tools that work on storage domain directories directly.
     #[command(subcommand)]
     Storage(storage_cmd::StorageCommand),
-    /// Benchmarks whose output is a table of figures.
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
+    /// Benchmarks whose output is a table of figures (the ferry-bench binary).
+    ///
+    /// Runs ferry-bench, found next to this executable or on PATH, with the
+    /// same arguments: `ferry bench --help` shows its help.
+    #[command(disable_help_flag = true)]
+    Bench(bench::BenchArgs),
     /// Run the host agent daemon (VMs, HSM and SPM verbs) on this host.
     Agent(agent_cmd::AgentArgs),
 }
@@ -72,7 +75,7 @@ fn main() -> std::process::ExitCode {
         Command::Engine(args) => engine_cmd::run(args),
         Command::Demo(args) => demo::run(&args),
         Command::Storage(cmd) => storage_cmd::run(cmd),
-        Command::Bench(cmd) => bench::run(cmd),
+        Command::Bench(args) => bench::run(args),
         Command::Agent(args) => agent_cmd::run(args),
     };
     match result {

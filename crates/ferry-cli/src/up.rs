@@ -225,7 +225,7 @@ async fn demo(c: &EngineClient, dir: &Path) -> Result<()> {
         }
     }
     if c.vm("demo-vm").await.is_err() {
-        let guest = guest_dir();
+        let guest = ferry_qemu::guest_dir();
         let (kernel, initrd) = (guest.join("vmlinuz"), guest.join("initrd.img"));
         if !kernel.is_file() || !initrd.is_file() {
             bail!(
@@ -257,23 +257,6 @@ async fn demo(c: &EngineClient, dir: &Path) -> Result<()> {
             .context("cannot start demo-vm")?;
     }
     Ok(())
-}
-
-/// Where the test guest is: FERRY_GUEST_DIR, else `target/ferry-guest`
-/// next to the binary's `target/<profile>/` directory, else
-/// `./target/ferry-guest`.
-fn guest_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("FERRY_GUEST_DIR") {
-        return PathBuf::from(dir);
-    }
-    if let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent()?.parent().map(|t| t.join("ferry-guest")))
-        .filter(|d| d.is_dir())
-    {
-        return dir;
-    }
-    PathBuf::from("target/ferry-guest")
 }
 
 fn qemu_io(path: &Path, format: VolumeFormat, command: &str) -> Result<()> {

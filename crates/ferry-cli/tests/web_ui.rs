@@ -493,15 +493,12 @@ impl Demo {
             .prefix("ferry-ui-")
             .tempdir_in(ferry_testkit::scratch_root())
             .expect("a data directory");
-        let guest = workspace().join("target/ferry-guest");
-        assert!(
-            guest.join("vmlinuz").is_file(),
-            "the test guest is not built: run scripts/build-guest"
-        );
+        // Panics if the guest is not built; `ferry up` finds it by the same
+        // rule (ferry_qemu::guest_dir) from next to its executable.
+        ferry_testkit::guest::artifacts();
         let mut child = Command::new(FERRY)
             .args(["up", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data.path())
-            .env("FERRY_GUEST_DIR", &guest)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -6,12 +6,14 @@
 
 pub mod block;
 mod error;
+mod guest_dir;
 pub mod jobs;
 mod node;
 mod qmp;
 mod vm;
 
 pub use error::{Error, Result};
+pub use guest_dir::guest_dir;
 pub use node::{Layer, NodeNames};
 pub use qmp::{Event, Qmp};
 pub use vm::{log_file, pid_file, qmp_socket, Accel, DirectBoot, DiskSpec, Vm, VmSpec};

@@ -40,14 +40,13 @@ pub struct GuestArtifacts {
     pub initrd: PathBuf,
 }
 
-/// Finds the guest in `FERRY_GUEST_DIR`, else `<workspace>/target/ferry-guest`,
-/// the same place `scripts/build-guest` puts it.
+/// Finds the guest where everything else looks for it
+/// ([`ferry_qemu::guest_dir`]: `FERRY_GUEST_DIR`, else the test binary's
+/// `<target>/ferry-guest`, where `scripts/build-guest` puts it).
 ///
 /// Panics when it is not built, since no test that needs a guest can run.
 pub fn artifacts() -> GuestArtifacts {
-    let dir = std::env::var_os("FERRY_GUEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/ferry-guest"));
+    let dir = ferry_qemu::guest_dir();
     let found = GuestArtifacts {
         kernel: dir.join("vmlinuz"),
         initrd: dir.join("initrd.img"),

@@ -1,11 +1,11 @@
-//! What `ferry bench copy` and `ferry bench move` share: the incompressible
+//! What `ferry-bench copy` and `ferry-bench move` share: the incompressible
 //! test data, the reference copies (`cp`, `qemu-img convert`) every Ferry
 //! figure is compared with, and dropping the page cache so each method
 //! starts cold.
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -118,27 +118,4 @@ pub fn write_incompressible(path: &Path, span: u64) -> Result<u64> {
     file.sync_all()
         .with_context(|| format!("cannot sync {}", path.display()))?;
     Ok(written)
-}
-
-/// Where the test guest (`scripts/build-guest`) is: `FERRY_GUEST_DIR`,
-/// else `ferry-guest` in the binary's target directory, else
-/// `./target/ferry-guest`, else the workspace's `target/ferry-guest` as
-/// it was when this binary was built (a binary built into another target
-/// directory still finds the guest of its source tree).
-pub fn guest_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("FERRY_GUEST_DIR") {
-        return PathBuf::from(dir);
-    }
-    let candidates = [
-        std::env::current_exe()
-            .ok()
-            .and_then(|exe| exe.parent()?.parent().map(|t| t.join("ferry-guest"))),
-        Some(PathBuf::from("target/ferry-guest")),
-        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/ferry-guest")),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .find(|d| d.join("vmlinuz").is_file())
-        .unwrap_or_else(|| PathBuf::from("target/ferry-guest"))
 }

@@ -1,18 +1,12 @@
-//! `ferry bench move` runs end to end on the smallest disk it takes and
+//! `ferry-bench move` runs end to end on the smallest disk it takes and
 //! reports every figure issue 4 asks of it. The figures themselves are for
 //! people to read (docs/engine.md); this only keeps the bench working.
 
-mod common;
-
-use std::path::Path;
 use std::process::Command;
 
-use common::FERRY;
 use serde_json::Value;
 
-fn workspace() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-}
+const FERRY_BENCH: &str = env!("CARGO_BIN_EXE_ferry-bench");
 
 fn strings<'a>(v: &'a Value, list: &str, key: &str) -> Vec<&'a str> {
     v[list]
@@ -30,14 +24,16 @@ fn bench_move_reports_every_figure() {
         .tempdir_in(ferry_testkit::scratch_root())
         .expect("a scratch directory");
     let dir = scratch.path().join("bench");
-    let out = Command::new(FERRY)
-        .args(["bench", "move", "--base-gib", "1", "--json", "--dir"])
+    // Panics if the guest is not built; the bench finds it by the same
+    // rule (ferry_qemu::guest_dir) from next to its executable.
+    ferry_testkit::guest::artifacts();
+    let out = Command::new(FERRY_BENCH)
+        .args(["move", "--base-gib", "1", "--json", "--dir"])
         .arg(&dir)
-        .env("FERRY_GUEST_DIR", workspace().join("target/ferry-guest"))
         .output()
-        .expect("run ferry bench move");
+        .expect("run ferry-bench move");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "ferry bench move failed: {stderr}");
+    assert!(out.status.success(), "ferry-bench move failed: {stderr}");
     let report: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("the bench's --json is not JSON ({e}): {stderr}"));
 

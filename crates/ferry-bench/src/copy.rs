@@ -1,4 +1,4 @@
-//! `ferry bench copy`: the layer-exact copy against `cp --sparse=always`
+//! `ferry-bench copy`: the layer-exact copy against `cp --sparse=always`
 //! and `qemu-img convert -W -m 16` on the same files, on the same disk, in
 //! one run. Prints a table; never judges by wall-clock in tests.
 
@@ -14,9 +14,9 @@ use ferry_storage::sparse_copy::{copy_file_sparse, CopyControl};
 use ferry_storage::{copy_chain, data_bytes, Chain, DomainSet, StorageDomain, Volume, VolumeSpec};
 use uuid::Uuid;
 
-use super::common::{drop_caches, median, run_tool, write_incompressible, RefCopy, GIB, MIB};
+use crate::common::{drop_caches, median, run_tool, write_incompressible, RefCopy, GIB, MIB};
 
-/// Arguments of `ferry bench copy`.
+/// Arguments of `ferry-bench copy`.
 #[derive(Debug, Args)]
 pub struct CopyBenchArgs {
     /// Scratch directory (on the disk to measure); removed afterwards.
@@ -33,7 +33,7 @@ pub struct CopyBenchArgs {
     workers: usize,
 }
 
-/// Runs `ferry bench copy`.
+/// Runs `ferry-bench copy`.
 pub fn run(args: &CopyBenchArgs) -> Result<()> {
     copy_bench(args)
 }
@@ -68,6 +68,27 @@ fn copy_bench(args: &CopyBenchArgs) -> Result<()> {
     result
 }
 
+/// What the bench measured, for [`print_table`].
+#[derive(Debug)]
+struct Figures<'a> {
+    scratch: &'a Path,
+    runs: usize,
+    /// MiB of data in the chain.
+    mib: f64,
+    virtual_size: u64,
+    /// Whether the page cache was dropped before every run.
+    dropped: bool,
+    /// Each method's median time, in the order of [`METHODS`].
+    seconds: Vec<f64>,
+    /// A whole `copy_chain` (copy + verify + metadata).
+    full: f64,
+    /// Verification of the copied chain alone.
+    verify: f64,
+}
+
+/// The methods, in the order the table shows them.
+const METHODS: [Method; 3] = [Method::Ferry, Method::Cp, Method::QemuImg];
+
 fn bench_in(scratch: &Path, args: &CopyBenchArgs) -> Result<()> {
     let d1 = StorageDomain::create(scratch, "domain1")?;
     let d2 = StorageDomain::create(scratch, "domain2")?;
@@ -77,7 +98,6 @@ fn bench_in(scratch: &Path, args: &CopyBenchArgs) -> Result<()> {
     );
     let chain = build_chain(&d1, args.base_gib)?;
     let domains = DomainSet::new([d1, d2.clone()]);
-    let sources: Vec<PathBuf> = chain.volumes().map(Volume::path).collect();
     let bytes: u64 = chain
         .volumes()
         .map(data_bytes)
@@ -85,62 +105,96 @@ fn bench_in(scratch: &Path, args: &CopyBenchArgs) -> Result<()> {
         .iter()
         .sum();
     let virtual_size: u64 = chain.links().iter().map(|l| l.metadata.capacity).sum();
+    let (mut times, dropped) = time_methods(scratch, &chain, args)?;
+    let (full, verify) = time_copy_chain(&domains, &chain, &d2, args.workers)?;
+    print_table(&Figures {
+        scratch,
+        runs: args.runs,
+        mib: bytes as f64 / MIB as f64,
+        virtual_size,
+        dropped,
+        seconds: times.iter_mut().map(|t| median(t)).collect(),
+        full,
+        verify,
+    });
+    Ok(())
+}
+
+/// Copies the chain's files `--runs` times with each method, the page
+/// cache dropped before each copy. Returns each method's times, and
+/// whether every drop was permitted.
+fn time_methods(
+    scratch: &Path,
+    chain: &Chain,
+    args: &CopyBenchArgs,
+) -> Result<(Vec<Vec<f64>>, bool)> {
+    let sources: Vec<PathBuf> = chain.volumes().map(Volume::path).collect();
     let out_dir = scratch.join("out");
     fs::create_dir(&out_dir)?;
-
-    let methods = [Method::Ferry, Method::Cp, Method::QemuImg];
-    let mut times: Vec<Vec<f64>> = vec![Vec::new(); methods.len()];
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); METHODS.len()];
     let mut dropped = true;
     for run in 0..args.runs {
         // Rotate the order so no method always runs on the warmest disk.
-        for k in 0..methods.len() {
-            let i = (k + run) % methods.len();
+        for k in 0..METHODS.len() {
+            let i = (k + run) % METHODS.len();
             let _ = fs::remove_dir_all(&out_dir);
             fs::create_dir(&out_dir)?;
             dropped &= drop_caches();
             let t = Instant::now();
             for (n, src) in sources.iter().enumerate() {
                 let dst = out_dir.join(format!("layer{n}"));
-                copy_with(methods[i], src, &dst, args.workers)?;
+                copy_with(METHODS[i], src, &dst, args.workers)?;
             }
             times[i].push(t.elapsed().as_secs_f64());
         }
     }
     let _ = fs::remove_dir_all(&out_dir);
+    Ok((times, dropped))
+}
 
+/// A whole `copy_chain` to `d2` from a cold cache, then verification of
+/// every copied layer alone. Returns both times in seconds.
+fn time_copy_chain(
+    domains: &DomainSet,
+    chain: &Chain,
+    d2: &StorageDomain,
+    workers: usize,
+) -> Result<(f64, f64)> {
     drop_caches();
     let t = Instant::now();
     copy_chain(
-        &domains,
-        &chain,
-        &d2,
+        domains,
+        chain,
+        d2,
         &CopyControl {
-            workers: args.workers,
+            workers,
             ..Default::default()
         },
     )?;
     let full = t.elapsed().as_secs_f64();
-    let copied = Chain::of_image(&domains, &d2, chain.leaf().volume.image())?;
+    let copied = Chain::of_image(domains, d2, chain.leaf().volume.image())?;
     let t = Instant::now();
     for (s, c) in chain.volumes().zip(copied.volumes()) {
-        let report = ferry_storage::verify_copy(&domains, s, c)?;
+        let report = ferry_storage::verify_copy(domains, s, c)?;
         if !report.is_identical() {
             bail!("verification of the benchmark copy failed: {report:?}");
         }
     }
-    let verify = t.elapsed().as_secs_f64();
+    Ok((full, t.elapsed().as_secs_f64()))
+}
 
-    let mib = bytes as f64 / MIB as f64;
+fn print_table(f: &Figures) {
+    let mib = f.mib;
     println!(
         "Ferry copy benchmark: chain base(raw) <- snap1(qcow2) <- snap2(qcow2), {:.0} MiB of data, {:.0} GiB virtual",
         mib,
-        virtual_size as f64 / GIB as f64
+        f.virtual_size as f64 / GIB as f64
     );
     println!(
         "directory {}; {} runs per method, median shown; page cache dropped before each run: {}",
-        scratch.display(),
-        args.runs,
-        if dropped {
+        f.scratch.display(),
+        f.runs,
+        if f.dropped {
             "yes"
         } else {
             "no (not permitted here)"
@@ -152,8 +206,7 @@ fn bench_in(scratch: &Path, args: &CopyBenchArgs) -> Result<()> {
         "method", "MiB", "seconds", "MiB/s"
     );
     let mut rates = Vec::new();
-    for (i, m) in methods.iter().enumerate() {
-        let s = median(&mut times[i]);
+    for (m, s) in METHODS.iter().zip(&f.seconds) {
         let rate = mib / s;
         rates.push(rate);
         println!("{:<32} {:>10.0} {:>10.2} {:>10.0}", m.label(), mib, s, rate);
@@ -170,10 +223,11 @@ fn bench_in(scratch: &Path, args: &CopyBenchArgs) -> Result<()> {
         if ratio >= 0.9 { "met" } else { "NOT met" }
     );
     println!(
-        "full copy_chain (copy + verify + metadata), cold cache: {full:.2} s; verify alone: {verify:.2} s ({:.0} MiB/s)",
-        mib / verify
+        "full copy_chain (copy + verify + metadata), cold cache: {:.2} s; verify alone: {:.2} s ({:.0} MiB/s)",
+        f.full,
+        f.verify,
+        mib / f.verify
     );
-    Ok(())
 }
 
 fn copy_with(method: Method, src: &Path, dst: &Path, workers: usize) -> Result<()> {

@@ -1,7 +1,6 @@
-//! `ferry bench`: benchmarks whose output is a table of figures, measured
-//! on this machine in one run, so every row shares the same disk and page
-//! cache conditions. Tests never judge by these figures; the docs quote
-//! them.
+//! Ferry's benchmarks: tables of figures measured on this machine in one
+//! run, so every row shares the same disk and page cache conditions. Tests
+//! never judge by these figures; the docs quote them.
 //!
 //! - `copy` ([`copy`]): the layer-exact copy alone against `cp` and
 //!   `qemu-img convert` on the same files.
@@ -9,10 +8,14 @@
 //!   an in-process engine and agent, with the test guest writing, against
 //!   the same copies by `cp`/`qemu-img` and against the Proxmox way
 //!   (`blockdev-mirror`).
+//!
+//! A crate and a binary (`ferry-bench`) of their own because they use the
+//! test kit (the guest writer and its oracle), which the release `ferry`
+//! binary must not carry; `ferry bench ARGS` runs this binary.
 
 mod common;
-mod copy;
-mod move_;
+pub mod copy;
+pub mod move_;
 
 use anyhow::Result;
 use clap::Subcommand;

@@ -1,0 +1,244 @@
+//! Ferry's live move through the engine, watched as it runs: the job's
+//! steps, the agent's copy tasks and the guest's console, every [`POLL`].
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use ferry_api::agent::TaskStatus;
+use ferry_api::engine::{Job, JobState, MoveRequest, StepState};
+use ferry_engine::EngineClient;
+use ferry_testkit::guest::{max_stall, SerialLog};
+use uuid::Uuid;
+
+use super::guest::{last_seq, wait_seq};
+use super::report::StepReport;
+use super::services::Services;
+use super::{ms, AFTER_ACKS, DISK, MOVE_LIMIT, POLL};
+
+/// What the bench measured of Ferry's move.
+pub(super) struct FerryResult {
+    pub(super) job: Job,
+    pub(super) seconds_host: f64,
+    pub(super) acks_per_s: f64,
+    pub(super) copy_seconds: f64,
+    pub(super) steps: Vec<StepReport>,
+}
+
+/// What the bench saw of one step of the move, in writer seqs.
+///
+/// `start` is the last ack seen before the poll whose job query first
+/// showed the step started (so no write of the step is before it); `end`
+/// is the last ack seen at the poll after the query that first showed it
+/// done. Its pause is [`max_stall`] over `start..=end + AFTER_ACKS`.
+#[derive(Debug, Default)]
+struct StepWatch {
+    start: Option<u64>,
+    end: Option<u64>,
+    end_pending: bool,
+}
+
+/// One agent copy task as the bench saw it.
+#[derive(Debug)]
+struct TaskWatch {
+    /// The query before the one that first listed it.
+    appeared_after: Instant,
+    /// The query that first saw it finished.
+    finished_by: Option<Instant>,
+}
+
+/// Everything the bench saw of the move so far.
+#[derive(Debug)]
+struct Watch {
+    /// One per step of the job, in order.
+    steps: Vec<StepWatch>,
+    /// The agent's `clone-internal-volumes` tasks.
+    tasks: BTreeMap<Uuid, TaskWatch>,
+    /// The last ack seen at the previous poll.
+    prev_seq: u64,
+    /// When the previous task query was sent.
+    prev_query: Instant,
+}
+
+/// Ferry's move through the engine, watched every [`POLL`]: the job (step
+/// states), the agent's `clone-internal-volumes` tasks (the copy's own
+/// duration, free of the engine's 300 ms task polling) and the console.
+pub(super) async fn ferry_move(s: &Services, log: &mut SerialLog) -> Result<FerryResult> {
+    log.poll();
+    let seq0 = last_seq(log);
+    let t0 = Instant::now();
+    let job = start_move(&s.client).await?;
+    let mut watch = Watch::new(&job, seq0, t0);
+    let done = watch_until_finished(s, log, &mut watch, job.id, t0).await?;
+    let seconds_host = t0.elapsed().as_secs_f64();
+    log.poll();
+    let seq_end = last_seq(log);
+    if done.state != JobState::Succeeded {
+        bail!(
+            "the move ended {:?}: {}",
+            done.state,
+            done.error.as_deref().unwrap_or("no reason given")
+        );
+    }
+    watch.end_all(seq_end);
+    let copy_seconds = watch.copy_seconds();
+    if watch.tasks.is_empty() {
+        bail!("the bench saw no copy task on the agent");
+    }
+    wait_seq(log, watch.last_end(seq_end) + AFTER_ACKS)?;
+    let steps = watch.step_reports(&done, log);
+    Ok(FerryResult {
+        acks_per_s: (seq_end - seq0) as f64 / seconds_host,
+        job: done,
+        seconds_host,
+        copy_seconds,
+        steps,
+    })
+}
+
+/// Asks the engine to move the bench's disk to domain2.
+async fn start_move(c: &EngineClient) -> Result<Job> {
+    c.move_disk(
+        DISK,
+        &MoveRequest {
+            to: "domain2".into(),
+            bandwidth_mib_s: None,
+        },
+    )
+    .await
+    .context("cannot start the move")
+}
+
+/// Polls the console, the job and the agent's tasks until the job is
+/// finished (whichever way); returns it as last seen.
+async fn watch_until_finished(
+    s: &Services,
+    log: &mut SerialLog,
+    watch: &mut Watch,
+    job: Uuid,
+    t0: Instant,
+) -> Result<Job> {
+    loop {
+        if t0.elapsed() > MOVE_LIMIT {
+            bail!("the move did not finish within {MOVE_LIMIT:?}");
+        }
+        log.poll();
+        let seq = last_seq(log);
+        watch.end_pending(seq);
+        let j = s.client.job(job).await.context("cannot read the job")?;
+        watch.see_steps(&j);
+        let asked = Instant::now();
+        let listed = s
+            .agent
+            .tasks()
+            .await
+            .context("cannot list the agent's tasks")?;
+        watch.see_tasks(&listed, asked, Instant::now());
+        if j.state.is_finished() {
+            return Ok(j);
+        }
+        watch.prev_seq = seq;
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+impl Watch {
+    fn new(job: &Job, seq0: u64, t0: Instant) -> Watch {
+        Watch {
+            steps: job.steps.iter().map(|_| StepWatch::default()).collect(),
+            tasks: BTreeMap::new(),
+            prev_seq: seq0,
+            prev_query: t0,
+        }
+    }
+
+    /// Steps the previous job query showed done end at `seq`, the last ack
+    /// seen at this poll.
+    fn end_pending(&mut self, seq: u64) {
+        for w in self.steps.iter_mut().filter(|w| w.end_pending) {
+            w.end = Some(seq);
+            w.end_pending = false;
+        }
+    }
+
+    /// A step seen started for the first time starts at the last ack of
+    /// the previous poll; one seen over for the first time ends at the
+    /// next poll.
+    fn see_steps(&mut self, j: &Job) {
+        for (w, step) in self.steps.iter_mut().zip(&j.steps) {
+            if step.state != StepState::Pending && w.start.is_none() {
+                w.start = Some(self.prev_seq);
+            }
+            let over = !matches!(step.state, StepState::Pending | StepState::Running);
+            if over && w.end.is_none() {
+                w.end_pending = true;
+            }
+        }
+    }
+
+    /// Records the copy tasks of a task list asked for at `asked` and
+    /// answered at `answered`.
+    fn see_tasks(&mut self, listed: &[TaskStatus], asked: Instant, answered: Instant) {
+        for t in listed.iter().filter(|t| t.verb == "clone-internal-volumes") {
+            let w = self.tasks.entry(t.id).or_insert(TaskWatch {
+                appeared_after: self.prev_query,
+                finished_by: None,
+            });
+            if t.state.is_finished() && w.finished_by.is_none() {
+                w.finished_by = Some(answered);
+            }
+        }
+        self.prev_query = asked;
+    }
+
+    /// Steps still open when the job finished end at `seq_end`.
+    fn end_all(&mut self, seq_end: u64) {
+        for w in &mut self.steps {
+            if w.end.is_none() {
+                w.end = Some(seq_end);
+            }
+        }
+    }
+
+    /// The copy tasks' durations, summed: they run one after the other.
+    fn copy_seconds(&self) -> f64 {
+        self.tasks
+            .values()
+            .map(|t| {
+                t.finished_by
+                    .map_or(0.0, |f| (f - t.appeared_after).as_secs_f64())
+            })
+            .sum()
+    }
+
+    /// The last ack any step's pause reaches.
+    fn last_end(&self, seq_end: u64) -> u64 {
+        self.steps
+            .iter()
+            .filter_map(|w| w.end)
+            .max()
+            .unwrap_or(seq_end)
+    }
+
+    /// Each step's time by the engine's records and its pause by the
+    /// writer's acks.
+    fn step_reports(&self, done: &Job, log: &SerialLog) -> Vec<StepReport> {
+        done.steps
+            .iter()
+            .zip(&self.steps)
+            .map(|(step, w)| StepReport {
+                name: step.name.to_string(),
+                seconds: step
+                    .started
+                    .zip(step.finished)
+                    .map(|(a, b)| b.saturating_sub(a) as f64 / 1000.0),
+                first_seq: w.start,
+                last_seq: w.end,
+                max_stall_ms: w
+                    .start
+                    .zip(w.end)
+                    .map(|(a, b)| ms(max_stall(log.acks(), a, b + AFTER_ACKS))),
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,83 @@
+//! The test guest's writer as the bench sees it: booted from
+//! `scripts/build-guest`'s kernel, followed through its serial console.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use ferry_api::engine::DirectBoot;
+use ferry_testkit::guest::{SerialLog, WriterConfig};
+
+use super::{IDLE, POLL};
+
+/// A TCG boot of the test guest takes seconds; this is for a loaded host.
+const BOOT_LIMIT: Duration = Duration::from_secs(180);
+/// Acks to wait for after boot before measuring, so the guest's start-up
+/// is not in the idle rate.
+const WARMUP_ACKS: usize = 20;
+
+/// The guest's kernel and initramfs with `writer`'s command line. The
+/// paths are absolute: the agent takes only those, since it may run
+/// elsewhere.
+pub(super) fn boot(writer: &WriterConfig) -> Result<DirectBoot> {
+    let guest = std::path::absolute(ferry_qemu::guest_dir())
+        .context("cannot resolve the guest's directory")?;
+    let (kernel, initrd) = (guest.join("vmlinuz"), guest.join("initrd.img"));
+    if !kernel.is_file() || !initrd.is_file() {
+        bail!(
+            "the test guest is not built ({} missing); run scripts/build-guest, or set FERRY_GUEST_DIR",
+            kernel.display()
+        );
+    }
+    Ok(DirectBoot {
+        kernel,
+        initrd,
+        append: writer.kernel_cmdline(),
+    })
+}
+
+/// The writer's highest acknowledged write so far.
+pub(super) fn last_seq(log: &SerialLog) -> u64 {
+    log.acks().iter().map(|a| a.seq).max().unwrap_or(0)
+}
+
+/// Waits (blocking: the engine and agent run on the runtime's workers) for
+/// the writer's announcement and its first acks.
+pub(super) fn wait_writing(log: &mut SerialLog) -> Result<()> {
+    log.wait_ready(BOOT_LIMIT)
+        .map_err(|e| anyhow!("the guest did not start writing: {e}"))?;
+    let want = log.acks().len() + WARMUP_ACKS;
+    log.wait_for_acks(want, BOOT_LIMIT)
+        .map_err(|e| anyhow!("the guest stopped writing: {e}"))
+}
+
+/// Waits until the writer acknowledged write `seq`, so a pause ending in
+/// it is in the log.
+pub(super) fn wait_seq(log: &mut SerialLog, seq: u64) -> Result<()> {
+    log.wait_until(Duration::from_secs(60), &format!("ack {seq}"), |l| {
+        last_seq(l) >= seq
+    })
+    .map_err(|e| anyhow!("the guest stopped writing: {e}"))
+}
+
+/// The writer's rate with nothing else going on: acknowledged writes per
+/// host second over [`IDLE`].
+pub(super) async fn idle_rate(log: &mut SerialLog) -> f64 {
+    log.poll();
+    let (seq0, t0) = (last_seq(log), Instant::now());
+    tokio::time::sleep(IDLE).await;
+    log.poll();
+    (last_seq(log) - seq0) as f64 / t0.elapsed().as_secs_f64()
+}
+
+/// Drives `fut` to completion while reading the guest's console every
+/// [`POLL`], so the log keeps up during long QMP waits.
+pub(super) async fn polling<T>(log: &mut SerialLog, fut: impl Future<Output = T>) -> T {
+    tokio::pin!(fut);
+    loop {
+        tokio::select! {
+            out = &mut fut => return out,
+            () = tokio::time::sleep(POLL) => { log.poll(); }
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! `ferry-bench move`: a live move of a running VM's multi-GiB chain with
+//! the test guest writing as fast as it can, measured against the same
+//! files copied by `cp`/`qemu-img` and against the same disk moved the
+//! Proxmox way (`blockdev-mirror sync=full copy-mode=write-blocking`,
+//! which flattens the chain), all in one run on one disk.
+//!
+//! Everything runs in this process, as `ferry up` does: an engine on a
+//! fresh SQLite database and one local agent (ports 0, random tokens), so
+//! the move goes through the real REST API, step persistence and agent
+//! tasks. The mirror runs on a QEMU of the bench's own, started with
+//! `ferry_qemu::Vm`, since no Ferry verb mirrors a multi-volume chain.
+//!
+//! The guest's side comes from `ferry-testkit`'s guest module (writer
+//! configuration, serial-log parser, `max_stall`), which is why the bench
+//! depends on ferry-testkit and is a binary of its own: the figures must
+//! use the same oracle as the tests that quote them.
+//!
+//! How each figure is measured is written on the function that measures it;
+//! in short: the writer's acks/s are acknowledged writes per host second
+//! over the phase; a switch's pause is
+//! [`max_stall`](ferry_testkit::guest::max_stall) over the acks from the
+//! last one seen before the step was seen started to a few after it was
+//! seen done (the engine is polled every 20 ms, and so is the serial log).
+//!
+//! Each phase is a module: `services` (engine and agent), `chain` (the
+//! disk), `guest` (the writer), `ferry_move`, `reference` (`cp`,
+//! `qemu-img`), `mirror`; `report` and `table` say what they measured;
+//! `workdir` holds the files.
+
+mod chain;
+mod ferry_move;
+mod guest;
+mod mirror;
+mod reference;
+mod report;
+mod services;
+mod table;
+mod workdir;
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use ferry_api::engine::{CreateVm, DirectBoot, Disk};
+use ferry_host::Accel;
+use ferry_testkit::guest::{SerialLog, WriterConfig};
+
+use crate::common::{drop_caches, GIB, MIB};
+use report::{LayerReport, Report, ReportParts};
+use services::Services;
+use workdir::{prepare_dir, Cleanup};
+
+/// How often the bench looks at the engine's job, the agent's copy tasks
+/// and the guest's console: fine enough to bracket a switch of a few
+/// milliseconds by a handful of writes.
+const POLL: Duration = Duration::from_millis(20);
+/// How long the writer's idle rate is measured before each move.
+const IDLE: Duration = Duration::from_secs(5);
+/// Acks after a step was seen done that still count for its pause: a write
+/// held up by the switch is acknowledged (and printed) only after it.
+const AFTER_ACKS: u64 = 5;
+/// The whole move or mirror; far above what either takes.
+const MOVE_LIMIT: Duration = Duration::from_secs(1800);
+/// The writer's region, past every layer's data.
+const WRITER_LEN: u64 = 8 * MIB;
+/// Room at the end of the disk for the writer's region.
+const TAIL: u64 = 64 * MIB;
+const DISK: &str = "bench-disk";
+const VM: &str = "bench-vm";
+const VM_MEMORY_MIB: u64 = 256;
+
+/// Arguments of `ferry-bench move`.
+#[derive(Debug, Args)]
+pub struct MoveBenchArgs {
+    /// Working directory (on the disk to measure): cleared first, removed
+    /// afterwards (only the logs are kept if the bench fails).
+    #[arg(long, default_value = "target/ferry-bench-move")]
+    dir: PathBuf,
+    /// GiB of incompressible data in the raw base (spread over twice that
+    /// much virtual disk); the two qcow2 snapshots add a quarter and an
+    /// eighth of it.
+    #[arg(long, default_value_t = 2)]
+    base_gib: u64,
+    /// How the VMs run: tcg (software, works everywhere) or kvm.
+    #[arg(long, default_value = "tcg", value_parser = ["kvm", "tcg"])]
+    accel: String,
+    /// Print the figures as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `ferry-bench move`.
+pub fn run(args: &MoveBenchArgs) -> Result<()> {
+    if args.base_gib == 0 {
+        bail!("--base-gib must be at least 1");
+    }
+    let accel: Accel = args.accel.parse()?;
+    let dir = std::path::absolute(&args.dir)
+        .with_context(|| format!("cannot resolve {}", args.dir.display()))?;
+    prepare_dir(&dir)?;
+    let mut cleanup = Cleanup {
+        dir: dir.clone(),
+        keep_logs: true,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ferry-bench")
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(bench(&dir, args.base_gib, accel));
+    // A copy task still running on a blocking thread after a failure must
+    // not hold the process: the guard below removes its files anyway.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    let report = result?;
+    cleanup.keep_logs = false;
+    drop(cleanup);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        table::print_table(&report);
+    }
+    Ok(())
+}
+
+async fn bench(dir: &Path, base_gib: u64, accel: Accel) -> Result<Report> {
+    let services = Services::start(dir, accel).await?;
+    let result = phases(&services, dir, base_gib, accel).await;
+    services.stop().await;
+    result
+}
+
+/// The bench's phases in order: the chain, the writing VM and its idle
+/// rate, Ferry's move, the reference copies, the mirror.
+async fn phases(s: &Services, dir: &Path, base_gib: u64, accel: Accel) -> Result<Report> {
+    let c = &s.client;
+    let span = 2 * base_gib * GIB;
+    let writer = WriterConfig::new(span, WRITER_LEN);
+    let boot = guest::boot(&writer)?;
+
+    eprintln!("building the chain ({base_gib} GiB of base data) ...");
+    chain::build(c, span).await?;
+
+    eprintln!("starting the VM and its writer ...");
+    let mut log = start_vm(s, &boot).await?;
+    eprintln!("measuring the idle writer ({} s) ...", IDLE.as_secs());
+    let idle = guest::idle_rate(&mut log).await;
+
+    let mut dropped = drop_caches();
+    eprintln!("moving {DISK} to domain2 ...");
+    let ferry = ferry_move::ferry_move(s, &mut log).await?;
+    c.kill_vm(VM).await.context("cannot stop the VM")?;
+
+    let moved = c.disk(DISK).await?;
+    let chain = layers(&moved)?;
+
+    eprintln!("reference copies of the same files ...");
+    let refs = reference::copies(dir, &moved, &mut dropped)?;
+
+    eprintln!("the Proxmox way: blockdev-mirror of the whole disk ...");
+    let mirror = mirror::mirror_move(dir, &moved, accel, &boot, &mut dropped).await?;
+
+    Ok(report::report(ReportParts {
+        accel,
+        base_gib,
+        virtual_bytes: moved.size,
+        chain,
+        writer,
+        dropped,
+        idle,
+        ferry,
+        refs,
+        mirror,
+    }))
+}
+
+/// Creates and starts the bench's VM on the local host through the engine
+/// and waits until its guest writes; returns its console.
+async fn start_vm(s: &Services, boot: &DirectBoot) -> Result<SerialLog> {
+    let c = &s.client;
+    let vm = c
+        .create_vm(&CreateVm {
+            name: VM.into(),
+            disks: vec![DISK.into()],
+            memory_mib: Some(VM_MEMORY_MIB),
+            host: Some("local".into()),
+            boot: Some(boot.clone()),
+        })
+        .await
+        .context("cannot create the VM")?;
+    c.start_vm(VM).await.context("cannot start the VM")?;
+    let status = s.agent.vm(vm.id).await.context("cannot ask the agent")?;
+    let mut log = SerialLog::new(status.serial_log);
+    guest::wait_writing(&mut log)?;
+    Ok(log)
+}
+
+/// Each volume of the moved chain, base first, with what it takes on disk.
+fn layers(moved: &Disk) -> Result<Vec<LayerReport>> {
+    moved
+        .volumes
+        .iter()
+        .map(|v| {
+            Ok(LayerReport {
+                format: v.format,
+                allocated_bytes: allocated(&v.path)?,
+            })
+        })
+        .collect()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / MIB as f64
+}
+
+/// What a file takes on disk.
+fn allocated(path: &Path) -> Result<u64> {
+    Ok(fs::metadata(path)
+        .with_context(|| format!("cannot inspect {}", path.display()))?
+        .blocks()
+        * 512)
+}

@@ -1,0 +1,336 @@
+//! What `ferry-bench move` reports, as JSON or as a table: the rows (each
+//! method's time, bytes, rate, the writer's throughput and pauses) and the
+//! details behind them, derived from what each phase measured.
+
+use ferry_api::engine::Job;
+use ferry_api::VolumeFormat;
+use ferry_host::Accel;
+use ferry_testkit::guest::WriterConfig;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::ferry_move::FerryResult;
+use super::mirror::MirrorResult;
+use super::reference::RefResult;
+use super::{mib, ms, IDLE};
+use crate::common::RefCopy;
+
+/// Everything the bench measured, printed as a table or as JSON.
+#[derive(Debug, Serialize)]
+pub(super) struct Report {
+    pub(super) accel: String,
+    pub(super) base_gib: u64,
+    /// The disk's virtual size.
+    pub(super) virtual_bytes: u64,
+    /// The chain as moved, base first.
+    pub(super) chain: Vec<LayerReport>,
+    pub(super) writer: WriterReport,
+    /// Whether the page cache was dropped before each copy (needs root).
+    pub(super) caches_dropped: bool,
+    pub(super) rows: Vec<Row>,
+    pub(super) ratio: Ratio,
+    pub(super) ferry: FerryDetail,
+    pub(super) mirror: MirrorDetail,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct LayerReport {
+    pub(super) format: VolumeFormat,
+    pub(super) allocated_bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct WriterReport {
+    pub(super) offset: u64,
+    pub(super) len: u64,
+    pub(super) block_size: u64,
+    /// 0: as fast as the disk acknowledges (`O_DIRECT` + `fdatasync`).
+    pub(super) rate: u64,
+}
+
+/// One line of the table.
+#[derive(Debug, Serialize)]
+pub(super) struct Row {
+    pub(super) method: String,
+    pub(super) seconds: f64,
+    pub(super) bytes: Option<u64>,
+    pub(super) mib_per_s: Option<f64>,
+    pub(super) writer_acks_per_s: Option<f64>,
+    /// The longest pause the writer saw at each switch of this method.
+    pub(super) pauses: Vec<Pause>,
+    /// The longest single write (or gap between writes) while copying.
+    pub(super) worst_write_during_copy_ms: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct Pause {
+    pub(super) switch: String,
+    pub(super) ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct Ratio {
+    pub(super) ferry_copy_mib_per_s: f64,
+    pub(super) fastest_reference: String,
+    pub(super) fastest_reference_mib_per_s: f64,
+    pub(super) ratio: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct FerryDetail {
+    pub(super) job: Uuid,
+    /// job.created → job.finished, by the engine's clock.
+    pub(super) total_seconds: f64,
+    /// The job's total: what the chain took on disk at prepare.
+    pub(super) bytes: u64,
+    /// The agent's clone tasks, each from the last poll that did not see it
+    /// to the first that saw it finished, summed (they run one after the
+    /// other: the early copy of the volumes under the leaf, then the leaf).
+    pub(super) copy_seconds: f64,
+    /// `createVolumeCrossSD` started → `cloneInternalVolumes` finished, by
+    /// the engine's step records: the copy plus the engine's own overhead
+    /// (its 300 ms task polling, the volume create and the snapshot).
+    pub(super) copy_window_seconds: f64,
+    pub(super) steps: Vec<StepReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct StepReport {
+    pub(super) name: String,
+    pub(super) seconds: Option<f64>,
+    /// The writer's acks bracketing the step (see `ferry_move::StepWatch`).
+    pub(super) first_seq: Option<u64>,
+    pub(super) last_seq: Option<u64>,
+    pub(super) max_stall_ms: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct MirrorDetail {
+    /// blockdev-mirror → the job ready (source and target in sync).
+    pub(super) ready_seconds: f64,
+    /// blockdev-mirror → pivoted and the job gone.
+    pub(super) total_seconds: f64,
+    /// The job's `total-progress` at ready: every byte it went over,
+    /// zeros included (it writes zero ranges as zeros).
+    pub(super) job_bytes: u64,
+    /// What the flat target holds on disk afterwards.
+    pub(super) target_allocated_bytes: u64,
+}
+
+/// What each phase of the bench measured, for [`report`].
+pub(super) struct ReportParts {
+    pub(super) accel: Accel,
+    pub(super) base_gib: u64,
+    pub(super) virtual_bytes: u64,
+    pub(super) chain: Vec<LayerReport>,
+    pub(super) writer: WriterConfig,
+    pub(super) dropped: bool,
+    pub(super) idle: f64,
+    pub(super) ferry: FerryResult,
+    pub(super) refs: Vec<RefResult>,
+    pub(super) mirror: MirrorResult,
+}
+
+/// The switches of a live move and the names the table gives them.
+const SWITCHES: [(&str, &str); 3] = [
+    ("blockMigrate", "snapshot"),
+    ("finalizeBlockMigrate", "reopen"),
+    ("merge", "commit pivot"),
+];
+
+/// The report: every row of the table, the ratio of Ferry's copy rate to
+/// the fastest reference, and the details of Ferry's move and the mirror.
+pub(super) fn report(p: ReportParts) -> Report {
+    let total_seconds = total_seconds(&p.ferry);
+    let bytes = p.ferry.job.total_bytes;
+    let ferry_rate = mib(bytes) / p.ferry.copy_seconds;
+    let mut rows = ferry_rows(&p, total_seconds, ferry_rate);
+    let (reference_rows, best) = reference_rows(&p.refs);
+    rows.extend(reference_rows);
+    rows.extend(mirror_rows(&p.mirror));
+    let (best_method, best_rate) = best.unwrap_or((RefCopy::Cp, f64::NAN));
+    Report {
+        accel: accel_name(p.accel),
+        base_gib: p.base_gib,
+        virtual_bytes: p.virtual_bytes,
+        chain: p.chain,
+        writer: WriterReport::of(&p.writer),
+        caches_dropped: p.dropped,
+        rows,
+        ratio: Ratio {
+            ferry_copy_mib_per_s: ferry_rate,
+            fastest_reference: best_method.label().into(),
+            fastest_reference_mib_per_s: best_rate,
+            ratio: ferry_rate / best_rate,
+        },
+        ferry: FerryDetail::of(p.ferry, total_seconds),
+        mirror: MirrorDetail::of(&p.mirror),
+    }
+}
+
+fn accel_name(accel: Accel) -> String {
+    match accel {
+        Accel::Kvm => "kvm".into(),
+        Accel::Tcg => "tcg".into(),
+    }
+}
+
+/// job.created → job.finished by the engine's clock; the host's time of
+/// the watch if the job has no end.
+fn total_seconds(f: &FerryResult) -> f64 {
+    f.job.finished.map_or(f.seconds_host, |end| {
+        end.saturating_sub(f.job.created) as f64 / 1000.0
+    })
+}
+
+/// The writer idle on the engine's VM, Ferry's whole move, and its copy
+/// alone.
+fn ferry_rows(p: &ReportParts, total_seconds: f64, ferry_rate: f64) -> Vec<Row> {
+    let f = &p.ferry;
+    let bytes = f.job.total_bytes;
+    vec![
+        Row::idle("writer idle (engine's VM)", p.idle),
+        Row {
+            bytes: Some(bytes),
+            mib_per_s: Some(mib(bytes) / total_seconds),
+            writer_acks_per_s: Some(f.acks_per_s),
+            pauses: switch_pauses(&f.steps),
+            worst_write_during_copy_ms: step_stall(&f.steps, "cloneInternalVolumes"),
+            ..Row::plain("ferry live move (whole job)", total_seconds)
+        },
+        Row {
+            bytes: Some(bytes),
+            mib_per_s: Some(ferry_rate),
+            ..Row::plain("  ferry copy + verify (agent clone tasks)", f.copy_seconds)
+        },
+    ]
+}
+
+/// The longest pause at each switch of the move that has one.
+fn switch_pauses(steps: &[StepReport]) -> Vec<Pause> {
+    SWITCHES
+        .iter()
+        .filter_map(|(name, label)| {
+            Some(Pause {
+                switch: (*label).to_string(),
+                ms: step_stall(steps, name)?,
+            })
+        })
+        .collect()
+}
+
+/// The longest pause the writer saw during step `name`.
+fn step_stall(steps: &[StepReport], name: &str) -> Option<f64> {
+    steps
+        .iter()
+        .find(|s| s.name == name)
+        .and_then(|s| s.max_stall_ms)
+}
+
+/// One row per reference copy, and the fastest of them (the first one on
+/// a tie).
+fn reference_rows(refs: &[RefResult]) -> (Vec<Row>, Option<(RefCopy, f64)>) {
+    let mut rows = Vec::new();
+    let mut best: Option<(RefCopy, f64)> = None;
+    for (method, secs, b) in refs {
+        let rate = mib(*b) / secs;
+        if best.is_none_or(|(_, r)| rate > r) {
+            best = Some((*method, rate));
+        }
+        rows.push(Row {
+            bytes: Some(*b),
+            mib_per_s: Some(rate),
+            ..Row::plain(method.label(), *secs)
+        });
+    }
+    (rows, best)
+}
+
+/// The writer idle on the mirror's VM, and the mirror.
+fn mirror_rows(m: &MirrorResult) -> [Row; 2] {
+    [
+        Row::idle("writer idle (mirror's VM)", m.idle),
+        Row {
+            bytes: Some(m.job_bytes),
+            mib_per_s: Some(mib(m.job_bytes) / m.seconds),
+            writer_acks_per_s: Some(m.acks_per_s),
+            pauses: vec![Pause {
+                switch: "pivot".into(),
+                ms: ms(m.pivot_stall),
+            }],
+            worst_write_during_copy_ms: Some(ms(m.copy_stall)),
+            ..Row::plain(
+                "proxmox way: blockdev-mirror full write-blocking",
+                m.seconds,
+            )
+        },
+    ]
+}
+
+impl Row {
+    /// A row with only a method and its time.
+    fn plain(method: &str, seconds: f64) -> Row {
+        Row {
+            method: method.into(),
+            seconds,
+            bytes: None,
+            mib_per_s: None,
+            writer_acks_per_s: None,
+            pauses: Vec::new(),
+            worst_write_during_copy_ms: None,
+        }
+    }
+
+    /// The writer's rate over [`IDLE`] with nothing else going on.
+    fn idle(method: &str, acks_per_s: f64) -> Row {
+        Row {
+            writer_acks_per_s: Some(acks_per_s),
+            ..Row::plain(method, IDLE.as_secs_f64())
+        }
+    }
+}
+
+impl WriterReport {
+    fn of(w: &WriterConfig) -> WriterReport {
+        WriterReport {
+            offset: w.offset,
+            len: w.len,
+            block_size: w.bs,
+            rate: w.rate,
+        }
+    }
+}
+
+impl FerryDetail {
+    fn of(f: FerryResult, total_seconds: f64) -> FerryDetail {
+        FerryDetail {
+            job: f.job.id,
+            total_seconds,
+            bytes: f.job.total_bytes,
+            copy_seconds: f.copy_seconds,
+            copy_window_seconds: copy_window_seconds(&f.job),
+            steps: f.steps,
+        }
+    }
+}
+
+/// `createVolumeCrossSD` started → `cloneInternalVolumes` finished, by the
+/// engine's step records.
+fn copy_window_seconds(job: &Job) -> f64 {
+    let step = |name: &str| job.steps.iter().find(|s| s.name.name() == name);
+    step("createVolumeCrossSD")
+        .and_then(|s| s.started)
+        .zip(step("cloneInternalVolumes").and_then(|s| s.finished))
+        .map_or(0.0, |(a, b)| b.saturating_sub(a) as f64 / 1000.0)
+}
+
+impl MirrorDetail {
+    fn of(m: &MirrorResult) -> MirrorDetail {
+        MirrorDetail {
+            ready_seconds: m.ready_seconds,
+            total_seconds: m.seconds,
+            job_bytes: m.job_bytes,
+            target_allocated_bytes: m.target_allocated,
+        }
+    }
+}
