@@ -9,10 +9,10 @@ use ferry_api::agent::TaskStatus;
 use ferry_api::engine::{Job, JobState, MoveRequest, StepState};
 use ferry_engine::EngineClient;
 use ferry_testkit::guest::{max_stall, SerialLog};
+use serde::Serialize;
 use uuid::Uuid;
 
 use super::guest::{last_seq, wait_seq};
-use super::report::StepReport;
 use super::services::Services;
 use super::{ms, AFTER_ACKS, DISK, MOVE_LIMIT, POLL};
 
@@ -241,4 +241,16 @@ impl Watch {
             })
             .collect()
     }
+}
+
+/// One step of the move as the report shows it: its time and the
+/// longest pause the guest's writer saw in it.
+#[derive(Debug, Serialize)]
+pub(super) struct StepReport {
+    pub(super) name: String,
+    pub(super) seconds: Option<f64>,
+    /// The writer's acks bracketing the step (see `StepWatch`).
+    pub(super) first_seq: Option<u64>,
+    pub(super) last_seq: Option<u64>,
+    pub(super) max_stall_ms: Option<f64>,
 }

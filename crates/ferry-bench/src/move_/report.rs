@@ -9,7 +9,7 @@ use ferry_testkit::guest::WriterConfig;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::ferry_move::FerryResult;
+use super::ferry_move::{FerryResult, StepReport};
 use super::mirror::MirrorResult;
 use super::reference::RefResult;
 use super::{mib, ms, IDLE};
@@ -92,16 +92,6 @@ pub(super) struct FerryDetail {
     /// (its 300 ms task polling, the volume create and the snapshot).
     pub(super) copy_window_seconds: f64,
     pub(super) steps: Vec<StepReport>,
-}
-
-#[derive(Debug, Serialize)]
-pub(super) struct StepReport {
-    pub(super) name: String,
-    pub(super) seconds: Option<f64>,
-    /// The writer's acks bracketing the step (see `ferry_move::StepWatch`).
-    pub(super) first_seq: Option<u64>,
-    pub(super) last_seq: Option<u64>,
-    pub(super) max_stall_ms: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]

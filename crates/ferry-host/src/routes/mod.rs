@@ -2,14 +2,15 @@
 //! its routes; this module merges them, adds authentication and answers
 //! unknown paths with the same JSON errors as everything else.
 //!
-//! The HSM half's routes (VMs, blockMigrate, finalizeBlockMigrate) live in
-//! `vms::routes`; task verbs of both roles get routes from the registry.
+//! The HSM half's routes (VMs, blockMigrate, finalizeBlockMigrate) are in
+//! `vms`; task verbs of both roles get routes from the registry.
 
 mod domains;
 pub(crate) mod extract;
 mod health;
 mod spm;
 mod tasks;
+mod vms;
 mod volumes;
 
 use std::sync::Arc;
@@ -33,7 +34,7 @@ pub(crate) fn router(agent: Arc<AgentState>) -> Router {
         .merge(domains::routes())
         .merge(spm::routes())
         .merge(volumes::routes())
-        .merge(crate::vms::routes::routes())
+        .merge(vms::routes())
         .merge(tasks::routes(agent.tasks().verbs()));
     bearer(agent.token())
         .protect(with_fallbacks(routes, HINTS))

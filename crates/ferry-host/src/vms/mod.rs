@@ -8,7 +8,6 @@
 
 mod chain;
 mod manager;
-pub(crate) mod routes;
 
 pub(crate) use chain::{device_id, layer_of};
 pub(crate) use manager::VmEntry;
