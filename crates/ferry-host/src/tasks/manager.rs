@@ -393,7 +393,7 @@ async fn supervise(agent: Arc<AgentState>, task: Arc<Task>, entry: VerbEntry, st
         (Err(_), Some(StopReason::Cancel)) => Ending {
             state: TaskState::Cancelled,
             error: None,
-            error_kind: Some(ErrorKind::Cancelled),
+            error_kind: None,
             finished: Some(now_epoch()),
         },
         (Err(e), None) => Ending {
