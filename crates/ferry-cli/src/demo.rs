@@ -31,6 +31,9 @@ pub struct DemoArgs {
     size_gib: u64,
 }
 
+/// Runs the demo. Every step prints what it did, and the copy is checked
+/// once more with `qemu-img compare`, apart from the copy's own checks,
+/// so the demo shows the result rather than asserting it.
 pub fn run(args: &DemoArgs) -> Result<()> {
     let root = prepare_dir(&args.data_dir)?;
     println!("== Ferry storage demo in {}", root.display());
@@ -40,9 +43,33 @@ pub fn run(args: &DemoArgs) -> Result<()> {
 
     let image = Uuid::new_v4();
     let size = args.size_gib.max(1) << 30;
+    make_chain(&d1, image, size)?;
+    let domains = DomainSet::new([d1.clone(), d2.clone()]);
+    let chain = Chain::of_image(&domains, &d1, image)?;
+    println!(
+        "\ndisk demo-disk (image {image}, {} virtual) on domain1: base(raw) <- snap1(qcow2) <- snap2(qcow2)",
+        indicatif::HumanBytes(size)
+    );
+    print_chain(&chain);
+
+    copy(&domains, &chain, &d2, size)?;
+    let copied = Chain::of_image(&domains, &d2, image)?;
+    println!("\ndisk demo-disk on domain2:");
+    print_chain(&copied);
+
+    compare_layers(&chain, &copied)?;
+    println!("\ndemo finished: demo-disk's whole chain is on domain2, byte for byte as the guest sees it.");
+    Ok(())
+}
+
+/// Makes demo-disk's three layers on `domain`, each written through its
+/// chain as a guest would. The writes are the cases a careless copy gets
+/// wrong: data over the parent's, zeroes over the parent's data, a
+/// discard.
+fn make_chain(domain: &StorageDomain, image: Uuid, size: u64) -> Result<()> {
     let mut spec = VolumeSpec::base(image, VolumeFormat::Raw, size);
     spec.description = "demo-disk base".into();
-    let base = d1.create_volume(&spec)?;
+    let base = domain.create_volume(&spec)?;
     write(
         &base,
         &[
@@ -51,7 +78,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             "write -P 0xa3 1G 16M",
         ],
     )?;
-    let snap1 = d1.create_volume(&VolumeSpec::child_of(&base))?;
+    let snap1 = domain.create_volume(&VolumeSpec::child_of(&base))?;
     // Zero writes over base data: a naive copy that drops them lets 0xa1 show through.
     write(
         &snap1,
@@ -61,19 +88,18 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             "write -P 0xb2 520M 4M",
         ],
     )?;
-    let snap2 = d1.create_volume(&VolumeSpec::child_of(&snap1))?;
+    let snap2 = domain.create_volume(&VolumeSpec::child_of(&snap1))?;
     write(
         &snap2,
         &["write -P 0xc1 16M 8M", "write -z 0 1M", "discard 8M 64k"],
     )?;
-    let domains = DomainSet::new([d1.clone(), d2.clone()]);
-    let chain = Chain::of_image(&domains, &d1, image)?;
-    println!(
-        "\ndisk demo-disk (image {image}, {} virtual) on domain1: base(raw) <- snap1(qcow2) <- snap2(qcow2)",
-        indicatif::HumanBytes(size)
-    );
-    print_chain(&chain);
+    Ok(())
+}
 
+/// Copies the whole chain to `dst` with a progress bar, and says how much
+/// was copied against how much is virtual: the gap is what a layer-exact
+/// copy saves.
+fn copy(domains: &DomainSet, chain: &Chain, dst: &StorageDomain, size: u64) -> Result<()> {
     println!("\ncopying every layer of demo-disk to domain2, layer-exact ...");
     let pb = progress::bar("copying", false);
     let report = |p| progress::update(&pb, p);
@@ -82,7 +108,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         ..CopyControl::default()
     };
     let started = Instant::now();
-    let outcomes = copy_chain(&domains, &chain, &d2, &ctl)?;
+    let outcomes = copy_chain(domains, chain, dst, &ctl)?;
     let secs = started.elapsed().as_secs_f64();
     pb.finish_and_clear();
     let bytes: u64 = outcomes.iter().map(|o| o.bytes_copied).sum();
@@ -91,11 +117,13 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         indicatif::HumanBytes(bytes),
         indicatif::HumanBytes(size * 3)
     );
+    Ok(())
+}
 
-    let copied = Chain::of_image(&domains, &d2, image)?;
-    println!("\ndisk demo-disk on domain2:");
-    print_chain(&copied);
-
+/// Compares each copied layer with its source, each read through its own
+/// chain, so a layer that is wrong shows even where a layer above hides
+/// it.
+fn compare_layers(chain: &Chain, copied: &Chain) -> Result<()> {
     println!("\nindependent check with `qemu-img compare`, every layer through its own chain:");
     for (src, dst) in chain.volumes().zip(copied.volumes()) {
         let same = compare(&src.path(), &dst.path())?;
@@ -108,7 +136,6 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             bail!("layer {} differs after the copy", src.id());
         }
     }
-    println!("\ndemo finished: demo-disk's whole chain is on domain2, byte for byte as the guest sees it.");
     Ok(())
 }
 

@@ -57,6 +57,8 @@ pub enum DiskCommand {
     },
 }
 
+/// One arm per subcommand; the longer ones are functions of their own, so
+/// the match reads as the list of commands.
 pub(super) async fn run(c: EngineClient, cmd: DiskCommand, as_json: bool) -> Result<()> {
     match cmd {
         DiskCommand::Create {
@@ -80,35 +82,7 @@ pub(super) async fn run(c: EngineClient, cmd: DiskCommand, as_json: bool) -> Res
             }
             println!("created disk {} ({}), {}", d.name, d.id, bytes(d.size));
         }
-        DiskCommand::List => {
-            let list = c.disks().await?;
-            if as_json {
-                return json(&list);
-            }
-            let domains = c.domains().await?;
-            let name_of = |id: uuid::Uuid| {
-                domains
-                    .iter()
-                    .find(|d| d.id == id)
-                    .map_or_else(|| short(&id), |d| d.name.clone())
-            };
-            let rows = list
-                .iter()
-                .map(|d| {
-                    vec![
-                        d.name.clone(),
-                        d.id.to_string(),
-                        bytes(d.size),
-                        name_of(d.domain),
-                        d.volumes.len().to_string(),
-                        d.locked_by
-                            .map(|j| format!("moving (job {})", short(&j)))
-                            .unwrap_or_default(),
-                    ]
-                })
-                .collect::<Vec<_>>();
-            table(&["NAME", "ID", "SIZE", "DOMAIN", "VOLUMES", "STATE"], &rows);
-        }
+        DiskCommand::List => list(&c, as_json).await?,
         DiskCommand::Show { disk } => {
             let d = c.disk(&disk).await?;
             if as_json {
@@ -141,6 +115,39 @@ pub(super) async fn run(c: EngineClient, cmd: DiskCommand, as_json: bool) -> Res
             started_job(&c, job, wait, as_json).await?;
         }
     }
+    Ok(())
+}
+
+/// `ferry disk list`: domains by name rather than UUID, since that is how
+/// they are given on the command line, and a disk a job holds says so.
+async fn list(c: &EngineClient, as_json: bool) -> Result<()> {
+    let list = c.disks().await?;
+    if as_json {
+        return json(&list);
+    }
+    let domains = c.domains().await?;
+    let name_of = |id: uuid::Uuid| {
+        domains
+            .iter()
+            .find(|d| d.id == id)
+            .map_or_else(|| short(&id), |d| d.name.clone())
+    };
+    let rows = list
+        .iter()
+        .map(|d| {
+            vec![
+                d.name.clone(),
+                d.id.to_string(),
+                bytes(d.size),
+                name_of(d.domain),
+                d.volumes.len().to_string(),
+                d.locked_by
+                    .map(|j| format!("moving (job {})", short(&j)))
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect::<Vec<_>>();
+    table(&["NAME", "ID", "SIZE", "DOMAIN", "VOLUMES", "STATE"], &rows);
     Ok(())
 }
 

@@ -100,6 +100,8 @@ async fn print_vm(c: &EngineClient, vm: &Vm, as_json: bool) -> Result<()> {
     Ok(())
 }
 
+/// One arm per subcommand; the longer ones are functions of their own, so
+/// the match reads as the list of commands.
 pub(super) async fn run(c: EngineClient, cmd: VmCommand, as_json: bool) -> Result<()> {
     match cmd {
         VmCommand::Create {
@@ -111,14 +113,7 @@ pub(super) async fn run(c: EngineClient, cmd: VmCommand, as_json: bool) -> Resul
             initrd,
             append,
         } => {
-            let boot = match (kernel, initrd) {
-                (Some(kernel), Some(initrd)) => Some(DirectBoot {
-                    kernel: std::path::absolute(kernel)?,
-                    initrd: std::path::absolute(initrd)?,
-                    append,
-                }),
-                _ => None,
-            };
+            let boot = direct_boot(kernel, initrd, append)?;
             let vm = c
                 .create_vm(&CreateVm {
                     name,
@@ -146,29 +141,7 @@ pub(super) async fn run(c: EngineClient, cmd: VmCommand, as_json: bool) -> Resul
             let vm = c.vm(&vm).await?;
             print_vm(&c, &vm, as_json).await?;
         }
-        VmCommand::List => {
-            let list = c.vms().await?;
-            if as_json {
-                return json(&list);
-            }
-            let hosts = c.hosts().await?;
-            let rows = list
-                .iter()
-                .map(|v| {
-                    vec![
-                        v.name.clone(),
-                        v.id.to_string(),
-                        state(v.state).to_string(),
-                        hosts
-                            .iter()
-                            .find(|h| h.id == v.host)
-                            .map_or_else(|| short(&v.host), |h| h.name.clone()),
-                        v.disks.len().to_string(),
-                    ]
-                })
-                .collect::<Vec<_>>();
-            table(&["NAME", "ID", "STATE", "HOST", "DISKS"], &rows);
-        }
+        VmCommand::List => list(&c, as_json).await?,
         VmCommand::Move {
             vm,
             to,
@@ -187,5 +160,49 @@ pub(super) async fn run(c: EngineClient, cmd: VmCommand, as_json: bool) -> Resul
             started_job(&c, job, wait, as_json).await?;
         }
     }
+    Ok(())
+}
+
+/// The kernel and initrd are made absolute here, since the engine and the
+/// VM's host resolve paths from their own directories, not the caller's.
+fn direct_boot(
+    kernel: Option<PathBuf>,
+    initrd: Option<PathBuf>,
+    append: String,
+) -> Result<Option<DirectBoot>> {
+    Ok(match (kernel, initrd) {
+        (Some(kernel), Some(initrd)) => Some(DirectBoot {
+            kernel: std::path::absolute(kernel)?,
+            initrd: std::path::absolute(initrd)?,
+            append,
+        }),
+        _ => None,
+    })
+}
+
+/// `ferry vm list`: hosts by name rather than UUID, since that is how
+/// they are given on the command line.
+async fn list(c: &EngineClient, as_json: bool) -> Result<()> {
+    let list = c.vms().await?;
+    if as_json {
+        return json(&list);
+    }
+    let hosts = c.hosts().await?;
+    let rows = list
+        .iter()
+        .map(|v| {
+            vec![
+                v.name.clone(),
+                v.id.to_string(),
+                state(v.state).to_string(),
+                hosts
+                    .iter()
+                    .find(|h| h.id == v.host)
+                    .map_or_else(|| short(&v.host), |h| h.name.clone()),
+                v.disks.len().to_string(),
+            ]
+        })
+        .collect::<Vec<_>>();
+    table(&["NAME", "ID", "STATE", "HOST", "DISKS"], &rows);
     Ok(())
 }

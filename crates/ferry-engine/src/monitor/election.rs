@@ -28,56 +28,14 @@ pub(crate) async fn reconcile(engine: &Engine, checks: &[HostCheck]) -> Result<(
         .iter()
         .find(|c| matches!(&c.answer, Ok((health, _)) if health.spm));
     if let Some(c) = holder {
-        if !c.host.spm {
-            engine.db().set_spm(Some(c.host.id)).await?;
-            engine
-                .events()
-                .record(
-                    "host",
-                    format!(
-                        "host {} is SPM (its agent holds the lease on master domain {})",
-                        c.host.name, master.name
-                    ),
-                    Some(c.host.id),
-                )
-                .await;
-        }
+        record_holder(engine, &master, &c.host).await?;
         return Ok(());
     }
     if let Some(c) = checks.iter().find(|c| c.host.spm && c.is_up()) {
         // Recorded as SPM, up, but its agent says it is not: an agent
         // restart loses the role. Give it back if the lease is free.
-        let client = engine.agents().client_for(&c.host);
-        match client.acquire_spm(master.id).await {
-            Ok(s) if s.spm => {
-                engine
-                    .events()
-                    .record(
-                        "host",
-                        format!(
-                            "host {} took the SPM role again (its agent had lost it)",
-                            c.host.name
-                        ),
-                        Some(c.host.id),
-                    )
-                    .await;
-                return Ok(());
-            }
-            answer => {
-                let why = match answer {
-                    Err(e) => e.message(),
-                    Ok(_) => "its agent did not take the role".to_string(),
-                };
-                engine.db().set_spm(None).await?;
-                engine
-                    .events()
-                    .record(
-                        "host",
-                        format!("host {} is no longer SPM: {why}", c.host.name),
-                        Some(c.host.id),
-                    )
-                    .await;
-            }
+        if retake(engine, &master, &c.host).await? {
+            return Ok(());
         }
     }
     let candidates = checks
@@ -86,6 +44,66 @@ pub(crate) async fn reconcile(engine: &Engine, checks: &[HostCheck]) -> Result<(
         .map(|c| c.host.clone())
         .collect();
     elect(engine, &master, candidates).await.map(|_| ())
+}
+
+/// An agent that holds the lease is the SPM whatever the database says:
+/// the lease, not the record, is what keeps two SPMs apart.
+async fn record_holder(engine: &Engine, master: &DomainRow, host: &HostRow) -> Result<()> {
+    if host.spm {
+        return Ok(());
+    }
+    engine.db().set_spm(Some(host.id)).await?;
+    engine
+        .events()
+        .record(
+            "host",
+            format!(
+                "host {} is SPM (its agent holds the lease on master domain {})",
+                host.name, master.name
+            ),
+            Some(host.id),
+        )
+        .await;
+    Ok(())
+}
+
+/// Asks the recorded SPM to take the role again, so a restarted agent
+/// keeps it rather than the role moving for nothing. True if it did;
+/// otherwise it is no longer recorded as SPM and an election follows.
+async fn retake(engine: &Engine, master: &DomainRow, host: &HostRow) -> Result<bool> {
+    let client = engine.agents().client_for(host);
+    match client.acquire_spm(master.id).await {
+        Ok(s) if s.spm => {
+            engine
+                .events()
+                .record(
+                    "host",
+                    format!(
+                        "host {} took the SPM role again (its agent had lost it)",
+                        host.name
+                    ),
+                    Some(host.id),
+                )
+                .await;
+            Ok(true)
+        }
+        answer => {
+            let why = match answer {
+                Err(e) => e.message(),
+                Ok(_) => "its agent did not take the role".to_string(),
+            };
+            engine.db().set_spm(None).await?;
+            engine
+                .events()
+                .record(
+                    "host",
+                    format!("host {} is no longer SPM: {why}", host.name),
+                    Some(host.id),
+                )
+                .await;
+            Ok(false)
+        }
+    }
 }
 
 /// Makes sure a host is SPM if one can be: after the first domain is

@@ -1,7 +1,7 @@
 //! Disks: create one (a base volume made by the SPM), list them, show one,
 //! and start a move.
 
-use ferry_api::agent::{CreateVolume, DeleteImage};
+use ferry_api::agent::{CreateVolume, DeleteImage, VolumeInfo};
 use ferry_api::engine::{CreateDisk, Disk, Job, JobKind, MoveRequest};
 use ferry_api::Allocation;
 use uuid::Uuid;
@@ -18,13 +18,7 @@ use crate::refresh::volume_from_info;
 /// preallocated disk that does not fit in the domain's free space is
 /// refused (507) before anything is made.
 pub async fn create_disk(engine: &Engine, req: CreateDisk) -> Result<Disk> {
-    validate_name("disk", &req.name)?;
-    if req.size == 0 {
-        return Err(Error::BadRequest(
-            "a disk's size must be more than 0 bytes".into(),
-        ));
-    }
-    crate::db::codec::to_i64(req.size, "the disk's size")?;
+    check_request(&req)?;
     let domain = resolve_domain(engine, &req.domain).await?;
     let row = {
         let _inventory = engine.inventory_lock().await;
@@ -36,31 +30,11 @@ pub async fn create_disk(engine: &Engine, req: CreateDisk) -> Result<Disk> {
         }
         let (spm, client) = engine.agents().spm_host().await?;
         if req.preallocated {
-            let free = current_free(engine, &client, &domain).await;
-            if req.size > free {
-                return Err(Error::NoSpace(format!(
-                    "disk {} needs {} bytes preallocated, but storage domain {} has only {free} bytes free; choose another domain, a smaller size, or a sparse disk",
-                    req.name, req.size, domain.name
-                )));
-            }
+            check_fits(engine, &client, &domain, &req).await?;
         }
         let id = Uuid::new_v4();
         let base = client
-            .create_volume(&CreateVolume {
-                domain: domain.id,
-                image: id,
-                volume: Uuid::new_v4(),
-                format: req.format,
-                size: Some(req.size),
-                allocation: if req.preallocated {
-                    Allocation::Preallocated
-                } else {
-                    Allocation::Sparse
-                },
-                parent: None,
-                parent_image: None,
-                description: format!("ferry disk {}", req.name),
-            })
+            .create_volume(&base_volume(&req, domain.id, id))
             .await
             .map_err(Error::agent(&spm.name))?;
         let row = DiskRow {
@@ -71,51 +45,119 @@ pub async fn create_disk(engine: &Engine, req: CreateDisk) -> Result<Disk> {
             locked_by: None,
             created: now_ms(),
         };
-        // The SPM's answer is the new disk's whole chain.
-        let recorded = match engine.db().insert_disk(&row).await {
-            Ok(()) => {
-                engine
-                    .db()
-                    .replace_volumes(id, &[volume_from_info(&base)])
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        if let Err(e) = recorded {
-            // Unrecorded storage would be invisible: remove it.
-            let undo = client
-                .delete_image(&DeleteImage {
-                    domain: domain.id,
-                    image: id,
-                })
-                .await;
-            if let Err(u) = undo {
-                tracing::warn!("cannot remove the unrecorded image {id}: {}", u.message());
-            }
-            return Err(e);
-        }
+        record_disk(engine, &client, &row, &base).await?;
         engine
             .events()
-            .record(
-                "disk",
-                format!(
-                    "disk {} created on storage domain {} ({} bytes, {}{})",
-                    row.name,
-                    domain.name,
-                    row.size,
-                    req.format,
-                    if req.preallocated {
-                        ", preallocated"
-                    } else {
-                        ""
-                    }
-                ),
-                Some(row.id),
-            )
+            .record("disk", created_event(&row, &domain, &req), Some(row.id))
             .await;
         row
     };
     disk_view(engine, &row).await
+}
+
+/// The checks that need nothing but the request come first, before the
+/// inventory lock is taken or any agent asked: a bad request changes
+/// nothing and waits for nobody.
+fn check_request(req: &CreateDisk) -> Result<()> {
+    validate_name("disk", &req.name)?;
+    if req.size == 0 {
+        return Err(Error::BadRequest(
+            "a disk's size must be more than 0 bytes".into(),
+        ));
+    }
+    crate::db::codec::to_i64(req.size, "the disk's size")?;
+    Ok(())
+}
+
+/// A preallocated disk takes its whole size at once, so one that cannot
+/// fit is refused (507) with what would fit, rather than left to fail half
+/// allocated on the SPM.
+async fn check_fits(
+    engine: &Engine,
+    client: &ferry_agent_client::AgentClient,
+    domain: &DomainRow,
+    req: &CreateDisk,
+) -> Result<()> {
+    let free = current_free(engine, client, domain).await;
+    if req.size > free {
+        return Err(Error::NoSpace(format!(
+            "disk {} needs {} bytes preallocated, but storage domain {} has only {free} bytes free; choose another domain, a smaller size, or a sparse disk",
+            req.name, req.size, domain.name
+        )));
+    }
+    Ok(())
+}
+
+/// What the SPM is asked for: the base of a new image, named after the
+/// disk so a domain's volumes can be told apart by hand.
+fn base_volume(req: &CreateDisk, domain: Uuid, image: Uuid) -> CreateVolume {
+    CreateVolume {
+        domain,
+        image,
+        volume: Uuid::new_v4(),
+        format: req.format,
+        size: Some(req.size),
+        allocation: if req.preallocated {
+            Allocation::Preallocated
+        } else {
+            Allocation::Sparse
+        },
+        parent: None,
+        parent_image: None,
+        description: format!("ferry disk {}", req.name),
+    }
+}
+
+/// Records the new disk with its chain; if the inventory cannot take it,
+/// the SPM's image goes again, so a failed create leaves nothing behind.
+async fn record_disk(
+    engine: &Engine,
+    client: &ferry_agent_client::AgentClient,
+    row: &DiskRow,
+    base: &VolumeInfo,
+) -> Result<()> {
+    // The SPM's answer is the new disk's whole chain.
+    let recorded = match engine.db().insert_disk(row).await {
+        Ok(()) => {
+            engine
+                .db()
+                .replace_volumes(row.id, &[volume_from_info(base)])
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = recorded {
+        // Unrecorded storage would be invisible: remove it.
+        let undo = client
+            .delete_image(&DeleteImage {
+                domain: row.domain,
+                image: row.id,
+            })
+            .await;
+        if let Err(u) = undo {
+            let id = row.id;
+            tracing::warn!("cannot remove the unrecorded image {id}: {}", u.message());
+        }
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// The event log's sentence for a new disk: it names the domain and the
+/// allocation, since those decide where and whether the disk can move.
+fn created_event(row: &DiskRow, domain: &DomainRow, req: &CreateDisk) -> String {
+    format!(
+        "disk {} created on storage domain {} ({} bytes, {}{})",
+        row.name,
+        domain.name,
+        row.size,
+        req.format,
+        if req.preallocated {
+            ", preallocated"
+        } else {
+            ""
+        }
+    )
 }
 
 /// The domain's free space as the SPM sees it now (the stored figure is up

@@ -8,7 +8,7 @@ use ferry_api::engine::{CreateDomain, Domain, HostStatus};
 use uuid::Uuid;
 
 use crate::db::codec::now_ms;
-use crate::db::DomainRow;
+use crate::db::{DomainRow, HostRow};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::monitor::election;
@@ -34,53 +34,15 @@ pub async fn create_domain(engine: &Engine, req: CreateDomain) -> Result<Domain>
                 req.name
             )));
         }
-        let up: Vec<_> = db
-            .hosts()
-            .await?
-            .into_iter()
-            .filter(|h| h.status == HostStatus::Up)
-            .collect();
-        if up.is_empty() {
-            return Err(Error::Unavailable(
-                "no host is up to create the storage domain on; add a host first (ferry host add)"
-                    .into(),
-            ));
-        }
+        let up = hosts_up(engine).await?;
         let id = Uuid::new_v4();
         let first = db.master_domain().await?.is_none();
         let (made_by, info) = if first {
             bootstrap(engine, &req, id).await?
         } else {
-            let (spm, client) = engine.agents().spm_host().await?;
-            let info = client
-                .create_domain(&AgentCreateDomain {
-                    path: req.path.clone(),
-                    name: req.name.clone(),
-                    uuid: id,
-                })
-                .await
-                .map_err(Error::agent(&spm.name))?;
-            (spm.id, info)
+            by_spm(engine, &req, id).await?
         };
-        for h in up.iter().filter(|h| h.id != made_by) {
-            let client = engine.agents().client_for(h);
-            if let Err(e) = client.connect_domain(&info.path).await {
-                engine
-                    .events()
-                    .record(
-                        "host",
-                        format!(
-                            "host {} cannot use the new storage domain {} at {}: {}",
-                            h.name,
-                            req.name,
-                            info.path.display(),
-                            e.message()
-                        ),
-                        Some(h.id),
-                    )
-                    .await;
-            }
-        }
+        connect_on_others(engine, &req.name, &info, &up, made_by).await;
         let row = DomainRow {
             id,
             name: req.name.clone(),
@@ -91,18 +53,9 @@ pub async fn create_domain(engine: &Engine, req: CreateDomain) -> Result<Domain>
             created: now_ms(),
         };
         db.insert_domain(&row).await?;
-        let role = if first { " (master)" } else { "" };
         engine
             .events()
-            .record(
-                "domain",
-                format!(
-                    "storage domain {}{role} created at {}",
-                    row.name,
-                    row.path.display()
-                ),
-                Some(row.id),
-            )
+            .record("domain", created_event(&row), Some(row.id))
             .await;
         (row, first)
     };
@@ -114,20 +67,98 @@ pub async fn create_domain(engine: &Engine, req: CreateDomain) -> Result<Domain>
     domain_view(engine, &row).await
 }
 
+/// The hosts that will use the new domain. A domain no host can reach is
+/// of no use, so with none up nothing is made.
+async fn hosts_up(engine: &Engine) -> Result<Vec<HostRow>> {
+    let up: Vec<_> = engine
+        .db()
+        .hosts()
+        .await?
+        .into_iter()
+        .filter(|h| h.status == HostStatus::Up)
+        .collect();
+    if up.is_empty() {
+        return Err(Error::Unavailable(
+            "no host is up to create the storage domain on; add a host first (ferry host add)"
+                .into(),
+        ));
+    }
+    Ok(up)
+}
+
+/// Creates any domain but the first: only the SPM may write storage
+/// metadata once there is one.
+async fn by_spm(engine: &Engine, req: &CreateDomain, id: Uuid) -> Result<(Uuid, DomainInfo)> {
+    let (spm, client) = engine.agents().spm_host().await?;
+    let info = client
+        .create_domain(&agent_request(req, id))
+        .await
+        .map_err(Error::agent(&spm.name))?;
+    Ok((spm.id, info))
+}
+
 /// Creates the first (master) domain: no host can be SPM before a domain
 /// exists, so the first host that is up creates it as a bootstrap (an
 /// agent with no domain at all accepts that without the SPM role).
 async fn bootstrap(engine: &Engine, req: &CreateDomain, id: Uuid) -> Result<(Uuid, DomainInfo)> {
     let (host, client) = engine.agents().first_up().await?;
     let info = client
-        .create_domain(&AgentCreateDomain {
-            path: req.path.clone(),
-            name: req.name.clone(),
-            uuid: id,
-        })
+        .create_domain(&agent_request(req, id))
         .await
         .map_err(Error::agent(&host.name))?;
     Ok((host.id, info))
+}
+
+/// The engine picks the domain's UUID, so it is the same in the inventory
+/// and in the domain's own metadata whichever host makes it.
+fn agent_request(req: &CreateDomain, id: Uuid) -> AgentCreateDomain {
+    AgentCreateDomain {
+        path: req.path.clone(),
+        name: req.name.clone(),
+        uuid: id,
+    }
+}
+
+/// Connects the new domain on every other host that is up. A host that
+/// cannot is an event, not a failure: the domain is already made, and
+/// the hosts that reach it can use it.
+async fn connect_on_others(
+    engine: &Engine,
+    name: &str,
+    info: &DomainInfo,
+    up: &[HostRow],
+    made_by: Uuid,
+) {
+    for h in up.iter().filter(|h| h.id != made_by) {
+        let client = engine.agents().client_for(h);
+        if let Err(e) = client.connect_domain(&info.path).await {
+            engine
+                .events()
+                .record(
+                    "host",
+                    format!(
+                        "host {} cannot use the new storage domain {} at {}: {}",
+                        h.name,
+                        name,
+                        info.path.display(),
+                        e.message()
+                    ),
+                    Some(h.id),
+                )
+                .await;
+        }
+    }
+}
+
+/// The event log's sentence for a new domain: it says which one is the
+/// master, since the SPM lease lives there.
+fn created_event(row: &DomainRow) -> String {
+    let role = if row.master { " (master)" } else { "" };
+    format!(
+        "storage domain {}{role} created at {}",
+        row.name,
+        row.path.display()
+    )
 }
 
 /// An absolute path without `..`, as the agents require.

@@ -11,7 +11,7 @@ use ferry_api::ErrorKind;
 use uuid::Uuid;
 
 use crate::db::codec::now_ms;
-use crate::db::{HostRow, VmRow};
+use crate::db::{DiskRow, HostRow, VmRow};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::flow::{self, MoveSpec};
@@ -27,19 +27,7 @@ const STOP_GRACE_SECS: u64 = 30;
 /// it on its host (default: the first host that is up) and records it,
 /// stopped.
 pub async fn create_vm(engine: &Engine, req: CreateVm) -> Result<Vm> {
-    validate_vm_name(&req.name)?;
-    if req.disks.is_empty() {
-        return Err(Error::BadRequest(
-            "a VM needs at least one disk: list them in 'disks'".into(),
-        ));
-    }
-    let memory_mib = req.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB);
-    if memory_mib < 16 {
-        return Err(Error::BadRequest(format!(
-            "{memory_mib} MiB is too little memory for a VM; give at least 16"
-        )));
-    }
-    crate::db::codec::to_i64(memory_mib, "memory_mib")?;
+    let memory_mib = check_request(&req)?;
     let _inventory = engine.inventory_lock().await;
     if engine.db().vm_by_name_or_id(&req.name).await?.is_some() {
         return Err(Error::Conflict(format!(
@@ -47,37 +35,8 @@ pub async fn create_vm(engine: &Engine, req: CreateVm) -> Result<Vm> {
             req.name
         )));
     }
-    let mut disks = Vec::new();
-    let mut seen = HashSet::new();
-    for key in &req.disks {
-        let d = resolve_disk(engine, key).await?;
-        if !seen.insert(d.id) {
-            return Err(Error::BadRequest(format!(
-                "disk {} is listed twice; give each disk once",
-                d.name
-            )));
-        }
-        if let Some(owner) = engine.db().vm_of_disk(d.id).await? {
-            let owner = engine
-                .db()
-                .vm(owner)
-                .await?
-                .map_or(owner.to_string(), |v| v.name);
-            return Err(Error::Conflict(format!(
-                "disk {} already belongs to VM {owner}; a disk belongs to one VM",
-                d.name
-            )));
-        }
-        disks.push(d);
-    }
-    let (host, client) = match &req.host {
-        Some(key) => {
-            let h = resolve_host(engine, key).await?;
-            let c = engine.agents().client_for(&h);
-            (h, c)
-        }
-        None => engine.agents().first_up().await?,
-    };
+    let disks = unowned_disks(engine, &req.disks).await?;
+    let (host, client) = chosen_host(engine, req.host.as_deref()).await?;
     require_up(&host)?;
     let row = VmRow {
         id: Uuid::new_v4(),
@@ -108,6 +67,70 @@ pub async fn create_vm(engine: &Engine, req: CreateVm) -> Result<Vm> {
         )
         .await;
     vm_view(engine, &row).await
+}
+
+/// The checks that need nothing but the request come first, before the
+/// inventory lock is taken: a bad request changes nothing and waits for
+/// nobody. Returns the guest memory, the default filled in.
+fn check_request(req: &CreateVm) -> Result<u64> {
+    validate_vm_name(&req.name)?;
+    if req.disks.is_empty() {
+        return Err(Error::BadRequest(
+            "a VM needs at least one disk: list them in 'disks'".into(),
+        ));
+    }
+    let memory_mib = req.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB);
+    if memory_mib < 16 {
+        return Err(Error::BadRequest(format!(
+            "{memory_mib} MiB is too little memory for a VM; give at least 16"
+        )));
+    }
+    crate::db::codec::to_i64(memory_mib, "memory_mib")?;
+    Ok(memory_mib)
+}
+
+/// The requested disks, in device order. A disk belongs to one VM: two
+/// VMs writing one chain would corrupt it, and a move would take it from
+/// under the other. Called under the inventory lock, so no other create
+/// can take a disk between this check and the insert.
+async fn unowned_disks(engine: &Engine, keys: &[String]) -> Result<Vec<DiskRow>> {
+    let mut disks = Vec::new();
+    let mut seen = HashSet::new();
+    for key in keys {
+        let d = resolve_disk(engine, key).await?;
+        if !seen.insert(d.id) {
+            return Err(Error::BadRequest(format!(
+                "disk {} is listed twice; give each disk once",
+                d.name
+            )));
+        }
+        if let Some(owner) = engine.db().vm_of_disk(d.id).await? {
+            let owner = engine
+                .db()
+                .vm(owner)
+                .await?
+                .map_or(owner.to_string(), |v| v.name);
+            return Err(Error::Conflict(format!(
+                "disk {} already belongs to VM {owner}; a disk belongs to one VM",
+                d.name
+            )));
+        }
+        disks.push(d);
+    }
+    Ok(disks)
+}
+
+/// The host the request names, or the first that is up: a VM needs a
+/// host, and one that answers is the only useful default.
+async fn chosen_host(engine: &Engine, key: Option<&str>) -> Result<(HostRow, AgentClient)> {
+    match key {
+        Some(key) => {
+            let h = resolve_host(engine, key).await?;
+            let c = engine.agents().client_for(&h);
+            Ok((h, c))
+        }
+        None => engine.agents().first_up().await,
+    }
 }
 
 /// VM names go into QEMU's command line and the agent's files: the agent
