@@ -183,8 +183,15 @@ impl Chain {
     }
 }
 
-/// The one volume of `image` on `domain` that no other volume there names
-/// as its parent.
+/// The top of `image`'s chain on `domain`: the one volume no other volume
+/// there names as its parent.
+///
+/// While a move is in flight the destination holds two kinds of volumes
+/// of the image: the move's new leaf, whose parent is on the source, and
+/// copies (in progress or done) of the volumes under it, whose own top
+/// no volume there names yet. The disk's top is then the volume whose
+/// parent is on another domain: a VM started in the middle of a move
+/// opens it, with everything the guest wrote since the switch.
 pub fn find_top(domain: &StorageDomain, image: Uuid) -> Result<Volume> {
     let vols = domain.volumes(image)?;
     if vols.is_empty() {
@@ -193,12 +200,27 @@ pub fn find_top(domain: &StorageDomain, image: Uuid) -> Result<Volume> {
         )));
     }
     let mut parents = HashSet::new();
+    let mut cross_domain = HashSet::new();
     for v in &vols {
-        if let Some(p) = v.metadata()?.parent {
+        let md = v.metadata()?;
+        if let Some(p) = md.parent {
             parents.insert(p);
         }
+        if md.parent_domain.is_some() {
+            cross_domain.insert(v.id());
+        }
     }
-    let tops: Vec<&Volume> = vols.iter().filter(|v| !parents.contains(&v.id())).collect();
+    let mut tops: Vec<&Volume> = vols.iter().filter(|v| !parents.contains(&v.id())).collect();
+    if tops.len() > 1 {
+        let moving: Vec<&Volume> = tops
+            .iter()
+            .copied()
+            .filter(|v| cross_domain.contains(&v.id()))
+            .collect();
+        if moving.len() == 1 {
+            tops = moving;
+        }
+    }
     match tops.as_slice() {
         [one] => Ok((*one).clone()),
         _ => Err(Error::AmbiguousLeaf {

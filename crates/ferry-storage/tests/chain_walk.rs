@@ -6,7 +6,9 @@ use std::fs;
 use std::path::Path;
 
 use ferry_api::{Legality, VolumeFormat, VolumeRole};
-use ferry_storage::{find_top, Chain, DomainSet, Error, Volume, VolumeMetadata, VolumeSpec};
+use ferry_storage::{
+    find_top, Chain, CopyControl, DomainSet, Error, Volume, VolumeMetadata, VolumeSpec,
+};
 use ferry_testkit::{base, child, guest_content, qemu_io, Lab};
 
 const MIB: u64 = 1 << 20;
@@ -252,4 +254,35 @@ fn an_image_with_two_top_volumes_has_no_single_leaf() {
         Chain::of_image(&lab.domains(), &lab.d1, b.image()),
         Err(Error::AmbiguousLeaf { .. })
     ));
+}
+
+#[test]
+fn in_the_middle_of_a_move_the_top_is_the_new_leaf_over_the_source_not_a_copy() {
+    // Given base <- s1 <- s2 on domain1, a move's new leaf on domain2 over
+    // s2, and copies of base and s1 on domain2 (the early copy: s1's copy
+    // is named by no volume there yet)...
+    let lab = Lab::new();
+    let (b, s1, s2) = three_volume_chain(&lab);
+    qemu_io(&s2, &["write -P 0x2a 1M 64k"]);
+    let new_leaf = lab
+        .d2
+        .create_volume(&VolumeSpec::child_of(&s2))
+        .expect("the move's new leaf");
+    qemu_io(&new_leaf, &["write -P 0x2b 2M 64k"]);
+    let domains = lab.domains();
+    for v in [&b, &s1] {
+        ferry_storage::copy_volume(&domains, v, &lab.d2, &CopyControl::default())
+            .expect("copy a volume under the leaf");
+    }
+
+    // ...then the top of the image on domain2 is the new leaf, whose chain
+    // reads every layer (what a VM started now must open).
+    let top = find_top(&lab.d2, b.image()).expect("one top");
+    assert_eq!(top.id(), new_leaf.id());
+    let content = guest_content(&top);
+    assert!(content[MIB_AT..MIB_AT + 65536].iter().all(|&x| x == 0x2a));
+    assert!(content[2 * MIB_AT..2 * MIB_AT + 65536]
+        .iter()
+        .all(|&x| x == 0x2b));
+    // Two tops without a move leaf are still ambiguous (the test above).
 }

@@ -142,6 +142,25 @@ impl AgentProcess {
         self.child.wait().expect("reap the agent");
     }
 
+    /// Freezes it with SIGSTOP: its sockets stay open but nothing answers,
+    /// as a host blocked on storage or cut off by the network.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused agent run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, which: &str) {
+        let status = Command::new("kill")
+            .args([which, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {which} failed");
+    }
+
     /// Asks it to stop with SIGTERM and waits until it has.
     pub fn terminate(&mut self) -> ExitStatus {
         let status = Command::new("kill")

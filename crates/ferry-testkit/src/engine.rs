@@ -96,10 +96,24 @@ impl EngineProcess {
         EngineClient::new(self.url(), TOKEN)
     }
 
-    /// Kills it with SIGKILL and reaps it.
+    /// Kills it with SIGKILL and reaps it (an engine that already died,
+    /// by a test hook, is only reaped).
     pub fn kill9(&mut self) {
-        self.child.kill().expect("kill the engine");
+        let _ = self.child.kill();
         self.child.wait().expect("reap the engine");
+    }
+
+    /// Waits until the engine exits by itself (a test hook ends it), at
+    /// most `within`; true if it did.
+    pub async fn wait_exit(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
     }
 
     /// What it logged so far.

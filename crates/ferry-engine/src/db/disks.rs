@@ -172,52 +172,7 @@ impl Db {
     pub async fn lock_disks(&self, job: Uuid, disks: &[Uuid]) -> Result<()> {
         let action = "lock disks";
         let mut tx = self.pool().begin().await.map_err(Error::db(action))?;
-        for disk in disks {
-            // A write first: it takes SQLite's write lock at once, so the
-            // check and the lock cannot be split by another writer.
-            let done = sqlx::query(
-                "UPDATE disks SET locked_by = $1
-                 WHERE id = $2 AND (locked_by IS NULL OR locked_by = $1)",
-            )
-            .bind(job.to_string())
-            .bind(disk.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(Error::db(action))?;
-            if done.rows_affected() == 1 {
-                continue;
-            }
-            let holder = sqlx::query("SELECT name, locked_by FROM disks WHERE id = $1")
-                .bind(disk.to_string())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(Error::db(action))?;
-            let holder = holder
-                .as_ref()
-                .map(|r| {
-                    Ok::<_, Error>((codec::text(r, "name")?, codec::opt_uuid(r, "locked_by")?))
-                })
-                .transpose()?;
-            let is_job = match &holder {
-                Some((_, Some(h))) => sqlx::query("SELECT id FROM jobs WHERE id = $1")
-                    .bind(h.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(Error::db(action))?
-                    .is_some(),
-                _ => false,
-            };
-            tx.rollback().await.map_err(Error::db(action))?;
-            return Err(match holder {
-                None => Error::NotFound(format!(
-                    "there is no disk {disk}; list the disks with 'ferry disk list'"
-                )),
-                Some((name, Some(h))) if is_job => Error::Locked { disk: name, job: h },
-                Some((name, _)) => Error::Conflict(format!(
-                    "disk {name} is busy with another operation (a snapshot); try again in a moment"
-                )),
-            });
-        }
+        lock_in(&mut tx, job, disks).await?;
         tx.commit().await.map_err(Error::db(action))
     }
 
@@ -230,4 +185,65 @@ impl Db {
             .map_err(Error::db("unlock disks"))?;
         Ok(())
     }
+}
+
+/// Locks `disks` for `job` inside `tx` (see [`Db::lock_disks`]); on a
+/// refusal the caller drops `tx`, which undoes whatever it wrote.
+pub(crate) async fn lock_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    job: Uuid,
+    disks: &[Uuid],
+) -> Result<()> {
+    let action = "lock disks";
+    for disk in disks {
+        // A write first: it takes SQLite's write lock at once, so the
+        // check and the lock cannot be split by another writer.
+        let done = sqlx::query(
+            "UPDATE disks SET locked_by = $1
+             WHERE id = $2 AND (locked_by IS NULL OR locked_by = $1)",
+        )
+        .bind(job.to_string())
+        .bind(disk.to_string())
+        .execute(&mut **tx)
+        .await
+        .map_err(Error::db(action))?;
+        if done.rows_affected() == 1 {
+            continue;
+        }
+        return Err(lock_refusal(tx, *disk).await?);
+    }
+    Ok(())
+}
+
+/// Why `disk` cannot be locked: it does not exist, a job holds it, or
+/// another operation (a snapshot) does.
+async fn lock_refusal(tx: &mut sqlx::Transaction<'_, sqlx::Any>, disk: Uuid) -> Result<Error> {
+    let action = "lock disks";
+    let holder = sqlx::query("SELECT name, locked_by FROM disks WHERE id = $1")
+        .bind(disk.to_string())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(Error::db(action))?;
+    let holder = holder
+        .as_ref()
+        .map(|r| Ok::<_, Error>((codec::text(r, "name")?, codec::opt_uuid(r, "locked_by")?)))
+        .transpose()?;
+    let is_job = match &holder {
+        Some((_, Some(h))) => sqlx::query("SELECT id FROM jobs WHERE id = $1")
+            .bind(h.to_string())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(Error::db(action))?
+            .is_some(),
+        _ => false,
+    };
+    Ok(match holder {
+        None => Error::NotFound(format!(
+            "there is no disk {disk}; list the disks with 'ferry disk list'"
+        )),
+        Some((name, Some(h))) if is_job => Error::Locked { disk: name, job: h },
+        Some((name, _)) => Error::Conflict(format!(
+            "disk {name} is busy with another operation (a snapshot); try again in a moment"
+        )),
+    })
 }

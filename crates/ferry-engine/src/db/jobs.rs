@@ -145,51 +145,73 @@ impl Db {
     pub async fn insert_job(&self, job: &JobRow, steps: &[Step]) -> Result<()> {
         let action = "record a new job";
         let mut tx = self.pool().begin().await.map_err(Error::db(action))?;
-        sqlx::query(&format!(
-            "INSERT INTO jobs ({COLUMNS}) VALUES
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
-        ))
-        .bind(job.id.to_string())
-        .bind(codec::enum_text(&job.kind)?)
-        .bind(codec::enum_text(&job.mode)?)
-        .bind(codec::enum_text(&job.state)?)
-        .bind(job.vm.map(|v| v.to_string()))
-        .bind(job.src_domain.to_string())
-        .bind(job.dst_domain.to_string())
-        .bind(codec::opt_i64(job.bandwidth_mib_s, "bandwidth_mib_s")?)
-        .bind(job.step.name())
-        .bind(codec::to_i64(job.done_bytes, "done_bytes")?)
-        .bind(codec::to_i64(job.total_bytes, "total_bytes")?)
-        .bind(codec::to_i64(job.rate_bps, "rate_bps")?)
-        .bind(job.error.clone())
-        .bind(codec::flag(job.cancel_requested))
-        .bind(job.data.to_string())
-        .bind(codec::to_i64(job.created, "created")?)
-        .bind(codec::to_i64(job.updated, "updated")?)
-        .bind(codec::opt_i64(job.finished, "finished")?)
-        .execute(&mut *tx)
-        .await
-        .map_err(Error::db(action))?;
-        for (position, disk) in job.disks.iter().enumerate() {
-            sqlx::query("INSERT INTO job_disks (job_id, disk_id, position) VALUES ($1, $2, $3)")
-                .bind(job.id.to_string())
-                .bind(disk.to_string())
-                .bind(index(position)?)
-                .execute(&mut *tx)
-                .await
-                .map_err(Error::db(action))?;
-        }
-        for (position, step) in steps.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO job_steps (job_id, position, name, state, attempts) VALUES ($1, $2, $3, $4, 0)",
-            )
-            .bind(job.id.to_string())
-            .bind(index(position)?)
-            .bind(step.name())
-            .bind(codec::enum_text(&StepState::Pending)?)
+        insert_rows(&mut tx, job, steps).await?;
+        tx.commit().await.map_err(Error::db(action))
+    }
+
+    /// Persists a new job with its disks and steps and locks its disks, in
+    /// one transaction: either the job exists and holds its locks, or
+    /// nothing was written (a crash in between cannot leave a job without
+    /// its locks, nor locks without their job).
+    pub async fn insert_locked_job(&self, job: &JobRow, steps: &[Step]) -> Result<()> {
+        let action = "record a new job";
+        let mut tx = self.pool().begin().await.map_err(Error::db(action))?;
+        insert_rows(&mut tx, job, steps).await?;
+        crate::db::disks::lock_in(&mut tx, job.id, &job.disks).await?;
+        tx.commit().await.map_err(Error::db(action))
+    }
+
+    /// Records the mode a job's prepare decided, with that mode's steps
+    /// (all pending but `prepare`, done), in one transaction: until then
+    /// the job is at `prepare` and its disks are locked, so nothing can
+    /// start its VM between the decision and this record.
+    pub async fn decide_mode(&self, job: Uuid, mode: MoveMode, steps: &[Step]) -> Result<()> {
+        let action = "record a job's mode";
+        let mut tx = self.pool().begin().await.map_err(Error::db(action))?;
+        let now = codec::to_i64(now_ms(), "now")?;
+        sqlx::query("UPDATE jobs SET mode = $1, updated = $2 WHERE id = $3")
+            .bind(codec::enum_text(&mode)?)
+            .bind(now)
+            .bind(job.to_string())
             .execute(&mut *tx)
             .await
             .map_err(Error::db(action))?;
+        sqlx::query("DELETE FROM job_steps WHERE job_id = $1")
+            .bind(job.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db(action))?;
+        insert_steps(&mut tx, job, steps).await?;
+        sqlx::query(
+            "UPDATE job_steps SET state = $1, started = $2, finished = $2, attempts = 1
+             WHERE job_id = $3 AND name = $4",
+        )
+        .bind(codec::enum_text(&StepState::Done)?)
+        .bind(now)
+        .bind(job.to_string())
+        .bind(Step::Prepare.name())
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::db(action))?;
+        tx.commit().await.map_err(Error::db(action))
+    }
+
+    /// Removes a job whose prepare refused to go on, and unlocks its disks,
+    /// in one transaction: a refused move leaves nothing behind.
+    pub async fn forget_unstarted_job(&self, job: Uuid) -> Result<()> {
+        let action = "remove a refused job";
+        let mut tx = self.pool().begin().await.map_err(Error::db(action))?;
+        for sql in [
+            "UPDATE disks SET locked_by = NULL WHERE locked_by = $1",
+            "DELETE FROM job_steps WHERE job_id = $1",
+            "DELETE FROM job_disks WHERE job_id = $1",
+            "DELETE FROM jobs WHERE id = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(job.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(Error::db(action))?;
         }
         tx.commit().await.map_err(Error::db(action))
     }
@@ -425,4 +447,70 @@ fn no_job(id: Uuid) -> Error {
     Error::NotFound(format!(
         "there is no job {id}; list the jobs with 'ferry job list'"
     ))
+}
+
+/// Writes a new job's row, disks and steps inside `tx`.
+async fn insert_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    job: &JobRow,
+    steps: &[Step],
+) -> Result<()> {
+    let action = "record a new job";
+    sqlx::query(&format!(
+        "INSERT INTO jobs ({COLUMNS}) VALUES
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+    ))
+    .bind(job.id.to_string())
+    .bind(codec::enum_text(&job.kind)?)
+    .bind(codec::enum_text(&job.mode)?)
+    .bind(codec::enum_text(&job.state)?)
+    .bind(job.vm.map(|v| v.to_string()))
+    .bind(job.src_domain.to_string())
+    .bind(job.dst_domain.to_string())
+    .bind(codec::opt_i64(job.bandwidth_mib_s, "bandwidth_mib_s")?)
+    .bind(job.step.name())
+    .bind(codec::to_i64(job.done_bytes, "done_bytes")?)
+    .bind(codec::to_i64(job.total_bytes, "total_bytes")?)
+    .bind(codec::to_i64(job.rate_bps, "rate_bps")?)
+    .bind(job.error.clone())
+    .bind(codec::flag(job.cancel_requested))
+    .bind(job.data.to_string())
+    .bind(codec::to_i64(job.created, "created")?)
+    .bind(codec::to_i64(job.updated, "updated")?)
+    .bind(codec::opt_i64(job.finished, "finished")?)
+    .execute(&mut **tx)
+    .await
+    .map_err(Error::db(action))?;
+    for (position, disk) in job.disks.iter().enumerate() {
+        sqlx::query("INSERT INTO job_disks (job_id, disk_id, position) VALUES ($1, $2, $3)")
+            .bind(job.id.to_string())
+            .bind(disk.to_string())
+            .bind(index(position)?)
+            .execute(&mut **tx)
+            .await
+            .map_err(Error::db(action))?;
+    }
+    insert_steps(tx, job.id, steps).await
+}
+
+/// Writes a job's steps, all pending, inside `tx`.
+async fn insert_steps(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    job: Uuid,
+    steps: &[Step],
+) -> Result<()> {
+    let action = "record a job's steps";
+    for (position, step) in steps.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO job_steps (job_id, position, name, state, attempts) VALUES ($1, $2, $3, $4, 0)",
+        )
+        .bind(job.to_string())
+        .bind(index(position)?)
+        .bind(step.name())
+        .bind(codec::enum_text(&StepState::Pending)?)
+        .execute(&mut **tx)
+        .await
+        .map_err(Error::db(action))?;
+    }
+    Ok(())
 }

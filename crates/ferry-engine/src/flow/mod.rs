@@ -22,12 +22,15 @@ mod tasks;
 #[cfg(feature = "test-hooks")]
 mod test_hooks;
 pub mod view;
+mod vm_start;
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ferry_agent_client::AgentClient;
-use ferry_api::engine::{Job, JobKind, JobState, MoveMode, StepState, VmState};
+use ferry_api::engine::{Job, JobKind, MoveMode};
+use ferry_api::ErrorKind;
 use uuid::Uuid;
 
 use crate::db::{DomainRow, JobRow};
@@ -35,6 +38,7 @@ use crate::error::{Error, Result};
 use crate::Engine;
 
 pub use step::{past_point_of_no_return, Step, COLD_STEPS, LIVE_STEPS};
+pub use vm_start::start_domain;
 
 /// A move to start: which disks, from which VM, to which domain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,18 +61,36 @@ const SPACE_SLACK_PERCENT: u64 = 5;
 
 /// prepare: validates the move (disks exist and are not locked, the
 /// destination is another active domain with room for the chains, the
-/// disks of a VM move are all on one domain), decides live or cold from
-/// the VM's state, locks the disks, persists the job with its plan and
-/// starts its runner. Nothing is created anywhere if any check fails.
+/// disks of a VM move are all on one domain), locks the disks with the
+/// job's row, then decides live or cold from the VM's state as its host
+/// reports it, and starts the job's runner. Nothing is created anywhere
+/// if any check fails, and a refused move leaves no job behind.
+///
+/// The decision comes after the lock, so a VM started meanwhile is
+/// either seen running or refused its start (its disk is locked by a job
+/// still at prepare); and a VM whose host does not answer is never
+/// guessed down: the move is refused (503) instead of going cold under a
+/// guest that may be writing.
 pub async fn start_move(engine: &Arc<Engine>, spec: MoveSpec) -> Result<Job> {
     let (src, vm) = check_disks(engine, &spec).await?;
     let dst = destination(engine, &spec, src).await?;
-    let (mode, host) = live_or_cold(engine, vm).await?;
+    let host = vm_host(engine, vm).await?;
     let (_, spm) = engine.agents().spm().await?;
     let mut plan = plan::MovePlan::new(src, dst.id, vm, host);
     read_chains(&spm, &mut plan, &spec.disks).await?;
     check_space(&spm, &plan, &dst).await?;
-    let row = persist_and_lock(engine, &spec, mode, vm, &plan).await?;
+    let row = persist_and_lock(engine, &spec, vm, &plan).await?;
+    let mode = match live_or_cold(engine, vm, host).await {
+        Ok(mode) => mode,
+        Err(e) => {
+            engine.db().forget_unstarted_job(row.id).await?;
+            return Err(e);
+        }
+    };
+    engine
+        .db()
+        .decide_mode(row.id, mode, steps_of(mode))
+        .await?;
     engine
         .events()
         .record(
@@ -88,6 +110,14 @@ pub async fn start_move(engine: &Arc<Engine>, spec: MoveSpec) -> Result<Job> {
         .await;
     runner::spawn(engine.clone(), row.id);
     view::job(engine, row.id).await
+}
+
+/// The steps of a move of `mode`.
+fn steps_of(mode: MoveMode) -> &'static [Step] {
+    match mode {
+        MoveMode::Live => LIVE_STEPS,
+        MoveMode::Cold => COLD_STEPS,
+    }
 }
 
 /// The disks exist, are listed once, are not locked, share one source
@@ -153,31 +183,50 @@ async fn destination(engine: &Engine, spec: &MoveSpec, src: Uuid) -> Result<Doma
     Ok(dst)
 }
 
-/// Live or cold: the VM's state as its host reports it now (as the
-/// inventory has it when the host does not answer), and the VM's host.
-async fn live_or_cold(engine: &Engine, vm: Option<Uuid>) -> Result<(MoveMode, Option<Uuid>)> {
+/// The host of the VM, if the move has one.
+async fn vm_host(engine: &Engine, vm: Option<Uuid>) -> Result<Option<Uuid>> {
     let Some(v) = vm else {
-        return Ok((MoveMode::Cold, None));
+        return Ok(None);
     };
     let row = engine
         .db()
         .vm(v)
         .await?
         .ok_or_else(|| Error::NotFound(format!("VM {v} does not exist")))?;
-    let running = match engine.agents().client(row.host).await {
-        Ok(agent) => agent
-            .vm(v)
-            .await
-            .map(|s| s.state == ferry_api::vm::VmState::Running)
-            .unwrap_or(row.state == VmState::Running),
-        Err(_) => row.state == VmState::Running,
+    Ok(Some(row.host))
+}
+
+/// How long prepare waits for the VM's host to say whether the VM runs:
+/// a host that does not answer in this time is treated as unreachable.
+const VM_STATE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Live or cold: the VM's state as its host reports it now. A disk of no
+/// VM moves cold. A host that does not answer makes the move refused:
+/// unknown is not down.
+async fn live_or_cold(engine: &Engine, vm: Option<Uuid>, host: Option<Uuid>) -> Result<MoveMode> {
+    let (Some(v), Some(h)) = (vm, host) else {
+        return Ok(MoveMode::Cold);
     };
-    let mode = if running {
-        MoveMode::Live
-    } else {
-        MoveMode::Cold
-    };
-    Ok((mode, Some(row.host)))
+    let host = engine
+        .db()
+        .host(h)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("host {h} does not exist")))?;
+    let agent = engine
+        .agents()
+        .client_for(&host)
+        .with_timeout(VM_STATE_TIMEOUT);
+    match agent.vm(v).await {
+        Ok(s) if s.state == ferry_api::vm::VmState::Running => Ok(MoveMode::Live),
+        Ok(_) => Ok(MoveMode::Cold),
+        // The agent does not know the VM: it is not running there.
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(MoveMode::Cold),
+        Err(e) => Err(Error::Unavailable(format!(
+            "host {} of the VM does not answer ({}), so Ferry cannot tell whether the VM is running and writing to its disks; nothing was moved. Try again when the host is up (ferry host list)",
+            host.name,
+            e.message()
+        ))),
+    }
 }
 
 /// The disks' chains as the SPM sees them, each one chain, into the plan
@@ -221,24 +270,24 @@ async fn check_space(spm: &AgentClient, plan: &plan::MovePlan, dst: &DomainRow) 
     Ok(())
 }
 
-/// Persists the job with its plan and steps, then locks its disks (the
-/// lock names the job, so the row comes first); a lost race for the lock
-/// deletes nothing but marks this job failed. `prepare` is then done.
+/// Persists the job with its plan and its disks' locks in one transaction
+/// (a lost race for a lock writes nothing). The job is live until its
+/// host says the VM is stopped: a crash before that decision is recorded
+/// resumes it live, which turns cold by itself if the VM is down.
 async fn persist_and_lock(
     engine: &Engine,
     spec: &MoveSpec,
-    mode: MoveMode,
     vm: Option<Uuid>,
     plan: &plan::MovePlan,
 ) -> Result<JobRow> {
-    let db = engine.db();
-    let steps = match mode {
-        MoveMode::Live => LIVE_STEPS,
-        MoveMode::Cold => COLD_STEPS,
+    let provisional = if vm.is_some() {
+        MoveMode::Live
+    } else {
+        MoveMode::Cold
     };
     let mut row = JobRow::new(
         spec.kind,
-        mode,
+        provisional,
         spec.disks.clone(),
         plan.src,
         plan.dst,
@@ -249,14 +298,9 @@ async fn persist_and_lock(
     row.total_bytes = plan.total_bytes();
     row.data = serde_json::to_value(plan)
         .map_err(|e| Error::Internal(format!("cannot encode a job plan: {e}")))?;
-    db.insert_job(&row, steps).await?;
-    if let Err(e) = db.lock_disks(row.id, &spec.disks).await {
-        row.state = JobState::Failed;
-        row.error = Some(e.to_string());
-        db.update_job(&row).await?;
-        return Err(e);
-    }
-    db.set_step(row.id, Step::Prepare, StepState::Done, None)
+    engine
+        .db()
+        .insert_locked_job(&row, steps_of(provisional))
         .await?;
     Ok(row)
 }

@@ -19,7 +19,7 @@ use super::tasks::{stop_all, wait_all, Ended, Watched};
 pub async fn roll_back(job: &mut JobCtx) -> Result<(), Failure> {
     let spm = job.spm().await?;
     stop_copies(job, &spm).await;
-    if switched(job).await? {
+    if may_use_new_leaf(job).await? {
         undo_block_migrate(job).await?;
     }
     delete_destination(job, &spm).await?;
@@ -55,20 +55,33 @@ async fn stop_copies(job: &JobCtx, spm: &AgentClient) {
     stop_all(spm, &copies).await;
 }
 
-/// Whether `blockMigrate` may have switched the VM to the new leaves.
-async fn switched(job: &JobCtx) -> Result<bool, Failure> {
-    Ok(job.row.mode == MoveMode::Live
-        && matches!(
-            job.step_state(Step::BlockMigrate)
-                .await
-                .map_err(Failure::from)?,
-            StepState::Running | StepState::Done | StepState::Failed
-        ))
+/// Whether the VM may run on (or have written to) the new leaves: once
+/// `createVolumeCrossSD` has made them, a VM started again opens them
+/// (they are the top of its chain on storage), and once `blockMigrate`
+/// has begun the running VM may have switched to them. Such a leaf is
+/// folded back into its parent, never deleted with what it holds.
+async fn may_use_new_leaf(job: &JobCtx) -> Result<bool, Failure> {
+    if job.row.mode != MoveMode::Live {
+        return Ok(false);
+    }
+    let created = job
+        .step_state(Step::CreateVolumeCrossSd)
+        .await
+        .map_err(Failure::from)?
+        == StepState::Done;
+    let switching = matches!(
+        job.step_state(Step::BlockMigrate)
+            .await
+            .map_err(Failure::from)?,
+        StepState::Running | StepState::Done | StepState::Failed
+    );
+    Ok(created || switching)
 }
 
-/// Puts the VM back on its source leaves (the agent folds what the guest
-/// wrote to the new leaf back into them).
-async fn undo_block_migrate(job: &mut JobCtx) -> Result<(), Failure> {
+/// Puts the VM back on its source leaves: the agent folds what the guest
+/// wrote to each new leaf back into its parent (QEMU's commit while the
+/// VM runs, `qemu-img commit` when it does not), then removes the leaf.
+pub(super) async fn undo_block_migrate(job: &mut JobCtx) -> Result<(), Failure> {
     let vm = job
         .plan
         .vm

@@ -234,7 +234,10 @@ async fn run_step(job: &mut JobCtx, step: Step) -> Result<(), Failure> {
         Step::BlockMigrate => match steps::block_migrate(job).await? {
             Switched::Live => Ok(()),
             Switched::VmDown => {
-                steps::undo_create_volume_cross_sd(job).await?;
+                // The VM may have written to its new leaves before it
+                // stopped (a switch whose answer was lost): they are
+                // folded into their parents, never deleted.
+                super::rollback::undo_block_migrate(job).await?;
                 steps::turn_cold(job).await
             }
         },
@@ -243,5 +246,8 @@ async fn run_step(job: &mut JobCtx, step: Step) -> Result<(), Failure> {
         Step::Merge => steps::merge(job).await,
         Step::Switch => steps::switch(job).await,
         Step::Cleanup => steps::cleanup(job).await,
-    }
+    }?;
+    #[cfg(feature = "test-hooks")]
+    super::test_hooks::after_step(step);
+    Ok(())
 }

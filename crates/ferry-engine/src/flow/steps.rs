@@ -3,7 +3,6 @@
 //! again after an engine crash (the step is persisted `running`) is safe.
 
 use ferry_agent_client::AgentClient;
-use ferry_api::agent::DeleteVolumes;
 use ferry_api::agent::{CloneInternalVolumes, CreateVolumeCrossSd, VolumeRef};
 use ferry_api::engine::{MoveMode, Step, StepState};
 use ferry_api::vm::{
@@ -130,22 +129,6 @@ pub async fn block_migrate(job: &mut JobCtx) -> Result<Switched, Failure> {
             Err(other) => return Err(other),
         }
     }
-}
-
-/// Rolls `createVolumeCrossSD` back when the VM turned out to be down: the
-/// new leaves go, their parents are leaves again.
-pub async fn undo_create_volume_cross_sd(job: &mut JobCtx) -> Result<(), Failure> {
-    let spm = job.spm().await?;
-    for d in job.plan.disks.clone() {
-        let req = DeleteVolumes {
-            domain: job.plan.dst,
-            image: d.disk,
-            volumes: vec![d.new_leaf],
-        };
-        job.call(Step::BlockMigrate, || spm.delete_volumes(&req))
-            .await?;
-    }
-    Ok(())
 }
 
 /// `cloneInternalVolumes`: waits for the early copies, then copies every

@@ -9,6 +9,10 @@
 //! - `FERRY_TEST_FAIL_STEP=<step>`: that step fails at once, every time, as
 //!   if its agent had said no (which past the switch point leaves the job
 //!   failed for an operator to retry).
+//! - `FERRY_TEST_CRASH_AFTER=<step>`: the engine process dies (abort) right
+//!   after that step's work, before the step is recorded done: an engine
+//!   killed after an agent did something and before the engine wrote it
+//!   down.
 
 use std::time::Duration;
 
@@ -39,5 +43,13 @@ pub async fn before_step(job: &JobCtx, step: Step) -> Result<(), Failure> {
             job.check_cancel().await?;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Runs the hooks set for after `step`'s work, before it is recorded done.
+pub fn after_step(step: Step) {
+    if names("FERRY_TEST_CRASH_AFTER", step) {
+        tracing::warn!(%step, "the engine dies here (FERRY_TEST_CRASH_AFTER)");
+        std::process::abort();
     }
 }

@@ -175,7 +175,8 @@ fn definition(row: &VmRow, disks: impl Iterator<Item = (Uuid, Uuid)>) -> VmDefin
     }
 }
 
-/// The VM's definition with its disks where the inventory has them now.
+/// The VM's definition with each disk where its chain's top is on storage
+/// now (`flow::start_domain`: a move's new leaf included).
 async fn current_definition(engine: &Engine, row: &VmRow) -> Result<VmDefinition> {
     let mut disks = Vec::new();
     for id in engine.db().vm_disks(row.id).await? {
@@ -185,7 +186,7 @@ async fn current_definition(engine: &Engine, row: &VmRow) -> Result<VmDefinition
                 row.name
             ))
         })?;
-        disks.push((d.id, d.domain));
+        disks.push((d.id, flow::start_domain(engine, &d).await?));
     }
     Ok(definition(row, disks.into_iter()))
 }
@@ -211,15 +212,15 @@ pub async fn vm(engine: &Engine, key: &str) -> Result<Vm> {
     vm_view(engine, &row).await
 }
 
-/// Starts a VM on its host. It is defined again first with its disks'
-/// current domains (a disk moved while the VM was down); a VM already
-/// running is left as it is.
+/// Starts a VM on its host. It is defined again first with its disks
+/// where they really are (a disk moved while the VM was down, or in the
+/// middle of a live move); a start that a move makes unsafe is refused
+/// (409). A VM already running is left as it is.
 pub async fn start_vm(engine: &Engine, key: &str) -> Result<Vm> {
     let row = resolve_vm(engine, key).await?;
     let (host, client) = engine.agents().host_of_vm(row.id).await?;
     require_up(&host)?;
     if !is_running(&client, &host, row.id).await? {
-        refuse_during_cold_move(engine, row.id).await?;
         let def = current_definition(engine, &row).await?;
         client
             .define_vm(&def)
@@ -253,29 +254,6 @@ async fn record_state(
             .await;
     }
     vm(engine, &row.id.to_string()).await
-}
-
-/// A cold move copies a stopped VM's disks as they are; a guest writing
-/// meanwhile would write to the source after the copy read it, and those
-/// writes would be lost at the switch. So the VM stays down until the move
-/// ends (or is cancelled).
-async fn refuse_during_cold_move(engine: &Engine, vm: Uuid) -> Result<()> {
-    for disk in engine.db().vm_disks(vm).await? {
-        let Some(job) = engine.db().disk(disk).await?.and_then(|d| d.locked_by) else {
-            continue;
-        };
-        let cold = engine
-            .db()
-            .job(job)
-            .await?
-            .is_some_and(|j| j.mode == ferry_api::engine::MoveMode::Cold);
-        if cold {
-            return Err(Error::Conflict(format!(
-                "the VM's disk {disk} is being moved while the VM is down (job {job}); start the VM when the job ends, or cancel it (ferry job cancel {job})"
-            )));
-        }
-    }
-    Ok(())
 }
 
 async fn is_running(client: &AgentClient, host: &HostRow, vm: Uuid) -> Result<bool> {
