@@ -44,6 +44,25 @@ impl AgentProcess {
         run_dir: &Path,
         domains: &[&Path],
     ) -> Self {
+        Self::start_on(ferry, name, run_dir, domains, "127.0.0.1:0").await
+    }
+
+    /// Kills it with SIGKILL (its VMs keep running) and starts it again on
+    /// the same run directory and address, so the engine finds it where
+    /// it was; returns once it answers health.
+    pub async fn restart(&mut self, ferry: impl AsRef<Path>) {
+        self.kill9();
+        let listen = self.addr.to_string();
+        *self = Self::start_on(ferry, &self.name, &self.run_dir, &[], &listen).await;
+    }
+
+    async fn start_on(
+        ferry: impl AsRef<Path>,
+        name: &str,
+        run_dir: &Path,
+        domains: &[&Path],
+        listen: &str,
+    ) -> Self {
         std::fs::create_dir_all(run_dir).expect("create the agent's run directory");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -51,7 +70,7 @@ impl AgentProcess {
             .open(run_dir.join("agent.log"))
             .expect("open the agent's log");
         let mut cmd = Command::new(ferry.as_ref());
-        cmd.args(["agent", "--name", name, "--listen", "127.0.0.1:0"])
+        cmd.args(["agent", "--name", name, "--listen", listen])
             .args(["--accel", &test_accel()])
             .arg("--run-dir")
             .arg(run_dir)
