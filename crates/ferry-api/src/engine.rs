@@ -134,8 +134,14 @@ pub struct Disk {
     pub domain: Uuid,
     /// Virtual size in bytes.
     pub size: u64,
-    /// The chain, base first. During a move it may span two domains.
+    /// The chain, base first, as it is on storage: during a live move it
+    /// spans two domains, its top the move's new leaf on the destination.
     pub volumes: Vec<Volume>,
+    /// During a move, the disk's volumes outside its chain on the move's
+    /// other domain: the copies being made (ILLEGAL until verified), or,
+    /// past the switch, the source's volumes awaiting cleanup.
+    #[serde(default)]
+    pub outside_chain: Vec<Volume>,
     /// The VM using it, if any.
     pub vm: Option<Uuid>,
     /// The job that has it locked, if any.

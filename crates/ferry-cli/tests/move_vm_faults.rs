@@ -91,12 +91,35 @@ async fn a_vm_restarted_in_the_middle_of_a_live_move_opens_its_true_chain() {
     more_acks(&mut log, 10);
     let first_boot: Vec<Ack> = log.acks().to_vec();
 
+    // The inventory shows the disk as it is on storage: its chain's top is
+    // the new leaf on domain2 over the source, and the copies being made
+    // on domain2 are listed outside the chain.
+    let dst = cluster.domain("domain2").await;
+    let src = cluster.domain("domain1").await;
+    let (ok, shown): (bool, Disk) = cluster.cli_json(&["disk", "show", "disk1"]);
+    assert!(ok, "{shown:#?}");
+    let top = shown.volumes.last().expect("a chain");
+    assert_eq!(top.domain, dst.id, "{shown:#?}");
+    assert!(
+        shown.volumes[..shown.volumes.len() - 1]
+            .iter()
+            .all(|v| v.domain == src.id),
+        "{shown:#?}"
+    );
+    assert_eq!(shown.volumes.len(), disk.volumes.len() + 1, "{shown:#?}");
+    assert!(!shown.outside_chain.is_empty(), "{shown:#?}");
+    for copy in &shown.outside_chain {
+        assert_eq!(copy.domain, dst.id, "{shown:#?}");
+        assert!(
+            disk.volumes.iter().any(|v| v.id == copy.id),
+            "not a copy of the chain: {shown:#?}"
+        );
+    }
+
     // When the VM is stopped in the middle of the move, the top of its
     // chain on storage is the move's new leaf on domain2, and it holds
     // (through its parents) every write of the first boot...
     stop_now(&cluster);
-    let dst = cluster.domain("domain2").await;
-    let src = cluster.domain("domain1").await;
     let on_dst = cluster
         .host1
         .client()
@@ -139,6 +162,7 @@ async fn a_vm_restarted_in_the_middle_of_a_live_move_opens_its_true_chain() {
     let after = cluster.disk_now("disk1").await;
     assert_eq!(after.domain, dst.id);
     assert!(after.locked_by.is_none(), "{after:#?}");
+    assert!(after.outside_chain.is_empty(), "{after:#?}");
     assert_no_leftovers(&cluster, &after).await;
     cluster.assert_all_layers(&before, &after, &cfg, log.acks());
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use ferry_agent_client::AgentClient;
 use ferry_api::agent::VolumeInfo;
 use ferry_api::engine::Volume;
-use ferry_api::VolumeRole;
+use ferry_api::{Legality, VolumeRole};
 use uuid::Uuid;
 
 use crate::engine::Engine;
@@ -16,9 +16,16 @@ use crate::error::{Error, Result};
 const MAX_CHAIN: usize = 1000;
 
 /// Reads the chain of `disk` from the SPM (or, with no SPM, from any host
-/// that is up: reading is not an SPM verb): from the leaf on the disk's
-/// leaf domain down to the base, following a volume's `parent_domain` to
-/// the other domain during a move. Stores it base first and returns it.
+/// that is up: reading is not an SPM verb) as it is on storage, and
+/// stores it base first with the disk's volumes outside it; returns the
+/// chain.
+///
+/// The chain's top is the disk's leaf on its domain, except while a move
+/// holds the disk and its new leaf, complete (LEGAL), sits on the move's
+/// other domain over that leaf: then the chain starts there (the guest's
+/// writes since `blockMigrate` are in it). The volumes of the image on the
+/// move's other domain that the chain does not use are the copies in
+/// progress (or, past the switch, the source's volumes awaiting cleanup).
 pub async fn refresh_disk(engine: &Engine, disk: Uuid) -> Result<Vec<Volume>> {
     let row = engine.db().disk(disk).await?.ok_or_else(|| {
         Error::NotFound(format!(
@@ -29,22 +36,84 @@ pub async fn refresh_disk(engine: &Engine, disk: Uuid) -> Result<Vec<Volume>> {
         Ok(found) => found,
         Err(_) => engine.agents().first_up().await?,
     };
-    let chain = read_chain(&client, row.domain, disk)
-        .await
-        .map_err(|e| match e {
-            Error::Agent { cause, .. } => Error::Agent {
-                host: host.name.clone(),
-                cause,
-            },
-            other => other,
-        })?;
-    engine.db().replace_volumes(disk, &chain).await?;
+    let other = other_domain(engine, row.domain, row.locked_by).await?;
+    let (chain, outside) =
+        read_disk(&client, row.domain, other, disk)
+            .await
+            .map_err(|e| match e {
+                Error::Agent { cause, .. } => Error::Agent {
+                    host: host.name.clone(),
+                    cause,
+                },
+                other => other,
+            })?;
+    engine.db().replace_volumes(disk, &chain, &outside).await?;
     Ok(chain)
 }
 
-async fn read_chain(client: &AgentClient, leaf_domain: Uuid, image: Uuid) -> Result<Vec<Volume>> {
+/// The other domain of the move that holds the disk, if one does.
+async fn other_domain(engine: &Engine, domain: Uuid, lock: Option<Uuid>) -> Result<Option<Uuid>> {
+    let Some(job) = lock else {
+        return Ok(None);
+    };
+    Ok(engine
+        .db()
+        .job(job)
+        .await?
+        .filter(|j| !j.state.is_finished())
+        .map(|j| {
+            if j.dst_domain == domain {
+                j.src_domain
+            } else {
+                j.dst_domain
+            }
+        }))
+}
+
+/// The chain (base first) and the volumes outside it on `other`.
+async fn read_disk(
+    client: &AgentClient,
+    domain: Uuid,
+    other: Option<Uuid>,
+    image: Uuid,
+) -> Result<(Vec<Volume>, Vec<Volume>)> {
     let mut by_domain: HashMap<Uuid, Vec<VolumeInfo>> = HashMap::new();
-    let here = volumes_of(client, &mut by_domain, leaf_domain, image).await?;
+    let here = volumes_of(client, &mut by_domain, domain, image).await?;
+    let mut top_domain = domain;
+    if let Some(o) = other {
+        let there = volumes_of(client, &mut by_domain, o, image).await?;
+        let over_here = there
+            .iter()
+            .any(|v| v.parent_domain == Some(domain) && v.legality == Legality::Legal);
+        if over_here || here.is_empty() {
+            top_domain = o;
+        }
+    }
+    let chain = read_chain(client, &mut by_domain, top_domain, image).await?;
+    let outside = match other {
+        Some(o) => by_domain
+            .get(&o)
+            .into_iter()
+            .flatten()
+            .filter(|v| {
+                !chain
+                    .iter()
+                    .any(|c| c.id == v.volume && c.domain == v.domain)
+            })
+            .map(volume_from_info)
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok((chain, outside))
+}
+
+async fn read_chain(
+    client: &AgentClient,
+    by_domain: &mut HashMap<Uuid, Vec<VolumeInfo>>,
+    leaf_domain: Uuid,
+    image: Uuid,
+) -> Result<Vec<Volume>> {
+    let here = volumes_of(client, by_domain, leaf_domain, image).await?;
     let mut current = top(&here, leaf_domain, image)?;
     let mut chain = vec![volume_from_info(&current)];
     while let Some(parent) = current.parent {
@@ -54,7 +123,7 @@ async fn read_chain(client: &AgentClient, leaf_domain: Uuid, image: Uuid) -> Res
             )));
         }
         let domain = current.parent_domain.unwrap_or(current.domain);
-        let there = volumes_of(client, &mut by_domain, domain, image).await?;
+        let there = volumes_of(client, by_domain, domain, image).await?;
         let next = there
             .iter()
             .find(|v| v.volume == parent)

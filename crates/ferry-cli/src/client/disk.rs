@@ -169,8 +169,17 @@ async fn print_disk(c: &EngineClient, d: &Disk) -> Result<()> {
         println!("  locked  by job {job}");
     }
     println!("  chain (base first):");
-    let rows = d
-        .volumes
+    volume_table(&d.volumes, &name_of);
+    if !d.outside_chain.is_empty() {
+        println!("  outside the chain (a move's copies, or the source awaiting cleanup):");
+        volume_table(&d.outside_chain, &name_of);
+    }
+    Ok(())
+}
+
+/// Prints volumes as a table, their domains by name.
+fn volume_table(volumes: &[ferry_api::engine::Volume], name_of: &dyn Fn(uuid::Uuid) -> String) {
+    let rows = volumes
         .iter()
         .map(|v| {
             vec![
@@ -187,5 +196,4 @@ async fn print_disk(c: &EngineClient, d: &Disk) -> Result<()> {
         &["VOLUME", "DOMAIN", "FORMAT", "LEGALITY", "TYPE", "DATA"],
         &rows,
     );
-    Ok(())
 }

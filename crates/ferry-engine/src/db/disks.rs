@@ -122,20 +122,37 @@ impl Db {
 
     /// A disk's chain, base first, as last stored.
     pub async fn volumes(&self, disk: Uuid) -> Result<Vec<Volume>> {
+        self.volumes_where(disk, 1).await
+    }
+
+    /// The disk's volumes outside its chain (a move's copies in progress,
+    /// or past the switch the source's volumes awaiting cleanup).
+    pub async fn outside_volumes(&self, disk: Uuid) -> Result<Vec<Volume>> {
+        self.volumes_where(disk, 0).await
+    }
+
+    async fn volumes_where(&self, disk: Uuid, in_chain: i64) -> Result<Vec<Volume>> {
         let rows = sqlx::query(
             "SELECT id, domain_id, path, format, parent, legality, voltype, allocated
-             FROM volumes WHERE disk_id = $1 ORDER BY position",
+             FROM volumes WHERE disk_id = $1 AND in_chain = $2 ORDER BY position",
         )
         .bind(disk.to_string())
+        .bind(in_chain)
         .fetch_all(self.pool())
         .await
         .map_err(Error::db("read a disk's volumes"))?;
         rows.iter().map(volume_from_row).collect()
     }
 
-    /// Replaces a disk's stored chain with `chain` (base first), in one
-    /// transaction so a reader never sees half a chain.
-    pub async fn replace_volumes(&self, disk: Uuid, chain: &[Volume]) -> Result<()> {
+    /// Replaces a disk's stored chain with `chain` (base first) and its
+    /// volumes outside the chain with `outside`, in one transaction so a
+    /// reader never sees half a chain.
+    pub async fn replace_volumes(
+        &self,
+        disk: Uuid,
+        chain: &[Volume],
+        outside: &[Volume],
+    ) -> Result<()> {
         let action = "store a disk's volumes";
         let mut tx = self.pool().begin().await.map_err(Error::db(action))?;
         sqlx::query("DELETE FROM volumes WHERE disk_id = $1")
@@ -143,10 +160,14 @@ impl Db {
             .execute(&mut *tx)
             .await
             .map_err(Error::db(action))?;
-        for (position, v) in chain.iter().enumerate() {
+        let all = chain
+            .iter()
+            .map(|v| (v, 1i64))
+            .chain(outside.iter().map(|v| (v, 0i64)));
+        for (position, (v, in_chain)) in all.enumerate() {
             sqlx::query(
-                "INSERT INTO volumes (disk_id, id, domain_id, position, path, format, parent, legality, voltype, allocated)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                "INSERT INTO volumes (disk_id, id, domain_id, position, path, format, parent, legality, voltype, allocated, in_chain)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(disk.to_string())
             .bind(v.id.to_string())
@@ -158,6 +179,7 @@ impl Db {
             .bind(codec::enum_text(&v.legality)?)
             .bind(codec::enum_text(&v.voltype)?)
             .bind(codec::to_i64(v.allocated, "a volume's allocation")?)
+            .bind(in_chain)
             .execute(&mut *tx)
             .await
             .map_err(Error::db(action))?;

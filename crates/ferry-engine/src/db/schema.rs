@@ -13,15 +13,21 @@ use crate::error::{Error, Result};
 
 /// The schema this engine writes. A database with a higher version was
 /// written by a newer engine, which this one must not touch.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// What brings a database of an older schema up to the next version:
 /// `(version it produces, statements)`, in order. A fresh database gets
 /// the current tables directly and skips them.
-const MIGRATIONS: &[(i64, &[&str])] = &[(
-    2,
-    &["ALTER TABLE volumes ADD COLUMN allocated BIGINT NOT NULL DEFAULT 0"],
-)];
+const MIGRATIONS: &[(i64, &[&str])] = &[
+    (
+        2,
+        &["ALTER TABLE volumes ADD COLUMN allocated BIGINT NOT NULL DEFAULT 0"],
+    ),
+    (
+        3,
+        &["ALTER TABLE volumes ADD COLUMN in_chain BIGINT NOT NULL DEFAULT 1"],
+    ),
+];
 
 /// The tables, in an order that satisfies their references.
 const TABLES: &[&str] = &[
@@ -68,6 +74,7 @@ const TABLES: &[&str] = &[
         legality TEXT NOT NULL,
         voltype TEXT NOT NULL,
         allocated BIGINT NOT NULL DEFAULT 0,
+        in_chain BIGINT NOT NULL DEFAULT 1,
         PRIMARY KEY (disk_id, position)
     )",
     "CREATE TABLE IF NOT EXISTS vms (
@@ -261,11 +268,11 @@ mod tests {
         db.close().await;
 
         let db = Db::open(&url).await.expect("the schema 1 database");
-        assert_eq!(version(&db).await, 2);
-        sqlx::query("SELECT allocated FROM volumes")
+        assert_eq!(version(&db).await, SCHEMA_VERSION);
+        sqlx::query("SELECT allocated, in_chain FROM volumes")
             .fetch_all(db.pool())
             .await
-            .expect("the new column is there");
+            .expect("the new columns are there");
         sqlx::query("INSERT INTO schema_version (version) VALUES (99)")
             .execute(db.pool())
             .await

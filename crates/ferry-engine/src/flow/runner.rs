@@ -195,11 +195,25 @@ async fn begin(job: &mut JobCtx, name: Step) -> Result<(), (Step, Failure)> {
         .map_err(|e| (name, Failure::from(e)))
 }
 
-/// A step is recorded done.
+/// A step is recorded done, and the inventory's view of the job's disks
+/// brought up to date with what the step changed on storage.
 async fn done(job: &mut JobCtx, name: Step) -> Result<(), (Step, Failure)> {
     job.step(name, StepState::Done, None)
         .await
-        .map_err(|e| (name, Failure::from(e)))
+        .map_err(|e| (name, Failure::from(e)))?;
+    refresh_disks(job).await;
+    Ok(())
+}
+
+/// Reads the job's disks back from storage into the inventory (their
+/// chain and the volumes outside it). Best effort: it is a cache that the
+/// next step refreshes again, so a failure is only logged.
+async fn refresh_disks(job: &JobCtx) {
+    for d in &job.plan.disks {
+        if let Err(e) = crate::refresh::refresh_disk(&job.engine, d.disk).await {
+            tracing::warn!(job = %job.id(), disk = %d.disk, "cannot refresh the disk's chain: {}", e.full_text());
+        }
+    }
 }
 
 /// A live move whose VM was down at `blockMigrate` continues here: the

@@ -121,7 +121,7 @@ async fn record_disk(
         Ok(()) => {
             engine
                 .db()
-                .replace_volumes(row.id, &[volume_from_info(base)])
+                .replace_volumes(row.id, &[volume_from_info(base)], &[])
                 .await
         }
         Err(e) => Err(e),
@@ -185,7 +185,8 @@ async fn current_free(
     }
 }
 
-/// A disk as the API shows it: its stored chain, its VM and its lock.
+/// A disk as the API shows it: its stored chain (and, during a move, the
+/// volumes outside it), its VM and its lock.
 pub async fn disk_view(engine: &Engine, row: &DiskRow) -> Result<Disk> {
     Ok(Disk {
         id: row.id,
@@ -193,6 +194,7 @@ pub async fn disk_view(engine: &Engine, row: &DiskRow) -> Result<Disk> {
         domain: row.domain,
         size: row.size,
         volumes: engine.db().volumes(row.id).await?,
+        outside_chain: engine.db().outside_volumes(row.id).await?,
         vm: engine.db().vm_of_disk(row.id).await?,
         locked_by: row.locked_by,
     })

@@ -100,21 +100,30 @@ function diskRow(model, disk, vm) {
       })));
 }
 
+/**
+ * A disk's chain as it is on storage, base first (during a live move its
+ * top is the move's new leaf on the destination), then the volumes outside
+ * it: the copies a move is making, or the source awaiting cleanup.
+ */
 function chain(model, disk) {
+  const inChain = disk.volumes.map((v, i) =>
+    volume(model, v, i === 0 ? "base" : i === disk.volumes.length - 1 ? "leaf" : "snapshot", ""));
+  const outside = (disk.outside_chain || []).map((v) => volume(model, v, "copy", " outside"));
   return h("ol", { class: "chain", "aria-label": `Chain of ${disk.name}, base first` },
-    disk.volumes.map((v, i) => {
-      const role = i === 0 ? "base" : i === disk.volumes.length - 1 ? "leaf" : "snapshot";
-      const colour = (model.domainIndex.get(v.domain) ?? 0) % 4;
-      const illegal = v.legality !== "legal";
-      return h("li", {
-          class: `vol dom-${colour}${illegal ? " illegal" : ""}`,
-          "data-key": v.id,
-          title: `${role} ${v.id}\n${v.format}, ${v.legality}, ${v.voltype}\n${v.path}`,
-        },
-        h("span", { class: "vol-role" }, `${role} ${v.format}`),
-        h("span", { class: "vol-domain" }, model.domainName(v.domain)),
-        illegal ? h("span", { class: "vol-flag" }, v.legality) : null);
-    }));
+    inChain.concat(outside));
+}
+
+function volume(model, v, role, extra) {
+  const colour = (model.domainIndex.get(v.domain) ?? 0) % 4;
+  const illegal = v.legality !== "legal";
+  return h("li", {
+      class: `vol dom-${colour}${illegal ? " illegal" : ""}${extra}`,
+      "data-key": `${v.domain}/${v.id}`,
+      title: `${role} ${v.id}\n${v.format}, ${v.legality}, ${v.voltype}\n${v.path}`,
+    },
+    h("span", { class: "vol-role" }, `${role} ${v.format}`),
+    h("span", { class: "vol-domain" }, model.domainName(v.domain)),
+    illegal ? h("span", { class: "vol-flag" }, v.legality) : null);
 }
 
 function jobMini(model, job, disk) {
