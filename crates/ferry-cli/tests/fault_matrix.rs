@@ -27,19 +27,8 @@ mod common;
 
 use common::*;
 use ferry_api::engine::{Disk, HostStatus, Job, JobState, MoveMode, Vm, VmState};
-use ferry_api::VolumeFormat;
-use ferry_testkit::guest::{self, Ack, SerialLog, WriterConfig};
 
-/// The steps a move can be held at, in order (prepare has nothing to
-/// hold: the request answers when it is done).
-const CELLS: &[&str] = &[
-    "createVolumeCrossSD",
-    "blockMigrate",
-    "cloneInternalVolumes",
-    "finalizeBlockMigrate",
-    "merge",
-    "cleanup",
-];
+use ferry_testkit::guest::{self, Ack, SerialLog, WriterConfig};
 
 /// A fault the matrix injects while a move is held at a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,19 +46,17 @@ enum Fault {
 
 /// One row: the fault at every step in turn, under one cluster.
 async fn row(fault: Fault) {
-    let mut cluster = Cluster::start_with(&[(HOLD, CELLS[0])]).await;
-    let disk = cluster.disk("disk1", VolumeFormat::Raw, 2).await;
-    let cfg = writer();
-    cluster.vm("vm1", &["disk1"], &cfg).await;
-    let before = cluster.save_layers(&disk, "before");
-    let (ok, vm): (bool, Vm) = cluster.cli_json(&["vm", "start", "vm1"]);
-    assert!(ok, "{vm:#?}");
-    let mut log = cluster.serial_log(vm.id).await;
-    log.wait_ready(WAIT).expect("the guest writes");
-    more_acks(&mut log, 10);
+    let mut cluster = Cluster::start_with(&[(HOLD, LIVE_STEPS[0])]).await;
+    let Writing {
+        before,
+        vm,
+        mut log,
+        cfg,
+        ..
+    } = cluster.writing_vm().await;
 
     let (mut here, mut there) = ("domain1", "domain2");
-    for (i, step) in CELLS.iter().enumerate() {
+    for (i, step) in LIVE_STEPS.iter().enumerate() {
         if i > 0 {
             cluster.hold_engine_at(step).await;
         }
@@ -132,7 +119,7 @@ async fn row(fault: Fault) {
 
     // Every write of the guest's last boot is on the disk, with the layers
     // under the leaf as they were.
-    expect_success(&cluster.cli(&["vm", "stop", "vm1", "--force"]), "vm stop");
+    cluster.stop_now();
     let after = cluster.disk_now("disk1").await;
     cluster.assert_all_layers(&before, &after, &cfg, log.acks());
 }
@@ -148,7 +135,7 @@ async fn restart_vm(
     step: &str,
 ) -> SerialLog {
     let previous: Vec<Ack> = log.acks().to_vec();
-    expect_success(&cluster.cli(&["vm", "stop", "vm1", "--force"]), "vm stop");
+    cluster.stop_now();
     let (ok, started): (bool, Vm) = cluster.cli_json(&["vm", "start", "vm1"]);
     assert!(ok, "VM restart at {step}: {started:#?}");
     assert_eq!(started.state, VmState::Running);

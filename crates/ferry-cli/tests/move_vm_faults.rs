@@ -25,51 +25,11 @@ use std::time::Duration;
 
 use common::*;
 use ferry_api::engine::{Disk, Job, JobState, MoveMode, Vm, VmState};
-use ferry_api::VolumeFormat;
-use ferry_testkit::guest::{self, Ack, SerialLog, WriterConfig};
+
+use ferry_testkit::guest::{self, Ack};
 
 /// The engine's test hook that kills it right after a step's work.
 const CRASH_AFTER: &str = "FERRY_TEST_CRASH_AFTER";
-
-/// Starts `vm1` on `disk1` (a raw base and two qcow2 layers with data) and
-/// waits until its guest writes.
-async fn writing_vm(cluster: &Cluster) -> Writing {
-    let disk = cluster.disk("disk1", VolumeFormat::Raw, 2).await;
-    let cfg = writer();
-    cluster.vm("vm1", &["disk1"], &cfg).await;
-    let before = cluster.save_layers(&disk, "before");
-    let (ok, vm): (bool, Vm) = cluster.cli_json(&["vm", "start", "vm1"]);
-    assert!(ok, "{vm:#?}");
-    let mut log = cluster.serial_log(vm.id).await;
-    log.wait_ready(WAIT).expect("the guest writes");
-    more_acks(&mut log, 10);
-    Writing {
-        disk,
-        before,
-        vm,
-        log,
-        cfg,
-    }
-}
-
-/// A VM whose guest writes, and what the checks need of it.
-struct Writing {
-    /// Its disk as it was created.
-    disk: Disk,
-    /// The disk's layers before the guest started.
-    before: Vec<std::path::PathBuf>,
-    /// The VM.
-    vm: Vm,
-    /// The guest's console.
-    log: SerialLog,
-    /// What its writer writes.
-    cfg: WriterConfig,
-}
-
-/// Stops `vm1` at once (QEMU quits; every acknowledged write is on disk).
-fn stop_now(cluster: &Cluster) {
-    expect_success(&cluster.cli(&["vm", "stop", "vm1", "--force"]), "vm stop");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vm_restarted_in_the_middle_of_a_live_move_opens_its_true_chain() {
@@ -80,7 +40,7 @@ async fn a_vm_restarted_in_the_middle_of_a_live_move_opens_its_true_chain() {
         vm,
         mut log,
         cfg,
-    } = writing_vm(&cluster).await;
+    } = cluster.writing_vm().await;
     let (ok, job): (bool, Job) = cluster.cli_json(&["disk", "move", "disk1", "--to", "domain2"]);
     assert!(ok, "{job:#?}");
     assert_eq!(job.mode, MoveMode::Live);
@@ -119,7 +79,7 @@ async fn a_vm_restarted_in_the_middle_of_a_live_move_opens_its_true_chain() {
     // When the VM is stopped in the middle of the move, the top of its
     // chain on storage is the move's new leaf on domain2, and it holds
     // (through its parents) every write of the first boot...
-    stop_now(&cluster);
+    cluster.stop_now();
     let on_dst = cluster
         .host1
         .client()
@@ -158,7 +118,7 @@ async fn a_vm_restarted_in_the_middle_of_a_live_move_opens_its_true_chain() {
     assert_succeeded(&job);
     assert_eq!(job.mode, MoveMode::Live, "{job:#?}");
     more_acks(&mut log, 5);
-    stop_now(&cluster);
+    cluster.stop_now();
     let after = cluster.disk_now("disk1").await;
     assert_eq!(after.domain, dst.id);
     assert!(after.locked_by.is_none(), "{after:#?}");
@@ -175,7 +135,7 @@ async fn a_move_is_refused_while_the_vms_host_does_not_answer_and_goes_live_afte
         mut log,
         cfg,
         ..
-    } = writing_vm(&cluster).await;
+    } = cluster.writing_vm().await;
 
     // When the VM's agent is frozen, a move of its disk is refused...
     cluster.host2.pause();
@@ -199,7 +159,7 @@ async fn a_move_is_refused_while_the_vms_host_does_not_answer_and_goes_live_afte
     assert_succeeded(&job);
     assert_eq!(job.mode, MoveMode::Live, "{job:#?}");
     more_acks(&mut log, 5);
-    stop_now(&cluster);
+    cluster.stop_now();
     let after = cluster.disk_now("disk1").await;
     assert_no_leftovers(&cluster, &after).await;
     cluster.assert_all_layers(&before, &after, &cfg, log.acks());
@@ -214,7 +174,7 @@ async fn writes_after_an_unrecorded_switch_survive_a_vm_that_stopped_meanwhile()
         mut log,
         cfg,
         ..
-    } = writing_vm(&cluster).await;
+    } = cluster.writing_vm().await;
     let (ok, job): (bool, Job) = cluster.cli_json(&["disk", "move", "disk1", "--to", "domain2"]);
     assert!(ok, "{job:#?}");
     assert!(

@@ -17,10 +17,6 @@ use uuid::Uuid;
 /// What went wrong in the engine.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The request carried no token or the wrong one.
-    #[error("{0}")]
-    Unauthorized(String),
-
     /// The request is malformed or inconsistent; nothing was changed.
     #[error("{0}")]
     BadRequest(String),
@@ -28,10 +24,6 @@ pub enum Error {
     /// The request names something the engine does not know.
     #[error("{0}")]
     NotFound(String),
-
-    /// The endpoint exists but not with this HTTP method.
-    #[error("{0}")]
-    MethodNotAllowed(String),
 
     /// The request conflicts with what exists or is running; nothing was
     /// changed.
@@ -95,6 +87,11 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// A request the shared HTTP layer refused (an unreadable body or
+    /// path, a missing token): its kind says which.
+    #[error(transparent)]
+    Http(#[from] ferry_http::HttpError),
+
     /// Something that should not happen did.
     #[error("internal error: {0}")]
     Internal(String),
@@ -120,10 +117,9 @@ impl Error {
     /// client does about it.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Unauthorized(_) => ErrorKind::Unauthorized,
+            Error::Http(e) => e.kind,
             Error::BadRequest(_) => ErrorKind::BadRequest,
             Error::NotFound(_) => ErrorKind::NotFound,
-            Error::MethodNotAllowed(_) => ErrorKind::MethodNotAllowed,
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::Locked { .. } => ErrorKind::Locked,
             Error::Unavailable(_) => ErrorKind::Unavailable,
@@ -158,19 +154,5 @@ fn agent_kind(e: &ClientError) -> ErrorKind {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         ferry_http::error::respond(self.kind(), self.full_text())
-    }
-}
-
-impl From<ferry_http::HttpError> for Error {
-    /// The shared extractors' refusals, in the engine's own terms.
-    fn from(e: ferry_http::HttpError) -> Self {
-        match e.kind {
-            ErrorKind::Unauthorized => Error::Unauthorized(e.message),
-            ErrorKind::NotFound => Error::NotFound(e.message),
-            ErrorKind::MethodNotAllowed => Error::MethodNotAllowed(e.message),
-            ErrorKind::Conflict => Error::Conflict(e.message),
-            ErrorKind::BadRequest => Error::BadRequest(e.message),
-            _ => Error::Internal(e.message),
-        }
     }
 }

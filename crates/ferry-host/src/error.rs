@@ -17,17 +17,9 @@ use uuid::Uuid;
 /// What went wrong in the agent.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The request carried no token or the wrong one.
-    #[error("{0}")]
-    Unauthorized(String),
-
     /// The request is malformed or inconsistent; nothing was changed.
     #[error("{0}")]
     BadRequest(String),
-
-    /// The endpoint exists but not with this HTTP method.
-    #[error("{0}")]
-    MethodNotAllowed(String),
 
     /// The request names something the agent does not know.
     #[error("{0}")]
@@ -106,6 +98,11 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// A request the shared HTTP layer refused (an unreadable body or
+    /// path, a missing token): its kind says which.
+    #[error(transparent)]
+    Http(#[from] ferry_http::HttpError),
+
     /// Something that should not happen did (a worker thread panicked).
     #[error("internal error: {0}")]
     Internal(String),
@@ -129,10 +126,9 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         use ferry_storage::Error as S;
         match self {
-            Error::Unauthorized(_) => ErrorKind::Unauthorized,
+            Error::Http(e) => e.kind,
             Error::BadRequest(_) => ErrorKind::BadRequest,
             Error::NotFound(_) => ErrorKind::NotFound,
-            Error::MethodNotAllowed(_) => ErrorKind::MethodNotAllowed,
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::NotSpm { .. } | Error::LeaseHeld { .. } => ErrorKind::NotSpm,
             Error::VmNotRunning { .. } => ErrorKind::VmNotRunning,
@@ -170,20 +166,5 @@ impl Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         ferry_http::error::respond(self.kind(), self.full_text())
-    }
-}
-
-impl From<ferry_http::HttpError> for Error {
-    /// The shared extractors' and authentication's refusals, in the
-    /// agent's own terms.
-    fn from(e: ferry_http::HttpError) -> Self {
-        match e.kind {
-            ErrorKind::Unauthorized => Error::Unauthorized(e.message),
-            ErrorKind::NotFound => Error::NotFound(e.message),
-            ErrorKind::MethodNotAllowed => Error::MethodNotAllowed(e.message),
-            ErrorKind::Conflict => Error::Conflict(e.message),
-            ErrorKind::BadRequest => Error::BadRequest(e.message),
-            _ => Error::Internal(e.message),
-        }
     }
 }

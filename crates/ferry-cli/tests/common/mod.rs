@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ferry_api::engine::{
-    CreateDisk, CreateDomain, CreateVm, DirectBoot, Disk, Domain, Job, JobState, StepState,
+    CreateDisk, CreateDomain, CreateVm, DirectBoot, Disk, Domain, Job, JobState, StepState, Vm,
 };
 use ferry_api::VolumeFormat;
 use ferry_engine::EngineClient;
@@ -410,6 +410,33 @@ impl Cluster {
         more_acks(log, 10);
     }
 
+    /// Starts `vm1` on `disk1` (a raw base and two qcow2 layers with data)
+    /// and waits until its guest writes.
+    pub async fn writing_vm(&self) -> Writing {
+        let disk = self.disk("disk1", VolumeFormat::Raw, 2).await;
+        let cfg = writer();
+        self.vm("vm1", &["disk1"], &cfg).await;
+        let before = self.save_layers(&disk, "before");
+        let (ok, vm): (bool, Vm) = self.cli_json(&["vm", "start", "vm1"]);
+        assert!(ok, "{vm:#?}");
+        let mut log = self.serial_log(vm.id).await;
+        log.wait_ready(WAIT).expect("the guest writes");
+        more_acks(&mut log, 10);
+        Writing {
+            disk,
+            before,
+            vm,
+            log,
+            cfg,
+        }
+    }
+
+    /// Stops `vm1` at once (QEMU quits; every acknowledged write is on
+    /// disk).
+    pub fn stop_now(&self) {
+        expect_success(&self.cli(&["vm", "stop", "vm1", "--force"]), "vm stop");
+    }
+
     /// The serial log of a VM running on host2.
     pub async fn serial_log(&self, vm: uuid::Uuid) -> SerialLog {
         let status = self
@@ -697,4 +724,20 @@ pub fn chain_shape(volumes: &[ferry_api::engine::Volume]) -> Vec<ferry_api::engi
             v
         })
         .collect()
+}
+
+/// A VM whose guest writes, and what the checks need of it
+/// ([`Cluster::writing_vm`]).
+#[allow(dead_code)] // not every test binary reads every field
+pub struct Writing {
+    /// Its disk as it was created.
+    pub disk: Disk,
+    /// The disk's layers before the guest started.
+    pub before: Vec<PathBuf>,
+    /// The VM.
+    pub vm: Vm,
+    /// The guest's console.
+    pub log: SerialLog,
+    /// What its writer writes.
+    pub cfg: WriterConfig,
 }
