@@ -46,6 +46,7 @@ impl Server {
         let (listener, addr) = ferry_http::bind(listen).await?;
         let (stop_monitor, stop) = watch::channel(false);
         let monitor = monitor::spawn(Arc::downgrade(&engine), stop);
+        flow::release_orphan_locks(&engine).await;
         flow::resume_all(&engine).await;
         tracing::info!(%addr, "engine listening");
         Ok(Server {

@@ -234,3 +234,58 @@ async fn jobs_steps_and_locks_persist_and_a_second_move_of_a_disk_is_refused_nam
     reopened.close().await;
     std::fs::remove_dir_all(keep).expect("clean up");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn at_start_the_engine_releases_every_lock_no_running_job_holds() {
+    // Given disks locked by a job that has ended, by no job at all (a
+    // snapshot's lock, or a crash between two writes), and by a job that
+    // still runs...
+    let e = TestEngine::start().await;
+    let db = e.engine.db();
+    let (src, dst, [d0, d1, d2]) = seed(db).await;
+    let mut ended = JobRow::new(
+        JobKind::DiskMove,
+        MoveMode::Cold,
+        vec![d0],
+        src,
+        dst,
+        Step::Prepare,
+    );
+    ended.state = JobState::Succeeded;
+    db.insert_job(&ended, STEPS).await.expect("an ended job");
+    db.lock_disks(ended.id, &[d0]).await.expect("lock d0");
+    db.lock_disks(Uuid::new_v4(), &[d1]).await.expect("lock d1");
+    let running = JobRow::new(
+        JobKind::DiskMove,
+        MoveMode::Cold,
+        vec![d2],
+        src,
+        dst,
+        Step::Prepare,
+    );
+    db.insert_job(&running, STEPS).await.expect("a running job");
+    db.lock_disks(running.id, &[d2]).await.expect("lock d2");
+    let keep = e.stop_keeping_data().await;
+
+    // ...when the engine starts again...
+    let e = TestEngine::restart_in(keep).await;
+    let db = e.engine.db();
+
+    // ...then the orphan locks are released, each with an event, and the
+    // running job keeps its own.
+    assert_eq!(db.disk(d0).await.expect("d0").expect("d0").locked_by, None);
+    assert_eq!(db.disk(d1).await.expect("d1").expect("d1").locked_by, None);
+    assert_eq!(
+        db.disk(d2).await.expect("d2").expect("d2").locked_by,
+        Some(running.id)
+    );
+    let events = event_messages(&e).await;
+    for disk in ["disk0", "disk1"] {
+        assert!(
+            said(&events, &format!("disk {disk} was left locked")),
+            "{events:#?}"
+        );
+    }
+    assert!(!said(&events, "disk disk2 was left locked"), "{events:#?}");
+    e.stop().await;
+}

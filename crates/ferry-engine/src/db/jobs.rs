@@ -277,34 +277,55 @@ impl Db {
     /// older copy of the row is not lost; and the disks, which do not
     /// change.
     pub async fn update_job(&self, job: &JobRow) -> Result<()> {
-        let done = sqlx::query(
-            "UPDATE jobs SET mode = $1, state = $2, vm_id = $3, src_domain = $4, dst_domain = $5,
-                 bandwidth_mib_s = $6, step = $7, done_bytes = $8, total_bytes = $9, rate_bps = $10,
-                 error = $11, data = $12, updated = $13, finished = $14
-             WHERE id = $15",
+        let action = "record a job";
+        let mut tx = self.pool().begin().await.map_err(Error::db(action))?;
+        update_in(&mut tx, job).await?;
+        tx.commit().await.map_err(Error::db(action))
+    }
+
+    /// Records a job's end and releases its disks in one transaction: a
+    /// crash cannot leave an ended job's disks locked, nor a running
+    /// job's disks unlocked.
+    pub async fn end_job(&self, job: &JobRow) -> Result<()> {
+        let action = "record a job's end";
+        let mut tx = self.pool().begin().await.map_err(Error::db(action))?;
+        update_in(&mut tx, job).await?;
+        sqlx::query("UPDATE disks SET locked_by = NULL WHERE locked_by = $1")
+            .bind(job.id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db(action))?;
+        tx.commit().await.map_err(Error::db(action))
+    }
+
+    /// Releases every disk lock whose holder is not a running (or
+    /// rolling back) job: the job ended or never existed (a snapshot's
+    /// lock, or a crash between two writes of an older engine). Only
+    /// sound when no operation of this engine holds a lock, at start.
+    /// Returns each released disk's name with the holder it had.
+    pub async fn release_orphan_locks(&self) -> Result<Vec<(String, Uuid)>> {
+        let action = "release stale disk locks";
+        let mut tx = self.pool().begin().await.map_err(Error::db(action))?;
+        let rows = sqlx::query(
+            "SELECT id, name, locked_by FROM disks WHERE locked_by IS NOT NULL AND locked_by NOT IN
+                 (SELECT id FROM jobs WHERE state IN ('running', 'rolling_back'))",
         )
-        .bind(codec::enum_text(&job.mode)?)
-        .bind(codec::enum_text(&job.state)?)
-        .bind(job.vm.map(|v| v.to_string()))
-        .bind(job.src_domain.to_string())
-        .bind(job.dst_domain.to_string())
-        .bind(codec::opt_i64(job.bandwidth_mib_s, "bandwidth_mib_s")?)
-        .bind(job.step.name())
-        .bind(codec::to_i64(job.done_bytes, "done_bytes")?)
-        .bind(codec::to_i64(job.total_bytes, "total_bytes")?)
-        .bind(codec::to_i64(job.rate_bps, "rate_bps")?)
-        .bind(job.error.clone())
-        .bind(job.data.to_string())
-        .bind(codec::to_i64(now_ms(), "updated")?)
-        .bind(codec::opt_i64(job.finished, "finished")?)
-        .bind(job.id.to_string())
-        .execute(self.pool())
+        .fetch_all(&mut *tx)
         .await
-        .map_err(Error::db("record a job"))?;
-        if done.rows_affected() == 0 {
-            return Err(no_job(job.id));
+        .map_err(Error::db(action))?;
+        let mut released = Vec::new();
+        for r in &rows {
+            let (name, holder) = (codec::text(r, "name")?, codec::uuid(r, "locked_by")?);
+            sqlx::query("UPDATE disks SET locked_by = NULL WHERE id = $1 AND locked_by = $2")
+                .bind(codec::text(r, "id")?)
+                .bind(holder.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(Error::db(action))?;
+            released.push((name, holder));
         }
-        Ok(())
+        tx.commit().await.map_err(Error::db(action))?;
+        Ok(released)
     }
 
     /// Records a running job's copy progress only (`done_bytes`,
@@ -511,6 +532,38 @@ async fn insert_steps(
         .execute(&mut **tx)
         .await
         .map_err(Error::db(action))?;
+    }
+    Ok(())
+}
+
+/// Writes every mutable field of `job` inside `tx` (see [`Db::update_job`]).
+async fn update_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, job: &JobRow) -> Result<()> {
+    let done = sqlx::query(
+        "UPDATE jobs SET mode = $1, state = $2, vm_id = $3, src_domain = $4, dst_domain = $5,
+             bandwidth_mib_s = $6, step = $7, done_bytes = $8, total_bytes = $9, rate_bps = $10,
+             error = $11, data = $12, updated = $13, finished = $14
+         WHERE id = $15",
+    )
+    .bind(codec::enum_text(&job.mode)?)
+    .bind(codec::enum_text(&job.state)?)
+    .bind(job.vm.map(|v| v.to_string()))
+    .bind(job.src_domain.to_string())
+    .bind(job.dst_domain.to_string())
+    .bind(codec::opt_i64(job.bandwidth_mib_s, "bandwidth_mib_s")?)
+    .bind(job.step.name())
+    .bind(codec::to_i64(job.done_bytes, "done_bytes")?)
+    .bind(codec::to_i64(job.total_bytes, "total_bytes")?)
+    .bind(codec::to_i64(job.rate_bps, "rate_bps")?)
+    .bind(job.error.clone())
+    .bind(job.data.to_string())
+    .bind(codec::to_i64(now_ms(), "updated")?)
+    .bind(codec::opt_i64(job.finished, "finished")?)
+    .bind(job.id.to_string())
+    .execute(&mut **tx)
+    .await
+    .map_err(Error::db("record a job"))?;
+    if done.rows_affected() == 0 {
+        return Err(no_job(job.id));
     }
     Ok(())
 }

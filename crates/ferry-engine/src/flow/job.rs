@@ -154,14 +154,16 @@ impl JobCtx {
             .map_err(Failure::from)
     }
 
-    /// Ends the job: final state, error, disks unlocked, an event.
+    /// Ends the job: final state, error and disks unlocked in one write,
+    /// then an event.
     pub async fn finish(&mut self, state: JobState, error: Option<String>) -> Result<()> {
         self.row.state = state;
         self.row.error = error.clone();
         self.row.finished = Some(crate::db::codec::now_ms());
         self.row.rate_bps = 0;
-        self.save().await?;
-        self.engine.db().unlock_disks(self.row.id).await?;
+        self.row.data = serde_json::to_value(&self.plan)
+            .map_err(|e| Error::Internal(format!("cannot encode a job plan: {e}")))?;
+        self.engine.db().end_job(&self.row).await?;
         let what = match state {
             JobState::Succeeded => "succeeded".to_string(),
             JobState::Cancelled => "was cancelled; the disks are where they were".to_string(),

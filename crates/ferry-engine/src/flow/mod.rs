@@ -389,6 +389,29 @@ pub async fn retry(engine: &Arc<Engine>, id: Uuid) -> Result<Job> {
     view::job(engine, id).await
 }
 
+/// Releases, at engine start, every disk lock that no running job holds
+/// (its job ended, or it was a snapshot's, or an older engine crashed
+/// between two writes), each with an event: no lock outlives its owner.
+pub async fn release_orphan_locks(engine: &Arc<Engine>) {
+    match engine.db().release_orphan_locks().await {
+        Ok(released) => {
+            for (disk, holder) in released {
+                engine
+                    .events()
+                    .record(
+                        "disk",
+                        &format!(
+                            "disk {disk} was left locked by {holder}, which no longer runs; the lock is released"
+                        ),
+                        None,
+                    )
+                    .await;
+            }
+        }
+        Err(e) => tracing::error!("cannot release stale disk locks: {}", e.full_text()),
+    }
+}
+
 /// Starts a runner for every job a previous engine left unfinished.
 pub async fn resume_all(engine: &Arc<Engine>) {
     match engine.db().unfinished_jobs().await {

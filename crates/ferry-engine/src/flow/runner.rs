@@ -15,11 +15,23 @@ use super::step::{past_point_of_no_return, COLD_STEPS, LIVE_STEPS};
 use super::steps::{self, Switched};
 use crate::Engine;
 
-/// Runs job `id` in the background until it ends.
+/// Runs job `id` in the background until it ends. A runner that meets an
+/// error of its own (the database refused a write) starts again from what
+/// is persisted after a pause, instead of leaving the job `running` with
+/// nothing driving it; every step is idempotent, so that is safe.
 pub fn spawn(engine: Arc<Engine>, id: Uuid) {
     tokio::spawn(async move {
-        if let Err(e) = run(engine, id).await {
-            tracing::error!(job = %id, "the job runner stopped: {e}");
+        let mut attempt = 0u32;
+        while let Err(e) = run(engine.clone(), id).await {
+            if matches!(e, crate::Error::NotFound(_) | crate::Error::Corrupt(_)) {
+                // Nothing to run again: the job is gone, or its record
+                // cannot be read (it is left for an operator to look at).
+                tracing::error!(job = %id, "the job runner stopped: {}", e.full_text());
+                return;
+            }
+            attempt = attempt.saturating_add(1);
+            tracing::error!(job = %id, attempt, "the job runner failed, starting it again: {}", e.full_text());
+            tokio::time::sleep(super::retry::backoff(attempt)).await;
         }
     });
 }

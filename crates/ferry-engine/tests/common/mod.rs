@@ -101,7 +101,25 @@ pub struct TestEngine {
 
 impl TestEngine {
     pub async fn start() -> TestEngine {
+        Self::start_on(scratch("ferry-engine-data-")).await
+    }
+
+    /// An engine on the database a stopped one left in `dir`
+    /// ([`TestEngine::stop_keeping_data`]): the files move into a fresh
+    /// scratch directory, removed with the engine.
+    #[allow(dead_code)] // not every test binary restarts an engine
+    pub async fn restart_in(dir: PathBuf) -> TestEngine {
         let data_dir = scratch("ferry-engine-data-");
+        for entry in std::fs::read_dir(&dir).expect("the kept data") {
+            let from = entry.expect("an entry").path();
+            let name = from.file_name().expect("a file name").to_owned();
+            std::fs::rename(&from, data_dir.path().join(name)).expect("move the data");
+        }
+        std::fs::remove_dir(&dir).expect("remove the kept directory");
+        Self::start_on(data_dir).await
+    }
+
+    async fn start_on(data_dir: tempfile::TempDir) -> TestEngine {
         let server = ferry_engine::Server::bind(EngineConfig {
             listen: "127.0.0.1:0".parse().expect("an address"),
             token: ENGINE_TOKEN.to_string(),
