@@ -240,9 +240,21 @@ pub async fn set_backing_file(qmp: &Qmp, root: &str, node: &str, name: &str) -> 
 /// Active commit: copies the active layer `top` into its backing node
 /// `base`, then pivots the device onto `base`. Returns once the device
 /// writes to `base`; `top` is then out of the chain (close it with
-/// [`del_layer`]). A job id already known to QEMU is not started twice.
+/// [`del_layer`]). A job of that id still running (the caller restarted)
+/// is waited for, not started twice; one that concluded without being
+/// dismissed (an earlier attempt failed, or its caller died before the
+/// dismiss) is dismissed and the commit started afresh, so a merge can
+/// always be run again once its cause is fixed.
 pub async fn commit_active(qmp: &Qmp, job: &str, top: &str, base: &str) -> Result<()> {
-    if jobs::get(qmp, job).await?.is_none() {
+    let existing = jobs::get(qmp, job).await?;
+    if let Some(old) = &existing {
+        if old.status == JobStatus::Concluded {
+            tracing::info!(job, error = ?old.error, "dismissing an earlier attempt's concluded job");
+            jobs::dismiss(qmp, job).await?;
+        }
+    }
+    let running = existing.is_some_and(|old| old.status != JobStatus::Concluded);
+    if !running {
         qmp.execute(
             "block-commit",
             json!({
@@ -294,11 +306,31 @@ pub async fn mirror(
 /// Waits for a commit or mirror job to become ready, completes it (the
 /// pivot) and waits for it to end.
 pub async fn pivot_when_ready(qmp: &Qmp, job: &str) -> Result<()> {
-    let info = jobs::wait_for(qmp, job, JobStatus::Ready, JOB_LIMIT).await?;
+    let info = match jobs::wait_for(qmp, job, JobStatus::Ready, JOB_LIMIT).await {
+        Ok(info) => info,
+        Err(e) => {
+            // A job that failed is dismissed at once: it would otherwise
+            // answer every later attempt of the same id with its failure.
+            dismiss_if_concluded(qmp, job).await;
+            return Err(e);
+        }
+    };
     if info.status == JobStatus::Ready {
         jobs::complete(qmp, job).await?;
     }
     jobs::finish(qmp, job, JOB_LIMIT).await
+}
+
+/// Dismisses `job` if QEMU holds it concluded; errors are only logged (the
+/// caller is already reporting the job's own failure).
+async fn dismiss_if_concluded(qmp: &Qmp, job: &str) {
+    if let Ok(Some(info)) = jobs::get(qmp, job).await {
+        if info.status == JobStatus::Concluded {
+            if let Err(e) = jobs::dismiss(qmp, job).await {
+                tracing::warn!(job, "cannot dismiss a failed job: {e}");
+            }
+        }
+    }
 }
 
 /// Cancels a job and waits for it to end. Cancelling a ready mirror leaves

@@ -224,6 +224,82 @@ async fn rollback_commits_the_new_leaf_back_into_the_source_leaf() {
 }
 
 #[tokio::test]
+async fn a_merge_can_be_run_again_after_an_attempt_that_failed() {
+    // Given a VM writing to snap2 over snap1, and an earlier commit of the
+    // same id that ended without pivoting (cancelled before it was ready:
+    // a failure QEMU keeps as a concluded job, as it keeps a commit that
+    // hit a full destination)...
+    let lab = Lab::new();
+    let (base, snap1) = two_layer_chain(&lab);
+    let vm = Vm::start(&spec(&lab, &[&base, &snap1]))
+        .await
+        .expect("start VM")
+        .kill_on_drop();
+    let snap2 = child(&snap1);
+    let (s1, s2) = (layer(&snap1).nodes.format, layer(&snap2));
+    block::snapshot(
+        vm.qmp(),
+        &[SnapshotTarget {
+            active: s1.clone(),
+            overlay: s2.clone(),
+        }],
+    )
+    .await
+    .expect("snapshot");
+    write(&vm, 0x55, 5 * MIB, 2 * MIB).await;
+    vm.qmp()
+        .execute(
+            "block-commit",
+            serde_json::json!({
+                "job-id": "commit-again",
+                "device": s2.nodes.format,
+                "base-node": s1,
+                "auto-dismiss": false,
+                "speed": 1,
+            }),
+        )
+        .await
+        .expect("a slow commit");
+    jobs::cancel(vm.qmp(), "commit-again")
+        .await
+        .expect("cancel it");
+    let failed = jobs::wait_for(
+        vm.qmp(),
+        "commit-again",
+        jobs::JobStatus::Concluded,
+        std::time::Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        failed.is_err(),
+        "the first attempt should have failed: {failed:?}"
+    );
+    assert!(
+        jobs::get(vm.qmp(), "commit-again")
+            .await
+            .expect("jobs")
+            .is_some(),
+        "the failed attempt stays in QEMU until dismissed"
+    );
+
+    // ...when the merge runs again with the same job id, then it commits
+    // and pivots, and QEMU holds no job afterwards.
+    block::commit_active(vm.qmp(), "commit-again", &s2.nodes.format, &s1)
+        .await
+        .expect("the second attempt commits");
+    assert_eq!(
+        block::active_node(vm.qmp(), DEVICE).await.expect("active"),
+        s1
+    );
+    assert!(jobs::list(vm.qmp()).await.expect("jobs").is_empty());
+    block::del_layer(vm.qmp(), &s2).await.expect("close snap2");
+    vm.stop(std::time::Duration::ZERO).await.expect("stop");
+    let content = guest_content(&snap1);
+    assert_range(&content, 5 * MIB, 2 * MIB, 0x55);
+    assert_range(&content, MIB, MIB, 0x22);
+}
+
+#[tokio::test]
 async fn snapshot_of_two_disks_is_one_transaction_and_failure_changes_nothing() {
     let lab = Lab::new();
     let (base, snap1) = two_layer_chain(&lab);

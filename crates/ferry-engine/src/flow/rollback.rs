@@ -7,6 +7,7 @@ use ferry_agent_client::AgentClient;
 use ferry_api::agent::DeleteImage;
 use ferry_api::engine::{MoveMode, Step, StepState};
 use ferry_api::vm::RollbackBlockMigrate;
+use uuid::Uuid;
 
 use super::job::JobCtx;
 use super::retry::Failure;
@@ -87,7 +88,7 @@ pub(super) async fn undo_block_migrate(job: &mut JobCtx) -> Result<(), Failure> 
         .vm
         .ok_or_else(|| Failure::Permanent("a live move needs a VM".into()))?;
     let host = job.vm_host().await?;
-    for d in job.plan.disks.clone() {
+    for (i, d) in job.plan.disks.clone().into_iter().enumerate() {
         let req = RollbackBlockMigrate {
             vm,
             image: d.disk,
@@ -111,6 +112,11 @@ pub(super) async fn undo_block_migrate(job: &mut JobCtx) -> Result<(), Failure> 
         )
         .await?;
         if let Some(Ended::Failed(f)) = ended.first() {
+            // An agent answers a task id with its old result: the next
+            // attempt gets a new id, so it runs again instead of repeating
+            // this failure for ever.
+            job.plan.disks[i].rollback = Uuid::new_v4();
+            job.save().await.map_err(Failure::from)?;
             return Err(Failure::Permanent(format!(
                 "the VM could not be put back on the source: {}",
                 f.message()
