@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::plan::MovePlan;
 use super::progress::RateMeter;
 use super::retry::{agent_call, Failure};
+use super::step::past_point_of_no_return;
 use crate::db::JobRow;
 use crate::error::{Error, Result};
 use crate::Engine;
@@ -86,13 +87,19 @@ impl JobCtx {
     }
 
     /// One agent call of `step`, retried until it succeeds or fails for
-    /// good ([`agent_call`]).
+    /// good ([`agent_call`]); while the job runs forwards before the
+    /// switch, a cancel ends the retries. A rollback's calls are never
+    /// cancelled: they are what a cancel asked for.
     pub async fn call<T, F, Fut>(&self, step: Step, call: F) -> std::result::Result<T, Failure>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = std::result::Result<T, ClientError>>,
     {
-        agent_call(self.id(), step, call).await
+        let cancellable = self.row.state == JobState::Running && !past_point_of_no_return(step);
+        agent_call(self.id(), step, call, || async move {
+            cancellable && self.cancel_requested().await.unwrap_or(false)
+        })
+        .await
     }
 
     /// Records copy progress and the rate derived from it.

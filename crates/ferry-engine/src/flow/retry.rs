@@ -64,23 +64,40 @@ impl From<crate::error::Error> for Failure {
     }
 }
 
-/// Runs one agent call of `step` until it succeeds or fails for good: the
-/// one way a step asks an agent for something. Each transient failure is
-/// logged with the job and the step, then retried after [`backoff`].
-pub async fn agent_call<T, F, Fut>(job: Uuid, step: Step, mut call: F) -> Result<T, Failure>
+/// Runs one agent call of `step` until it succeeds, fails for good, or
+/// `cancelled` says the job was cancelled (asked after each transient
+/// failure, so a move stuck on a host that does not answer can still be
+/// cancelled while it can be): the one way a step asks an agent for
+/// something. Each transient failure is logged with the job and the step,
+/// then retried after [`backoff`]. A call in flight is never abandoned: the
+/// agent may still carry it out, and the rollback must come after it.
+pub async fn agent_call<T, F, Fut, C, CFut>(
+    job: Uuid,
+    step: Step,
+    mut call: F,
+    mut cancelled: C,
+) -> Result<T, Failure>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ClientError>>,
+    C: FnMut() -> CFut,
+    CFut: Future<Output = bool>,
 {
-    retry(
-        None,
-        |attempt, msg| tracing::warn!(%job, %step, attempt, "retrying: {msg}"),
-        || {
-            let answer = call();
-            async move { answer.await.map_err(Failure::from) }
-        },
-    )
-    .await
+    let mut attempt = 0u32;
+    loop {
+        match call().await.map_err(Failure::from) {
+            Ok(v) => return Ok(v),
+            Err(Failure::Transient(msg)) => {
+                attempt = attempt.saturating_add(1);
+                tracing::warn!(%job, %step, attempt, "retrying: {msg}");
+                if cancelled().await {
+                    return Err(Failure::Cancelled);
+                }
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            Err(other) => return Err(other),
+        }
+    }
 }
 
 /// The pause before attempt `n` (from 1): half a second, doubling, at most
@@ -174,5 +191,33 @@ mod tests {
         )
         .await;
         assert!(matches!(out, Err(Failure::Permanent(m)) if m.contains("gave up")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancel_ends_the_retries_of_an_agent_that_does_not_answer() {
+        let url = "http://127.0.0.1:9";
+        let mut calls = 0;
+        let mut asked = 0;
+        let out: Result<(), Failure> = agent_call(
+            Uuid::new_v4(),
+            Step::CreateVolumeCrossSd,
+            || {
+                calls += 1;
+                async {
+                    Err(ClientError::Timeout {
+                        what: format!("the agent at {url} did not answer"),
+                        waited: Duration::from_secs(120),
+                    })
+                }
+            },
+            || {
+                asked += 1;
+                let now = asked;
+                async move { now >= 2 }
+            },
+        )
+        .await;
+        assert_eq!(out, Err(Failure::Cancelled));
+        assert_eq!((calls, asked), (2, 2));
     }
 }
