@@ -159,3 +159,50 @@ async fn a_move_to_a_domain_without_room_is_refused_or_rolled_back() {
     log.poll();
     cluster.assert_all_layers(&before, &now, &writer, log.acks());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_move_to_a_domain_with_room_for_one_is_refused_at_once() {
+    // Given a domain with room for one disk's chain (16 MiB of data), and
+    // a move of one disk there in progress (held before its copy)...
+    let Some(room) = Tmpfs::mount(28 * MIB) else {
+        return;
+    };
+    let cluster = Cluster::start_with(&[(HOLD, "cloneInternalVolumes")]).await;
+    let path = room.path().to_str().expect("a UTF-8 path");
+    let (ok, d): (bool, Domain) = cluster.cli_json(&["domain", "create", "room", "--path", path]);
+    assert!(ok, "{d:#?}");
+    cluster.disk("disk1", VolumeFormat::Raw, 2).await;
+    cluster.disk("disk2", VolumeFormat::Raw, 2).await;
+    let (ok, first): (bool, Job) = cluster.cli_json(&["disk", "move", "disk1", "--to", "room"]);
+    assert!(ok, "{first:#?}");
+    cluster
+        .wait_step_running(first.id, "cloneInternalVolumes")
+        .await;
+
+    // ...when a second disk is moved there, then it is refused at once
+    // (507), naming the space the first move holds, and nothing is made.
+    let out = cluster.cli(&["disk", "move", "disk2", "--to", "room"]);
+    let said = expect_failure(&out, "a second move to a domain with room for one");
+    assert!(
+        said.contains("507") && said.contains("reserved by the moves already heading there"),
+        "{said}"
+    );
+    let jobs = cluster.client().jobs().await.expect("jobs");
+    assert_eq!(jobs.len(), 1, "{jobs:#?}");
+    assert!(cluster.disk_now("disk2").await.locked_by.is_none());
+
+    // Once the first move is gone, its room is free again.
+    expect_success(
+        &cluster.cli(&["job", "cancel", &first.id.to_string()]),
+        "job cancel",
+    );
+    let first = cluster.wait_end(first.id).await;
+    assert_eq!(first.state, JobState::Cancelled, "{first:#?}");
+    let (ok, second): (bool, Job) = cluster.cli_json(&["disk", "move", "disk2", "--to", "room"]);
+    assert!(ok, "{second:#?}");
+    expect_success(
+        &cluster.cli(&["job", "cancel", &second.id.to_string()]),
+        "job cancel",
+    );
+    assert_eq!(cluster.wait_end(second.id).await.state, JobState::Cancelled);
+}

@@ -78,8 +78,13 @@ pub async fn start_move(engine: &Arc<Engine>, spec: MoveSpec) -> Result<Job> {
     let (_, spm) = engine.agents().spm().await?;
     let mut plan = plan::MovePlan::new(src, dst.id, vm, host);
     read_chains(&spm, &mut plan, &spec.disks).await?;
-    check_space(&spm, &plan, &dst).await?;
-    let row = persist_and_lock(engine, &spec, vm, &plan).await?;
+    let row = {
+        // The space check and the job that reserves the space are one
+        // step for concurrent moves: two cannot both count the same room.
+        let _reserving = engine.moves().reserving().await;
+        check_space(engine, &spm, &plan, &dst).await?;
+        persist_and_lock(engine, &spec, vm, &plan).await?
+    };
     let mode = match live_or_cold(engine, vm, host).await {
         Ok(mode) => mode,
         Err(e) => {
@@ -249,8 +254,16 @@ async fn read_chains(spm: &AgentClient, plan: &mut plan::MovePlan, disks: &[Uuid
 }
 
 /// The destination has room for the chains plus [`SPACE_SLACK_PERCENT`],
-/// by the SPM's fresh look (the inventory's when it cannot say).
-async fn check_space(spm: &AgentClient, plan: &plan::MovePlan, dst: &DomainRow) -> Result<()> {
+/// by the SPM's fresh look (the inventory's when it cannot say), less what
+/// the moves already heading there have still to copy: the space a job
+/// needs is reserved from its prepare to its end, so concurrent moves to
+/// one domain are refused up front rather than filling it together.
+async fn check_space(
+    engine: &Engine,
+    spm: &AgentClient,
+    plan: &plan::MovePlan,
+    dst: &DomainRow,
+) -> Result<()> {
     let free = spm
         .domains()
         .await
@@ -258,10 +271,26 @@ async fn check_space(spm: &AgentClient, plan: &plan::MovePlan, dst: &DomainRow) 
         .into_iter()
         .find(|d| d.uuid == dst.id)
         .map_or(dst.free, |d| d.free);
+    let reserved: u64 = engine
+        .db()
+        .unfinished_jobs()
+        .await?
+        .iter()
+        .filter(|j| j.dst_domain == dst.id)
+        .map(|j| j.total_bytes.saturating_sub(j.done_bytes))
+        .sum();
     let needed = plan.total_bytes() + plan.total_bytes() * SPACE_SLACK_PERCENT / 100;
-    if needed > free {
+    if needed > free.saturating_sub(reserved) {
+        let held = if reserved > 0 {
+            format!(
+                ", {} MiB of it reserved by the moves already heading there,",
+                reserved.div_ceil(1 << 20)
+            )
+        } else {
+            String::new()
+        };
         return Err(Error::NoSpace(format!(
-            "storage domain {} has {} MiB free but the move needs {} MiB (the chains plus {SPACE_SLACK_PERCENT}%); free space there or choose another domain",
+            "storage domain {} has {} MiB free{held} but the move needs {} MiB (the chains plus {SPACE_SLACK_PERCENT}%); free space there, wait for those moves, or choose another domain",
             dst.name,
             free >> 20,
             needed.div_ceil(1 << 20)

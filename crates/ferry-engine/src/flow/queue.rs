@@ -23,6 +23,9 @@ pub struct MoveQueue {
     places: Arc<Semaphore>,
     limit: usize,
     waiting: Mutex<HashSet<Uuid>>,
+    /// Held while a prepare checks its destination's room and records the
+    /// job that reserves it.
+    reserving: tokio::sync::Mutex<()>,
 }
 
 impl MoveQueue {
@@ -32,6 +35,7 @@ impl MoveQueue {
         MoveQueue {
             places: Arc::new(Semaphore::new(limit)),
             limit,
+            reserving: tokio::sync::Mutex::new(()),
             waiting: Mutex::new(HashSet::new()),
         }
     }
@@ -44,6 +48,12 @@ impl MoveQueue {
     /// Whether `job` waits for a place now.
     pub fn is_waiting(&self, job: Uuid) -> bool {
         self.waiting.lock().is_ok_and(|w| w.contains(&job))
+    }
+
+    /// One prepare at a time between its space check and the record of
+    /// its job, so two moves cannot both count the same free space.
+    pub async fn reserving(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.reserving.lock().await
     }
 
     /// A place at once, if one is free.
