@@ -171,15 +171,7 @@ fn ensure_room(source: &Volume, smd: &VolumeMetadata, dest: &StorageDomain) -> R
     } else {
         data_bytes(source)?
     };
-    let free = dest.capacity()?.free;
-    if needed > free {
-        return Err(Error::NoSpace {
-            domain: dest.to_string(),
-            needed,
-            free,
-        });
-    }
-    Ok(())
+    ensure_free(dest, needed)
 }
 
 /// A preallocated raw volume takes its whole size, holes or not, and its
@@ -299,15 +291,7 @@ fn ensure_room_for_chain(chain: &Chain, sizes: &[u64], dest: &StorageDomain) -> 
         .filter(|(v, _)| !dest.volume(v.image(), v.id()).exists())
         .map(|(_, s)| *s)
         .sum();
-    let free = dest.capacity()?.free;
-    if needed > free {
-        return Err(Error::NoSpace {
-            domain: dest.to_string(),
-            needed,
-            free,
-        });
-    }
-    Ok(())
+    ensure_free(dest, needed)
 }
 
 /// Removes, top first, the copies a failed chain copy made; copies that
@@ -320,4 +304,18 @@ fn remove_copies_made(outcomes: &[CopyOutcome]) {
     {
         let _ = o.copy.delete();
     }
+}
+
+/// Refuses a copy of `needed` bytes that `dest` has no room for, before
+/// anything is written there.
+fn ensure_free(dest: &StorageDomain, needed: u64) -> Result<()> {
+    let free = dest.capacity()?.free;
+    if needed > free {
+        return Err(Error::NoSpace {
+            domain: dest.to_string(),
+            needed,
+            free,
+        });
+    }
+    Ok(())
 }

@@ -8,10 +8,8 @@
 //! sentence that says why and when it will be possible.
 
 use ferry_api::engine::{JobState, MoveMode, Step, StepState};
-use ferry_api::Legality;
 use uuid::Uuid;
 
-use super::plan::MovePlan;
 use crate::db::DiskRow;
 use crate::error::{Error, Result};
 use crate::Engine;
@@ -57,34 +55,8 @@ pub async fn start_domain(engine: &Engine, disk: &DiskRow) -> Result<Uuid> {
     if state(Step::CreateVolumeCrossSd) != StepState::Done {
         return Ok(disk.domain);
     }
-    new_leaf_domain(engine, &job.data, disk).await
-}
-
-/// The destination when the move's new leaf of `disk` is there, complete
-/// (LEGAL) over its source leaf; the inventory's domain otherwise (the
-/// switch has already moved the whole chain, or a rollback removed it).
-async fn new_leaf_domain(
-    engine: &Engine,
-    data: &serde_json::Value,
-    disk: &DiskRow,
-) -> Result<Uuid> {
-    let plan: MovePlan = serde_json::from_value(data.clone())
-        .map_err(|e| Error::Corrupt(format!("a job's plan cannot be read back: {e}")))?;
-    let Some(new_leaf) = plan
-        .disks
-        .iter()
-        .find(|d| d.disk == disk.id)
-        .map(|d| d.new_leaf)
-    else {
-        return Ok(disk.domain);
-    };
-    let (spm_host, spm) = engine.agents().spm_host().await?;
-    let volumes = spm
-        .image_volumes(plan.dst, disk.id)
-        .await
-        .map_err(Error::agent(&spm_host.name))?;
-    let on_dst = volumes
-        .iter()
-        .any(|v| v.volume == new_leaf && v.legality == Legality::Legal);
-    Ok(if on_dst { plan.dst } else { disk.domain })
+    // The chain as storage has it (the move's new leaf on top once it is
+    // complete there): the same reading the inventory shows.
+    let chain = crate::refresh::refresh_disk(engine, disk.id).await?;
+    Ok(chain.last().map_or(disk.domain, |top| top.domain))
 }
