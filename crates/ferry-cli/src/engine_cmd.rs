@@ -24,10 +24,8 @@ pub struct EngineArgs {
     /// Where the default SQLite database lives.
     #[arg(long, value_name = "DIR", default_value = "/var/lib/ferry")]
     db_dir: PathBuf,
-    /// How many moves copy at once; more wait, queued, and start as
-    /// others end.
-    #[arg(long, value_name = "N", env = "FERRY_MAX_MOVES", default_value_t = ferry_engine::DEFAULT_MAX_MOVES as u64, value_parser = clap::value_parser!(u64).range(1..))]
-    max_moves: u64,
+    #[command(flatten)]
+    limits: crate::limits::LimitArgs,
 }
 
 /// Runs the engine until it is told to stop.
@@ -45,7 +43,7 @@ pub fn run(args: EngineArgs) -> Result<()> {
             listen: args.listen,
             token: args.token,
             database,
-            max_moves: usize::try_from(args.max_moves).unwrap_or(usize::MAX),
+            limits: args.limits.limits(),
         })
         .await?;
         println!("listening on {}", server.local_addr());

@@ -10,6 +10,7 @@ mod bench;
 mod client;
 mod demo;
 mod engine_cmd;
+mod limits;
 mod progress;
 mod storage_cmd;
 mod up;

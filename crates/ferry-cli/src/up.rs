@@ -41,10 +41,8 @@ pub struct UpArgs {
     /// How VMs run: tcg (software, works everywhere) or kvm.
     #[arg(long, default_value = "tcg", value_parser = ["kvm", "tcg"])]
     accel: String,
-    /// How many moves copy at once; more wait, queued, and start as
-    /// others end.
-    #[arg(long, value_name = "N", env = "FERRY_MAX_MOVES", default_value_t = ferry_engine::DEFAULT_MAX_MOVES as u64, value_parser = clap::value_parser!(u64).range(1..))]
-    max_moves: u64,
+    #[command(flatten)]
+    limits: crate::limits::LimitArgs,
 }
 
 /// What `ferry up` keeps between runs besides the database, so the
@@ -196,7 +194,7 @@ async fn start_engine(dir: &Path, args: &UpArgs) -> Result<EngineRunning> {
         listen: args.listen,
         token: token.clone(),
         database: EngineConfig::sqlite_url(dir),
-        max_moves: usize::try_from(args.max_moves).unwrap_or(usize::MAX),
+        limits: args.limits.limits(),
     })
     .await
     .context("cannot start the engine")?;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::agents::Agents;
+use crate::config::EngineLimits;
 use crate::db::Db;
 use crate::error::Result;
 use crate::events::Events;
@@ -31,6 +32,8 @@ pub struct Engine {
     inventory: Mutex<()>,
     /// How many moves copy at once, and which wait.
     moves: MoveQueue,
+    /// The bounds it works within.
+    limits: EngineLimits,
 }
 
 impl std::fmt::Debug for Engine {
@@ -50,7 +53,7 @@ impl Engine {
     pub async fn open(
         database: &str,
         token: impl Into<String>,
-        max_moves: usize,
+        limits: EngineLimits,
     ) -> Result<Arc<Engine>> {
         let db = Db::open(database).await?;
         Ok(Arc::new(Engine {
@@ -61,8 +64,14 @@ impl Engine {
             poll: Mutex::new(()),
             election: Mutex::new(()),
             inventory: Mutex::new(()),
-            moves: MoveQueue::new(max_moves),
+            moves: MoveQueue::new(limits.max_moves),
+            limits,
         }))
+    }
+
+    /// The bounds it was started with.
+    pub fn limits(&self) -> &EngineLimits {
+        &self.limits
     }
 
     /// The move queue.

@@ -17,7 +17,7 @@
 //!     listen: "127.0.0.1:0".parse().expect("an address"),
 //!     token: "secret".into(),
 //!     database: ferry_engine::EngineConfig::sqlite_url("/var/lib/ferry".as_ref()),
-//!     max_moves: 0,
+//!     limits: ferry_engine::EngineLimits::default(),
 //! };
 //! let server = ferry_engine::Server::bind(config).await?;
 //! println!("listening on {}", server.local_addr());
@@ -41,7 +41,7 @@ mod server;
 
 pub use agents::Agents;
 pub use client::EngineClient;
-pub use config::EngineConfig;
+pub use config::{EngineConfig, EngineLimits, DEFAULT_RETENTION, DEFAULT_UNREACHABLE_AFTER};
 pub use engine::Engine;
 pub use error::{Error, Result};
 pub use events::Events;

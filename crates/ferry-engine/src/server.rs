@@ -35,14 +35,14 @@ impl Server {
             listen,
             token,
             database,
-            max_moves,
+            limits,
         } = config;
         if token.trim().is_empty() {
             return Err(Error::BadRequest(
                 "the engine's token is empty; give it a secret that the CLI and the UI will present".into(),
             ));
         }
-        let engine = Engine::open(&database, token, max_moves).await?;
+        let engine = Engine::open(&database, token, limits).await?;
         let (listener, addr) = ferry_http::bind(listen).await?;
         let (stop_monitor, stop) = watch::channel(false);
         let monitor = monitor::spawn(Arc::downgrade(&engine), stop);

@@ -71,7 +71,7 @@ impl Services {
             listen: "127.0.0.1:0".parse().context("a literal address")?,
             token: engine_token.clone(),
             database: EngineConfig::sqlite_url(dir),
-            max_moves: 0,
+            limits: ferry_engine::EngineLimits::default(),
         })
         .await
         .context("cannot start the engine")?;

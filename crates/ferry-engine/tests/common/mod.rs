@@ -124,7 +124,7 @@ impl TestEngine {
             listen: "127.0.0.1:0".parse().expect("an address"),
             token: ENGINE_TOKEN.to_string(),
             database: EngineConfig::sqlite_url(data_dir.path()),
-            max_moves: 0,
+            limits: ferry_engine::EngineLimits::default(),
         })
         .await
         .expect("bind the engine");
