@@ -6,8 +6,12 @@
 //! conflict (retry later, or already done) from a bad request or a full
 //! domain without reading the sentence.
 
+mod deadline;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+pub use deadline::Deadline;
 
 use ferry_api::agent::{
     AcquireSpm, CloneInternalVolumes, ConnectDomain, CreateDomain, CreateVolume,
@@ -30,6 +34,8 @@ const POLL_EVERY: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone)]
 pub struct AgentClient {
     http: HttpClient,
+    /// The longest any request may take, whatever its own deadline.
+    cap: Option<Duration>,
 }
 
 impl AgentClient {
@@ -38,14 +44,26 @@ impl AgentClient {
     pub fn new(url: impl Into<String>, token: impl Into<String>) -> Self {
         AgentClient {
             http: HttpClient::new("the agent", url, &["v1"], token),
+            cap: None,
         }
     }
 
-    /// The same client with another deadline for each request.
+    /// The same client, no request of which waits longer than `timeout`
+    /// (each still waits at most its own [`Deadline`]): for a caller that
+    /// must know soon whether the agent answers at all.
     pub fn with_timeout(self, timeout: Duration) -> Self {
         AgentClient {
-            http: self.http.with_timeout(timeout),
+            cap: Some(self.cap.map_or(timeout, |cap| cap.min(timeout))),
+            ..self
         }
+    }
+
+    /// The HTTP client for a request with `deadline`.
+    fn within(&self, deadline: Deadline) -> HttpClient {
+        let d = deadline.duration();
+        self.http
+            .clone()
+            .with_timeout(self.cap.map_or(d, |cap| cap.min(d)))
     }
 
     /// The agent's base URL.
@@ -55,17 +73,17 @@ impl AgentClient {
 
     /// `GET /v1/health` (sent with the token, which health ignores).
     pub async fn health(&self) -> Result<Health, ClientError> {
-        self.http.get(&["health"]).await
+        self.within(Deadline::Read).get(&["health"]).await
     }
 
     /// `GET /v1/domains`.
     pub async fn domains(&self) -> Result<Vec<DomainInfo>, ClientError> {
-        self.http.get(&["domains"]).await
+        self.within(Deadline::Read).get(&["domains"]).await
     }
 
     /// `POST /v1/domains/connect`.
     pub async fn connect_domain(&self, path: &Path) -> Result<DomainInfo, ClientError> {
-        self.http
+        self.within(Deadline::Storage)
             .post(
                 &["domains", "connect"],
                 &ConnectDomain {
@@ -77,7 +95,9 @@ impl AgentClient {
 
     /// `POST /v1/domains/create` (SPM).
     pub async fn create_domain(&self, req: &CreateDomain) -> Result<DomainInfo, ClientError> {
-        self.http.post(&["domains", "create"], req).await
+        self.within(Deadline::Storage)
+            .post(&["domains", "create"], req)
+            .await
     }
 
     /// `GET /v1/domains/{domain}/images/{image}`: the image's volumes.
@@ -86,31 +106,35 @@ impl AgentClient {
         domain: Uuid,
         image: Uuid,
     ) -> Result<Vec<VolumeInfo>, ClientError> {
-        self.http
+        self.within(Deadline::Read)
             .get(&["domains", &domain.to_string(), "images", &image.to_string()])
             .await
     }
 
     /// `GET /v1/spm`.
     pub async fn spm(&self) -> Result<SpmStatus, ClientError> {
-        self.http.get(&["spm"]).await
+        self.within(Deadline::Read).get(&["spm"]).await
     }
 
     /// `POST /v1/spm/acquire`.
     pub async fn acquire_spm(&self, master_domain: Uuid) -> Result<SpmStatus, ClientError> {
-        self.http
+        self.within(Deadline::Storage)
             .post(&["spm", "acquire"], &AcquireSpm { master_domain })
             .await
     }
 
     /// `POST /v1/spm/release`.
     pub async fn release_spm(&self) -> Result<SpmStatus, ClientError> {
-        self.http.post_empty(&["spm", "release"]).await
+        self.within(Deadline::Storage)
+            .post_empty(&["spm", "release"])
+            .await
     }
 
     /// `POST /v1/volumes/create` (SPM).
     pub async fn create_volume(&self, req: &CreateVolume) -> Result<VolumeInfo, ClientError> {
-        self.http.post(&["volumes", "create"], req).await
+        self.within(Deadline::Storage)
+            .post(&["volumes", "create"], req)
+            .await
     }
 
     /// `POST /v1/volumes/create-cross-sd` (SPM): `createVolumeCrossSD`.
@@ -118,17 +142,23 @@ impl AgentClient {
         &self,
         req: &CreateVolumeCrossSd,
     ) -> Result<VolumeInfo, ClientError> {
-        self.http.post(&["volumes", "create-cross-sd"], req).await
+        self.within(Deadline::Storage)
+            .post(&["volumes", "create-cross-sd"], req)
+            .await
     }
 
     /// `POST /v1/volumes/delete` (SPM).
     pub async fn delete_volumes(&self, req: &DeleteVolumes) -> Result<Deleted, ClientError> {
-        self.http.post(&["volumes", "delete"], req).await
+        self.within(Deadline::Storage)
+            .post(&["volumes", "delete"], req)
+            .await
     }
 
     /// `POST /v1/images/delete` (SPM).
     pub async fn delete_image(&self, req: &DeleteImage) -> Result<Deleted, ClientError> {
-        self.http.post(&["images", "delete"], req).await
+        self.within(Deadline::Storage)
+            .post(&["images", "delete"], req)
+            .await
     }
 
     /// `POST /v1/tasks/{id}/clone-internal-volumes` (SPM):
@@ -143,27 +173,31 @@ impl AgentClient {
 
     /// `POST /v1/vms`: defines a VM (idempotent).
     pub async fn define_vm(&self, def: &VmDefinition) -> Result<VmStatus, ClientError> {
-        self.http.post(&["vms"], def).await
+        self.within(Deadline::Storage).post(&["vms"], def).await
     }
 
     /// `GET /v1/vms`.
     pub async fn vms(&self) -> Result<Vec<VmStatus>, ClientError> {
-        self.http.get(&["vms"]).await
+        self.within(Deadline::Read).get(&["vms"]).await
     }
 
     /// `GET /v1/vms/{id}`.
     pub async fn vm(&self, vm: Uuid) -> Result<VmStatus, ClientError> {
-        self.http.get(&["vms", &vm.to_string()]).await
+        self.within(Deadline::Read)
+            .get(&["vms", &vm.to_string()])
+            .await
     }
 
     /// `DELETE /v1/vms/{id}`: removes a stopped VM's definition.
     pub async fn undefine_vm(&self, vm: Uuid) -> Result<(), ClientError> {
-        self.http.delete(&["vms", &vm.to_string()]).await
+        self.within(Deadline::Storage)
+            .delete(&["vms", &vm.to_string()])
+            .await
     }
 
     /// `POST /v1/vms/{id}/start` (a running VM is left running).
     pub async fn start_vm(&self, vm: Uuid) -> Result<VmStatus, ClientError> {
-        self.http
+        self.within(Deadline::StartVm)
             .post(&["vms", &vm.to_string(), "start"], &serde_json::json!({}))
             .await
     }
@@ -171,7 +205,7 @@ impl AgentClient {
     /// `POST /v1/vms/{id}/stop`: powers down, quitting QEMU after
     /// `grace_secs` (0: at once).
     pub async fn stop_vm(&self, vm: Uuid, grace_secs: u64) -> Result<VmStatus, ClientError> {
-        self.http
+        self.within(Deadline::StopVm(grace_secs))
             .post(&["vms", &vm.to_string(), "stop"], &StopVm { grace_secs })
             .await
     }
@@ -182,7 +216,7 @@ impl AgentClient {
         vm: Uuid,
         req: &BlockMigrate,
     ) -> Result<SwitchReport, ClientError> {
-        self.http
+        self.within(Deadline::Switch)
             .post(&["vms", &vm.to_string(), "block-migrate"], req)
             .await
     }
@@ -194,7 +228,7 @@ impl AgentClient {
         vm: Uuid,
         req: &FinalizeBlockMigrate,
     ) -> Result<SwitchReport, ClientError> {
-        self.http
+        self.within(Deadline::Switch)
             .post(&["vms", &vm.to_string(), "finalize-block-migrate"], req)
             .await
     }
@@ -222,31 +256,35 @@ impl AgentClient {
         verb: &str,
         params: &P,
     ) -> Result<TaskStatus, ClientError> {
-        self.http
+        self.within(Deadline::Task)
             .post(&["tasks", &task.to_string(), verb], params)
             .await
     }
 
     /// `GET /v1/tasks/{id}`.
     pub async fn task(&self, task: Uuid) -> Result<TaskStatus, ClientError> {
-        self.http.get(&["tasks", &task.to_string()]).await
+        self.within(Deadline::Read)
+            .get(&["tasks", &task.to_string()])
+            .await
     }
 
     /// `GET /v1/tasks`.
     pub async fn tasks(&self) -> Result<Vec<TaskStatus>, ClientError> {
-        self.http.get(&["tasks"]).await
+        self.within(Deadline::Read).get(&["tasks"]).await
     }
 
     /// `POST /v1/tasks/{id}/cancel`.
     pub async fn cancel_task(&self, task: Uuid) -> Result<TaskStatus, ClientError> {
-        self.http
+        self.within(Deadline::Task)
             .post_empty(&["tasks", &task.to_string(), "cancel"])
             .await
     }
 
     /// `DELETE /v1/tasks/{id}`: forgets a finished task.
     pub async fn forget_task(&self, task: Uuid) -> Result<(), ClientError> {
-        self.http.delete(&["tasks", &task.to_string()]).await
+        self.within(Deadline::Task)
+            .delete(&["tasks", &task.to_string()])
+            .await
     }
 
     /// Polls a task until it is finished (in whatever state) or `timeout`

@@ -13,6 +13,11 @@
 //! - the VM stopped and started again through the API;
 //! - the VM's QEMU killed (SIGKILL), the VM started again once the job
 //!   has ended;
+//! - both agents frozen (SIGSTOP) for good, under an engine whose
+//!   `--unreachable-timeout` is 4 s: the job must end failed, retryable,
+//!   its disk still locked, within a bound; then the agents are let go and
+//!   `ferry job retry` finishes it (past the switch) or finishes its
+//!   rollback (before), after which a new move succeeds;
 //!
 //! then the engine carries on (restarted without the hook) and the job
 //! ends succeeded (a VM killed before the switch makes it finish cold),
@@ -42,7 +47,18 @@ enum Fault {
     VmRestarted,
     /// The VM's QEMU killed; the VM started again after the job.
     QemuKilled,
+    /// Both agents frozen until the job has given up on them, then let go
+    /// and the job retried.
+    AgentsUnreachable,
 }
+
+/// The engine's bound for an agent that does not answer, in this row.
+const UNREACHABLE_SECS: &str = "4";
+
+/// How long a job may take to give up on agents that do not answer: the
+/// bound for the step, the same for its rollback, each with a request's
+/// deadline (capped by the bound) and back-off on top.
+const GIVE_UP_WITHIN: std::time::Duration = std::time::Duration::from_secs(45);
 
 /// One row: the fault at every step in turn, under one cluster.
 async fn row(fault: Fault) {
@@ -68,22 +84,27 @@ async fn row(fault: Fault) {
 
         match fault {
             Fault::AgentKilled => cluster.host2.restart(FERRY).await,
-            Fault::AgentFrozen => {}
+            Fault::AgentFrozen | Fault::AgentsUnreachable => {}
             Fault::VmRestarted => log = restart_vm(&cluster, &vm, &cfg, &log, step).await,
             Fault::QemuKilled => kill_qemu(&cluster, &vm).await,
         }
 
-        if fault == Fault::AgentFrozen {
-            // The step runs while the VM's host does not answer.
-            cluster.host2.pause();
-            cluster.restart_engine(&[]).await;
-            wait_host(&cluster, HostStatus::Down).await;
-            cluster.host2.resume();
-            wait_host(&cluster, HostStatus::Up).await;
-        } else {
-            cluster.restart_engine(&[]).await;
-        }
-        let job = cluster.wait_end(job.id).await;
+        let job = match fault {
+            Fault::AgentFrozen => {
+                // The step runs while the VM's host does not answer.
+                cluster.host2.pause();
+                cluster.restart_engine(&[]).await;
+                wait_host(&cluster, "host2", HostStatus::Down).await;
+                cluster.host2.resume();
+                wait_host(&cluster, "host2", HostStatus::Up).await;
+                cluster.wait_end(job.id).await
+            }
+            Fault::AgentsUnreachable => give_up_then_retry(&mut cluster, &job, i, there).await,
+            _ => {
+                cluster.restart_engine(&[]).await;
+                cluster.wait_end(job.id).await
+            }
+        };
         if fault == Fault::QemuKilled {
             log = start_after_kill(&cluster, &cfg, &log, step).await;
         }
@@ -163,17 +184,71 @@ async fn restart_vm(
     next
 }
 
-/// Waits until the engine reports host2 in `status`.
-async fn wait_host(cluster: &Cluster, status: HostStatus) {
+/// Freezes both agents while job `job` is held at step `i`, and restarts
+/// the engine with a short bound for agents that do not answer: the job
+/// must give up within [`GIVE_UP_WITHIN`], failed and retryable, its disk
+/// still locked. Then the agents are let go and the job retried: past the
+/// switch it completes; before it, its rollback completes (the disk back
+/// where it was, unlocked) and a new move is made. Returns the job that
+/// moved the disk to `there`.
+async fn give_up_then_retry(cluster: &mut Cluster, job: &Job, i: usize, there: &str) -> Job {
+    let step = LIVE_STEPS[i];
+    cluster.host1.pause();
+    cluster.host2.pause();
+    let started = std::time::Instant::now();
+    cluster
+        .restart_engine(&[("FERRY_UNREACHABLE_TIMEOUT", UNREACHABLE_SECS)])
+        .await;
+    let failed = cluster.wait_end(job.id).await;
+    let took = started.elapsed();
+    assert_eq!(failed.state, JobState::Failed, "at {step}: {failed:#?}");
+    assert!(failed.retryable, "at {step}: {failed:#?}");
+    assert!(
+        took < GIVE_UP_WITHIN,
+        "at {step} the job took {took:?} to give up on agents that do not answer"
+    );
+    let error = failed.error.clone().unwrap_or_default();
+    assert!(error.contains("got no answer"), "at {step}: {error}");
+    assert!(error.contains("ferry job retry"), "at {step}: {error}");
+    let held = cluster.disk_now("disk1").await;
+    assert_eq!(held.locked_by, Some(job.id), "at {step}: {held:#?}");
+
+    cluster.host1.resume();
+    cluster.host2.resume();
+    wait_host(cluster, "host1", HostStatus::Up).await;
+    wait_host(cluster, "host2", HostStatus::Up).await;
+    let id = job.id.to_string();
+    let (ok, retried): (bool, Job) = cluster.cli_json(&["job", "retry", &id]);
+    assert!(ok, "retry at {step}: {retried:#?}");
+    let retried = cluster.wait_end(job.id).await;
+    if i >= 3 {
+        // Past the switch: the retry carries the move to its end.
+        return retried;
+    }
+    // Before it: the retry finished the rollback.
+    assert_eq!(retried.state, JobState::Failed, "at {step}: {retried:#?}");
+    assert!(!retried.retryable, "at {step}: {retried:#?}");
+    let back = cluster.disk_now("disk1").await;
+    assert!(back.locked_by.is_none(), "at {step}: {back:#?}");
+    assert_ne!(back.domain, cluster.domain(there).await.id, "at {step}");
+    let left = cluster.files_of_disk_on(there, &back).await;
+    assert!(left.is_empty(), "at {step}: left on {there}: {left:#?}");
+    let (ok, again): (bool, Job) = cluster.cli_json(&["disk", "move", "disk1", "--to", there]);
+    assert!(ok, "a new move after the rollback at {step}: {again:#?}");
+    cluster.wait_end(again.id).await
+}
+
+/// Waits until the engine reports host `name` in `status`.
+async fn wait_host(cluster: &Cluster, name: &str, status: HostStatus) {
     let deadline = std::time::Instant::now() + WAIT;
     loop {
-        let h = cluster.client().host("host2").await.expect("host2");
+        let h = cluster.client().host(name).await.expect("the host");
         if h.status == status {
             return;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "host2 never became {status:?}: {h:#?}"
+            "{name} never became {status:?}: {h:#?}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
@@ -270,4 +345,9 @@ async fn the_vm_restarted_at_each_step_of_a_live_move() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_vms_qemu_killed_at_each_step_of_a_live_move() {
     row(Fault::QemuKilled).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_agents_unreachable_at_each_step_of_a_live_move() {
+    row(Fault::AgentsUnreachable).await;
 }

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use ferry_agent_client::AgentClient;
 use ferry_api::engine::HostStatus;
@@ -17,13 +18,17 @@ use crate::error::{Error, Result};
 pub struct Agents {
     db: Db,
     clients: Mutex<HashMap<Uuid, AgentClient>>,
+    /// No request to an agent waits longer than this (the operator's
+    /// bound for a host that does not answer).
+    cap: Duration,
 }
 
 impl Agents {
-    pub(crate) fn new(db: Db) -> Self {
+    pub(crate) fn new(db: Db, cap: Duration) -> Self {
         Agents {
             db,
             clients: Mutex::new(HashMap::new()),
+            cap,
         }
     }
 
@@ -39,7 +44,9 @@ impl Agents {
     pub fn client_for(&self, host: &HostRow) -> AgentClient {
         self.cache()
             .entry(host.id)
-            .or_insert_with(|| AgentClient::new(host.url.clone(), host.token.clone()))
+            .or_insert_with(|| {
+                AgentClient::new(host.url.clone(), host.token.clone()).with_timeout(self.cap)
+            })
             .clone()
     }
 

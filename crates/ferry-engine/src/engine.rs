@@ -57,7 +57,7 @@ impl Engine {
     ) -> Result<Arc<Engine>> {
         let db = Db::open(database).await?;
         Ok(Arc::new(Engine {
-            agents: Agents::new(db.clone()),
+            agents: Agents::new(db.clone(), limits.unreachable_after),
             events: Events::new(db.clone()),
             db,
             token: token.into(),

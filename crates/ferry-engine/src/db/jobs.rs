@@ -308,7 +308,7 @@ impl Db {
         let mut tx = self.pool().begin().await.map_err(Error::db(action))?;
         let rows = sqlx::query(
             "SELECT id, name, locked_by FROM disks WHERE locked_by IS NOT NULL AND locked_by NOT IN
-                 (SELECT id FROM jobs WHERE state IN ('running', 'rolling_back'))",
+                 (SELECT id FROM jobs WHERE state IN ('running', 'rolling_back', 'failed'))",
         )
         .fetch_all(&mut *tx)
         .await
@@ -427,15 +427,16 @@ impl Db {
         rows.iter().map(step_from_row).collect()
     }
 
-    /// Turns a failed job back into a running one, if it is still failed:
+    /// Turns a failed job back into a running (or rolling-back) one, if it
+    /// is still failed:
     /// false when another request got there first (or it is not failed),
     /// so two retries at once start one runner, not two.
-    pub async fn reopen_failed_job(&self, job: Uuid) -> Result<bool> {
+    pub async fn reopen_failed_job(&self, job: Uuid, state: JobState) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE jobs SET state = $1, error = NULL, finished = NULL, updated = $2
              WHERE id = $3 AND state = $4",
         )
-        .bind(codec::enum_text(&JobState::Running)?)
+        .bind(codec::enum_text(&state)?)
         .bind(codec::to_i64(now_ms(), "updated")?)
         .bind(job.to_string())
         .bind(codec::enum_text(&JobState::Failed)?)

@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use ferry_agent_client::{AgentClient, ClientError};
+use ferry_agent_client::AgentClient;
 use ferry_api::engine::{JobState, Step, StepState};
 use uuid::Uuid;
 
@@ -86,17 +86,20 @@ impl JobCtx {
             .map_or(StepState::Pending, |s| s.state))
     }
 
-    /// One agent call of `step`, retried until it succeeds or fails for
-    /// good ([`agent_call`]); while the job runs forwards before the
-    /// switch, a cancel ends the retries. A rollback's calls are never
-    /// cancelled: they are what a cancel asked for.
-    pub async fn call<T, F, Fut>(&self, step: Step, call: F) -> std::result::Result<T, Failure>
+    /// One agent call of `step`, retried until it succeeds, fails for
+    /// good, or its agent has not answered for the engine's
+    /// `unreachable_after` ([`agent_call`]); while the job runs forwards
+    /// before the switch, a cancel ends the retries. A rollback's calls are
+    /// never cancelled: they are what a cancel asked for.
+    pub async fn call<T, E, F, Fut>(&self, step: Step, call: F) -> std::result::Result<T, Failure>
     where
+        E: Into<Failure>,
         F: FnMut() -> Fut,
-        Fut: Future<Output = std::result::Result<T, ClientError>>,
+        Fut: Future<Output = std::result::Result<T, E>>,
     {
         let cancellable = self.row.state == JobState::Running && !past_point_of_no_return(step);
-        agent_call(self.id(), step, call, || async move {
+        let bound = self.engine.limits().unreachable_after;
+        agent_call(self.id(), step, bound, call, || async move {
             cancellable && self.cancel_requested().await.unwrap_or(false)
         })
         .await
@@ -138,14 +141,14 @@ impl JobCtx {
         Ok(())
     }
 
-    /// The SPM's agent.
+    /// The SPM's agent, waited for (within the engine's bound) while no
+    /// host holds the role: one is elected within seconds of a host
+    /// coming back.
     pub async fn spm(&self) -> std::result::Result<AgentClient, Failure> {
-        self.engine
-            .agents()
-            .spm()
-            .await
-            .map(|(_, c)| c)
-            .map_err(Failure::from)
+        self.call(self.row.step, || async {
+            self.engine.agents().spm().await.map(|(_, c)| c)
+        })
+        .await
     }
 
     /// The agent of the VM's host.

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_agent_client::AgentClient;
-use ferry_api::engine::{Job, JobKind, MoveMode};
+use ferry_api::engine::{Job, JobKind, JobState, MoveMode};
 use ferry_api::ErrorKind;
 use uuid::Uuid;
 
@@ -399,19 +399,20 @@ pub async fn retry(engine: &Arc<Engine>, id: Uuid) -> Result<Job> {
         .ok_or_else(|| Error::NotFound(format!("job {id} does not exist")))?;
     if !step::retryable(&job) {
         return Err(Error::Conflict(format!(
-            "job {id} is {} at {}: only a job that failed after the switch to the destination (its disks still locked) can be retried; a move that failed before it was rolled back, so start a new one",
+            "job {id} is {} at {}: only a job that failed after the switch to the destination, or whose rollback could not finish (its disks still locked), can be retried; a move that failed before the switch was rolled back, so start a new one",
             format!("{:?}", job.state).to_lowercase(),
             job.step
         )));
     }
-    if db.reopen_failed_job(id).await? {
+    let (state, what) = if plan::rollback_halted(&job.data) {
+        (JobState::RollingBack, "its rollback".to_string())
+    } else {
+        (JobState::Running, job.step.to_string())
+    };
+    if db.reopen_failed_job(id, state).await? {
         engine
             .events()
-            .record(
-                "job",
-                &format!("job {id} retried from {}", job.step),
-                Some(id),
-            )
+            .record("job", &format!("job {id} retried from {what}"), Some(id))
             .await;
         runner::spawn(engine.clone(), id);
     }

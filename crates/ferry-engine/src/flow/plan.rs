@@ -60,6 +60,11 @@ pub struct MovePlan {
     /// cold steps, in the live job's step rows.
     #[serde(default)]
     pub turned_cold: bool,
+    /// The rollback gave up (an agent did not answer, or it failed again
+    /// and again): the job is failed with its disks still locked, and a
+    /// retry runs the rollback again.
+    #[serde(default)]
+    pub rollback_halted: bool,
 }
 
 impl MovePlan {
@@ -73,6 +78,7 @@ impl MovePlan {
             dst,
             rollback: None,
             turned_cold: false,
+            rollback_halted: false,
         }
     }
 
@@ -111,6 +117,17 @@ pub enum RollbackCause {
 /// Reads the rollback cause, also as an engine before typed causes wrote
 /// it (`failed_step`: the word "cancel" or the failure's message), so a
 /// job rolling back across an upgrade ends as it should.
+/// Whether the plan stored as `data` has a halted rollback, read without
+/// decoding the whole plan (the job list asks it of every job).
+pub fn rollback_halted(data: &serde_json::Value) -> bool {
+    #[derive(Deserialize)]
+    struct Flags {
+        #[serde(default)]
+        rollback_halted: bool,
+    }
+    serde_json::from_value::<Flags>(data.clone()).is_ok_and(|f| f.rollback_halted)
+}
+
 fn rollback_cause<'de, D: Deserializer<'de>>(d: D) -> Result<Option<RollbackCause>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]

@@ -6,6 +6,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use ferry_agent_client::ClientError;
 use ferry_api::engine::Step;
 use ferry_api::ErrorKind;
@@ -23,6 +25,9 @@ pub enum Failure {
     VmNotRunning(String),
     /// The destination is full.
     NoSpace(String),
+    /// An agent did not answer (or said it could not) for longer than the
+    /// operator's bound: the job stops waiting for it.
+    Unreachable(String),
     /// The user cancelled the job.
     Cancelled,
 }
@@ -34,7 +39,8 @@ impl Failure {
             Failure::Transient(m)
             | Failure::Permanent(m)
             | Failure::VmNotRunning(m)
-            | Failure::NoSpace(m) => m.clone(),
+            | Failure::NoSpace(m)
+            | Failure::Unreachable(m) => m.clone(),
             Failure::Cancelled => "the job was cancelled".into(),
         }
     }
@@ -64,32 +70,76 @@ impl From<crate::error::Error> for Failure {
     }
 }
 
-/// Runs one agent call of `step` until it succeeds, fails for good, or
-/// `cancelled` says the job was cancelled (asked after each transient
-/// failure, so a move stuck on a host that does not answer can still be
-/// cancelled while it can be): the one way a step asks an agent for
-/// something. Each transient failure is logged with the job and the step,
-/// then retried after [`backoff`]. A call in flight is never abandoned: the
-/// agent may still carry it out, and the rollback must come after it.
-pub async fn agent_call<T, F, Fut, C, CFut>(
+/// How long a peer has gone without a useful answer, against the
+/// operator's bound: the clock starts with the first failed attempt (when
+/// it was sent, so a request that hung until its deadline counts whole)
+/// and stops at the next answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Patience {
+    bound: Duration,
+    since: Option<Instant>,
+}
+
+impl Patience {
+    /// Patience that runs out after `bound` without an answer.
+    pub fn new(bound: Duration) -> Self {
+        Patience { bound, since: None }
+    }
+
+    /// The peer answered: the clock stops.
+    pub fn answered(&mut self) {
+        self.since = None;
+    }
+
+    /// An attempt sent at `sent` failed with `msg`, transiently. Once the
+    /// failures have lasted the bound, the wait ends with
+    /// [`Failure::Unreachable`], saying what was waited for and what to
+    /// check.
+    pub fn failed(&mut self, sent: Instant, step: Step, msg: &str) -> Result<(), Failure> {
+        let since = *self.since.get_or_insert(sent);
+        let waited = since.elapsed();
+        if waited < self.bound {
+            return Ok(());
+        }
+        Err(Failure::Unreachable(format!(
+            "{step} got no answer for {} s ({msg}); check that the host is up and its agent runs ('ferry host list'), or raise --unreachable-timeout",
+            waited.as_secs()
+        )))
+    }
+}
+
+/// Runs one agent call of `step` until it succeeds, fails for good, its
+/// agent has not answered for `bound` ([`Patience`]), or `cancelled` says
+/// the job was cancelled (asked after each transient failure, so a move
+/// stuck on a host that does not answer can still be cancelled while it
+/// can be): the one way a step asks an agent for something. Each
+/// transient failure is logged with the job and the step, then retried
+/// after [`backoff`]. A call in flight is never abandoned: the agent may
+/// still carry it out, and the rollback must come after it.
+pub async fn agent_call<T, E, F, Fut, C, CFut>(
     job: Uuid,
     step: Step,
+    bound: Duration,
     mut call: F,
     mut cancelled: C,
 ) -> Result<T, Failure>
 where
+    E: Into<Failure>,
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, ClientError>>,
+    Fut: Future<Output = Result<T, E>>,
     C: FnMut() -> CFut,
     CFut: Future<Output = bool>,
 {
+    let mut patience = Patience::new(bound);
     let mut attempt = 0u32;
     loop {
-        match call().await.map_err(Failure::from) {
+        let sent = Instant::now();
+        match call().await.map_err(Into::into) {
             Ok(v) => return Ok(v),
             Err(Failure::Transient(msg)) => {
                 attempt = attempt.saturating_add(1);
                 tracing::warn!(%job, %step, attempt, "retrying: {msg}");
+                patience.failed(sent, step, &msg)?;
                 if cancelled().await {
                     return Err(Failure::Cancelled);
                 }
@@ -107,38 +157,6 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(ms.min(10_000))
 }
 
-/// Runs `call` until it succeeds, fails for good, or `give_up` transient
-/// failures have happened (`None`: never give up, for the steps the seed
-/// retries until success). `on_retry` hears each transient failure, so the
-/// step can show it.
-pub async fn retry<T, F, Fut>(
-    give_up: Option<u32>,
-    mut on_retry: impl FnMut(u32, &str),
-    mut call: F,
-) -> Result<T, Failure>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, Failure>>,
-{
-    let mut attempt = 0u32;
-    loop {
-        match call().await {
-            Ok(v) => return Ok(v),
-            Err(Failure::Transient(msg)) => {
-                attempt += 1;
-                if give_up.is_some_and(|n| attempt >= n) {
-                    return Err(Failure::Permanent(format!(
-                        "{msg} (gave up after {attempt} attempts)"
-                    )));
-                }
-                on_retry(attempt, &msg);
-                tokio::time::sleep(backoff(attempt)).await;
-            }
-            Err(other) => return Err(other),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,10 +170,12 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn transient_failures_are_retried_and_permanent_ones_are_not() {
+        let bound = Duration::from_secs(3600);
         let mut calls = 0;
-        let out: Result<u32, Failure> = retry(
-            None,
-            |_, _| {},
+        let out: Result<u32, Failure> = agent_call(
+            Uuid::new_v4(),
+            Step::Merge,
+            bound,
             || {
                 calls += 1;
                 let n = calls;
@@ -167,30 +187,25 @@ mod tests {
                     }
                 }
             },
+            || async { false },
         )
         .await;
         assert_eq!(out, Ok(3));
 
         let mut calls = 0;
-        let out: Result<(), Failure> = retry(
-            None,
-            |_, _| {},
+        let out: Result<(), Failure> = agent_call(
+            Uuid::new_v4(),
+            Step::Merge,
+            bound,
             || {
                 calls += 1;
                 async { Err(Failure::Permanent("no such VM".into())) }
             },
+            || async { false },
         )
         .await;
         assert_eq!(calls, 1);
         assert!(matches!(out, Err(Failure::Permanent(_))));
-
-        let out: Result<(), Failure> = retry(
-            Some(2),
-            |_, _| {},
-            || async { Err(Failure::Transient("down".into())) },
-        )
-        .await;
-        assert!(matches!(out, Err(Failure::Permanent(m)) if m.contains("gave up")));
     }
 
     #[tokio::test(start_paused = true)]
@@ -201,6 +216,7 @@ mod tests {
         let out: Result<(), Failure> = agent_call(
             Uuid::new_v4(),
             Step::CreateVolumeCrossSd,
+            Duration::from_secs(3600),
             || {
                 calls += 1;
                 async {
@@ -219,5 +235,48 @@ mod tests {
         .await;
         assert_eq!(out, Err(Failure::Cancelled));
         assert_eq!((calls, asked), (2, 2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_agent_that_does_not_answer_is_given_up_on_after_the_bound() {
+        let mut calls = 0u32;
+        let started = tokio::time::Instant::now();
+        let out: Result<(), Failure> = agent_call(
+            Uuid::new_v4(),
+            Step::Cleanup,
+            Duration::from_secs(30),
+            || {
+                calls += 1;
+                async {
+                    // Each attempt hangs until its own deadline.
+                    tokio::time::sleep(Duration::from_secs(4)).await;
+                    Err(ClientError::Timeout {
+                        what: "the agent did not answer".into(),
+                        waited: Duration::from_secs(4),
+                    })
+                }
+            },
+            || async { false },
+        )
+        .await;
+        let Err(Failure::Unreachable(msg)) = out else {
+            panic!("not given up on: {out:?}");
+        };
+        assert!(msg.contains("cleanup got no answer"), "{msg}");
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_secs(30) && waited < Duration::from_secs(45),
+            "gave up after {waited:?}"
+        );
+        assert!(calls > 1);
+    }
+
+    #[test]
+    fn an_answer_stops_the_clock() {
+        let mut p = Patience::new(Duration::from_millis(50));
+        let long_ago = Instant::now() - Duration::from_secs(1);
+        assert!(p.failed(long_ago, Step::Merge, "x").is_err());
+        p.answered();
+        assert!(p.failed(Instant::now(), Step::Merge, "x").is_ok());
     }
 }

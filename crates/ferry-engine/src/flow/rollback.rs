@@ -19,7 +19,7 @@ use super::tasks::{stop_all, wait_all, Ended, Watched};
 /// accept being called when there is nothing left to undo.
 pub async fn roll_back(job: &mut JobCtx) -> Result<(), Failure> {
     let spm = job.spm().await?;
-    stop_copies(job, &spm).await;
+    stop_copies(job, &spm).await?;
     if may_use_new_leaf(job).await? {
         undo_block_migrate(job).await?;
     }
@@ -34,8 +34,10 @@ pub async fn roll_back(job: &mut JobCtx) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Cancels the job's copies and waits until they have stopped.
-async fn stop_copies(job: &JobCtx, spm: &AgentClient) {
+/// Cancels the job's copies and waits until they have stopped (or the
+/// engine's bound has passed: then the rollback stops here, deleting
+/// nothing).
+async fn stop_copies(job: &JobCtx, spm: &AgentClient) -> Result<(), Failure> {
     // Copies in flight stop first (they would recreate what is deleted).
     // Asking them to stop was not enough: a throttled copy went on for
     // seconds after its cancel, past the end of the rollback and the
@@ -53,7 +55,13 @@ async fn stop_copies(job: &JobCtx, spm: &AgentClient) {
     for task in &copies {
         let _ = spm.cancel_task(*task).await;
     }
-    stop_all(spm, &copies).await;
+    stop_all(
+        spm,
+        &copies,
+        Step::CloneInternalVolumes,
+        job.engine.limits().unreachable_after,
+    )
+    .await
 }
 
 /// Whether the VM may run on (or have written to) the new leaves: once

@@ -99,15 +99,33 @@ async fn fail_after_switch(job: &mut JobCtx, step: Step, failure: &Failure) -> c
     Ok(())
 }
 
-/// Rolls the job back until that succeeds, then ends it as its rollback
-/// cause says: cancelled, or failed with the reason.
+/// How many times a rollback that fails is run again before the job
+/// stops, failed with its disks locked, for an operator.
+const ROLLBACK_ATTEMPTS: u32 = 5;
+
+/// Rolls the job back, then ends it as its rollback cause says: cancelled,
+/// or failed with the reason. A rollback that fails is run again (every
+/// part of it is idempotent) up to [`ROLLBACK_ATTEMPTS`] times, but not
+/// after an agent went unanswered for the engine's whole bound: then, or
+/// after the last attempt, the job stops failed with its disks locked
+/// ([`halt_rollback`]).
 async fn roll_back_to_the_end(job: &mut JobCtx) -> crate::Result<()> {
+    if job.plan.rollback_halted {
+        // Retried: the rollback runs again.
+        job.plan.rollback_halted = false;
+        job.save().await?;
+    }
+    let mut attempts = 0u32;
     loop {
         match roll_back(job).await {
             Ok(()) => break,
             Err(f) => {
-                tracing::error!(job = %job.id(), "rollback failed, trying again: {}", f.message());
-                tokio::time::sleep(super::retry::backoff(4)).await;
+                attempts += 1;
+                if matches!(f, Failure::Unreachable(_)) || attempts >= ROLLBACK_ATTEMPTS {
+                    return halt_rollback(job, &f, attempts).await;
+                }
+                tracing::error!(job = %job.id(), attempts, "rollback failed, trying again: {}", f.message());
+                tokio::time::sleep(super::retry::backoff(attempts + 2)).await;
             }
         }
     }
@@ -122,6 +140,34 @@ async fn roll_back_to_the_end(job: &mut JobCtx) -> crate::Result<()> {
             .await
         }
     }
+}
+
+/// A rollback that cannot finish now: the job ends failed, its disks stay
+/// locked (the VM may still use the destination's leaf, a copy may still
+/// write there), and the error says why and how to finish it.
+async fn halt_rollback(job: &mut JobCtx, failure: &Failure, attempts: u32) -> crate::Result<()> {
+    let id = job.id();
+    let why = match job.plan.rollback.as_ref() {
+        Some(RollbackCause::Failed(reason)) => format!("the move failed ({reason}) and "),
+        Some(RollbackCause::Cancelled) => "the move was cancelled and ".into(),
+        None => String::new(),
+    };
+    let error = format!(
+        "{why}its rollback could not finish after {attempts} attempt(s): {}. The disks stay locked and may still use the destination; fix the cause, then run 'ferry job retry {id}' to finish the rollback",
+        failure.message()
+    );
+    tracing::error!(job = %id, "{error}");
+    job.plan.rollback_halted = true;
+    job.row.error = Some(error.clone());
+    job.row.state = JobState::Failed;
+    job.row.finished = Some(crate::db::codec::now_ms());
+    job.row.rate_bps = 0;
+    job.save().await?;
+    job.engine
+        .events()
+        .record("job", &format!("job {id} failed: {error}"), Some(id))
+        .await;
+    Ok(())
 }
 
 /// Takes the job's place in the move queue. A job that has not started

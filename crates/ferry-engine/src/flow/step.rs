@@ -60,9 +60,11 @@ pub fn cancellable(job: &JobRow, steps: &[JobStep]) -> bool {
 
 /// Whether a retry is possible: the job failed after the switch point, so
 /// nothing was rolled back, its disks are still locked, and a retry
-/// carries on from the failed step.
+/// carries on from the failed step; or its rollback gave up, its disks
+/// still locked, and a retry runs the rollback again.
 pub fn retryable(job: &JobRow) -> bool {
-    job.state == JobState::Failed && past_point_of_no_return(job.step)
+    job.state == JobState::Failed
+        && (past_point_of_no_return(job.step) || super::plan::rollback_halted(&job.data))
 }
 
 #[cfg(test)]

@@ -12,8 +12,9 @@ use uuid::Uuid;
 
 use super::job::JobCtx;
 use super::plan::DiskPlan;
-use super::retry::Failure;
+use super::retry::{Failure, Patience};
 use super::tasks::{wait_all, Ended, Watched};
+use tokio::time::Instant;
 
 /// How many clone tasks of one job run at once (a VM move copies its disks
 /// in parallel up to this bound).
@@ -110,16 +111,19 @@ pub async fn block_migrate(job: &mut JobCtx) -> Result<Switched, Failure> {
             .collect(),
     };
     let id = job.id();
+    let mut patience = Patience::new(job.engine.limits().unreachable_after);
     loop {
         let host = job.vm_host().await?;
         let running = job.call(Step::BlockMigrate, || host.vm(vm)).await?.state == VmState::Running;
         if !running {
             return Ok(Switched::VmDown);
         }
+        let sent = Instant::now();
         match host.block_migrate(vm, &req).await.map_err(Failure::from) {
             Ok(_) => return Ok(Switched::Live),
             Err(Failure::Transient(msg)) => {
                 tracing::warn!(job = %id, "blockMigrate failed, retrying: {msg}");
+                patience.failed(sent, Step::BlockMigrate, &msg)?;
                 job.check_cancel().await?;
                 tokio::time::sleep(super::retry::backoff(2)).await;
             }

@@ -3,13 +3,16 @@
 
 use std::time::Duration;
 
+use ferry_api::engine::Step;
+use tokio::time::Instant;
+
 use ferry_agent_client::AgentClient;
 use ferry_api::agent::{TaskState, TaskStatus};
 use ferry_api::ErrorKind;
 use uuid::Uuid;
 
 use super::job::JobCtx;
-use super::retry::{retry, Failure};
+use super::retry::{Failure, Patience};
 
 /// How often a task's status is read.
 const POLL: Duration = Duration::from_millis(300);
@@ -38,8 +41,9 @@ pub enum Ended {
 /// Waits until every task ended, reporting `base + Σ done` of `total` as
 /// the job's progress. When `cancellable` and the user cancels, the tasks
 /// are cancelled and [`Failure::Cancelled`] returned. An agent that does
-/// not answer is asked again (it may be restarting); a task it no longer
-/// knows is reported as failed.
+/// not answer is asked again (it may be restarting) until the engine's
+/// bound ([`JobCtx::call`]); a task it no longer knows is reported as
+/// failed.
 pub async fn wait_all(
     job: &mut JobCtx,
     tasks: &[Watched],
@@ -54,19 +58,17 @@ pub async fn wait_all(
             if ended[i].is_some() {
                 continue;
             }
-            let status: TaskStatus = retry(
-                None,
-                |_, _| {},
-                || async { w.agent.task(w.task).await.map_err(Failure::from) },
-            )
-            .await
-            .map_err(|f| match f {
-                Failure::Permanent(m) => Failure::Permanent(format!(
-                    "task {} is unknown to its agent ({m}): the agent lost it (its run directory was cleared?)",
-                    w.task
-                )),
-                other => other,
-            })?;
+            let step = job.row.step;
+            let status: TaskStatus = job
+                .call(step, || w.agent.task(w.task))
+                .await
+                .map_err(|f| match f {
+                    Failure::Permanent(m) => Failure::Permanent(format!(
+                        "task {} is unknown to its agent ({m}): the agent lost it (its run directory was cleared?)",
+                        w.task
+                    )),
+                    other => other,
+                })?;
             done[i] = status.done_bytes;
             ended[i] = match status.state {
                 TaskState::Running => None,
@@ -105,32 +107,53 @@ pub async fn wait_all(
 /// any more; a task the agent does not know (never started, or
 /// forgotten) counts as stopped. A cancel is only a request: a copy
 /// notices it between chunks (or within 100 ms of waiting out its
-/// bandwidth limit), and until
-/// then it may still write, and once stopped it removes "its" partial copy
-/// by path. The cancel is sent again now and then while a task runs, in
-/// case its agent restarted and resumed it.
-pub async fn stop_all(agent: &AgentClient, tasks: &[Uuid]) {
+/// bandwidth limit), and until then it may still write, and once stopped
+/// it removes "its" partial copy by path. The cancel is sent again now and
+/// then while a task runs, in case its agent restarted and resumed it.
+/// Gives up with [`Failure::Unreachable`] when the agent has not answered
+/// for `bound`, or its tasks still run after `bound`: what they may still
+/// write must not be deleted under them.
+pub async fn stop_all(
+    agent: &AgentClient,
+    tasks: &[Uuid],
+    step: Step,
+    bound: Duration,
+) -> Result<(), Failure> {
     let mut running: Vec<Uuid> = tasks.to_vec();
+    let mut patience = Patience::new(bound);
+    let started = Instant::now();
     let mut polls = 0u32;
     loop {
         let mut still = Vec::new();
         for &task in &running {
+            let sent = Instant::now();
             match agent.task(task).await {
                 Ok(s) if s.state == TaskState::Running => {
+                    patience.answered();
                     if polls % 10 == 9 {
                         let _ = agent.cancel_task(task).await;
                     }
                     still.push(task);
                 }
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Ok(_) => patience.answered(),
+                Err(e) if e.kind() == ErrorKind::NotFound => patience.answered(),
                 // The agent does not answer: the task may still run there.
-                Err(_) => still.push(task),
+                Err(e) => {
+                    patience.failed(sent, step, &e.to_string())?;
+                    still.push(task);
+                }
             }
         }
         running = still;
         if running.is_empty() {
-            return;
+            return Ok(());
+        }
+        if started.elapsed() >= bound {
+            return Err(Failure::Unreachable(format!(
+                "tasks {running:?} were cancelled {} s ago and still run on {}; look at the agent's log on that host",
+                started.elapsed().as_secs(),
+                agent.url()
+            )));
         }
         polls += 1;
         if polls % 100 == 0 {
