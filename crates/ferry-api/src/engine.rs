@@ -193,6 +193,11 @@ pub struct Vm {
     pub host: Uuid,
     /// Running, stopped or unknown.
     pub state: VmState,
+    /// Why a running VM's guest is paused (its disk is full or failing),
+    /// as its host last reported; its host resumes it once the disk can
+    /// take writes again. `None` while the guest runs.
+    #[serde(default)]
+    pub paused: Option<String>,
     /// Guest memory in MiB.
     pub memory_mib: u64,
     /// Its disks, in device order.

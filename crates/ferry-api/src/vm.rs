@@ -108,6 +108,37 @@ pub struct VmStatus {
     pub disks: Vec<VmDiskStatus>,
     /// The file the guest's first serial port writes to.
     pub serial_log: PathBuf,
+    /// Why the guest is paused although QEMU runs (`None`: it runs, or
+    /// QEMU does not).
+    #[serde(default)]
+    pub paused: Option<VmPause>,
+    /// The block jobs QEMU holds (running, or ended and not yet
+    /// dismissed); none once a move has ended.
+    #[serde(default)]
+    pub block_jobs: Vec<String>,
+}
+
+/// Why a running VM's guest is paused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmPause {
+    /// What paused it, for decisions.
+    pub cause: PauseCause,
+    /// The same as a sentence, for people: the disk and its file.
+    pub detail: String,
+}
+
+/// What paused a guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseCause {
+    /// A disk's storage is full: the agent resumes the VM once there is
+    /// room again.
+    NoSpace,
+    /// A disk's storage failed a request: the agent tries to resume it
+    /// now and then.
+    IoError,
+    /// Something else paused it (an operator, a migration).
+    Other,
 }
 
 /// `POST /v1/vms/{id}/stop`.

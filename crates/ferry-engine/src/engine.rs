@@ -2,9 +2,11 @@
 //! the token, behind one `Arc` that the REST handlers, the monitor and the
 //! move flow all hold.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::{Mutex, MutexGuard};
+use uuid::Uuid;
 
 use crate::agents::Agents;
 use crate::config::EngineLimits;
@@ -34,6 +36,9 @@ pub struct Engine {
     moves: MoveQueue,
     /// The bounds it works within.
     limits: EngineLimits,
+    /// Why each paused VM is paused, as its host last said: a live
+    /// condition, so kept in memory and learnt again after a restart.
+    pauses: std::sync::Mutex<HashMap<Uuid, String>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -66,7 +71,28 @@ impl Engine {
             inventory: Mutex::new(()),
             moves: MoveQueue::new(limits.max_moves),
             limits,
+            pauses: std::sync::Mutex::new(HashMap::new()),
         }))
+    }
+
+    /// Why VM `vm`'s guest is paused, if it is.
+    pub fn vm_pause(&self, vm: Uuid) -> Option<String> {
+        self.pause_map().get(&vm).cloned()
+    }
+
+    /// Records why VM `vm` is paused (`None`: it is not); returns what was
+    /// recorded before.
+    pub(crate) fn set_vm_pause(&self, vm: Uuid, pause: Option<String>) -> Option<String> {
+        let mut map = self.pause_map();
+        match pause {
+            Some(p) => map.insert(vm, p),
+            None => map.remove(&vm),
+        }
+    }
+
+    fn pause_map(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, String>> {
+        // Plain inserts and removes: a poisoned map is still consistent.
+        self.pauses.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The bounds it was started with.

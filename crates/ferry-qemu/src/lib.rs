@@ -10,6 +10,7 @@ mod guest_dir;
 pub mod jobs;
 mod node;
 mod qmp;
+pub mod run_state;
 mod vm;
 
 pub use error::{Error, Result};

@@ -132,7 +132,13 @@ impl VmSpec {
             }
             if let Some(top) = backing {
                 args.push("-device".into());
-                args.push(format!("virtio-blk-pci,id={},drive={top}", disk.device));
+                // A failed write or read pauses the VM instead of failing
+                // the guest's request (QEMU keeps it and submits it again
+                // on `cont`): a full destination must not corrupt a guest.
+                args.push(format!(
+                    "virtio-blk-pci,id={},drive={top},werror=stop,rerror=stop",
+                    disk.device
+                ));
             }
         }
         args

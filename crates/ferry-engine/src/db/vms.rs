@@ -36,6 +36,7 @@ impl VmRow {
             name: self.name.clone(),
             host: self.host,
             state: self.state,
+            paused: None,
             memory_mib: self.memory_mib,
             disks,
         }

@@ -1,12 +1,14 @@
 //! What the monitor copies from the agents into the inventory besides host
-//! status: each domain's room, and each VM's state.
+//! status: each domain's room, and each VM's state (and why its guest is
+//! paused, if it is).
 
 use std::collections::HashMap;
 
 use ferry_api::engine::VmState;
-use ferry_api::vm::VmState as AgentVmState;
+use ferry_api::vm::{VmState as AgentVmState, VmStatus};
 use uuid::Uuid;
 
+use crate::db::VmRow;
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::monitor::check::HostCheck;
@@ -61,19 +63,22 @@ pub(crate) async fn domain_space(engine: &Engine, checks: &[HostCheck]) -> Resul
 pub(crate) async fn vm_states(engine: &Engine, checks: &[HostCheck]) -> Result<()> {
     let vms = engine.db().vms().await?;
     for c in checks {
-        let reported: Option<HashMap<Uuid, AgentVmState>> = c
+        let reported: Option<HashMap<Uuid, &VmStatus>> = c
             .answer
             .as_ref()
             .ok()
-            .map(|(_, list)| list.iter().map(|v| (v.id, v.state)).collect());
+            .map(|(_, list)| list.iter().map(|v| (v.id, v)).collect());
         for vm in vms.iter().filter(|v| v.host == c.host.id) {
             let state = match &reported {
                 None => VmState::Unknown,
-                Some(map) => match map.get(&vm.id) {
+                Some(map) => match map.get(&vm.id).map(|s| s.state) {
                     Some(AgentVmState::Running) => VmState::Running,
                     Some(AgentVmState::Stopped) | None => VmState::Stopped,
                 },
             };
+            if let Some(map) = &reported {
+                pause_changed(engine, vm, map.get(&vm.id).copied()).await;
+            }
             let Some(before) = engine.db().set_vm_state(vm.id, state).await? else {
                 continue;
             };
@@ -96,4 +101,23 @@ pub(crate) async fn vm_states(engine: &Engine, checks: &[HostCheck]) -> Result<(
         }
     }
     Ok(())
+}
+
+/// Records why a VM is paused as its host reports it, with an event when
+/// that changes: a guest paused on a full disk is news, and so is its
+/// resume.
+async fn pause_changed(engine: &Engine, vm: &VmRow, status: Option<&VmStatus>) {
+    let now = status
+        .filter(|s| s.state == AgentVmState::Running)
+        .and_then(|s| s.paused.as_ref())
+        .map(|p| p.detail.clone());
+    let before = engine.set_vm_pause(vm.id, now.clone());
+    let message = match (before, now) {
+        (None, Some(why)) => format!("VM {} is {why}", vm.name),
+        (Some(_), None) if status.is_some_and(|s| s.state == AgentVmState::Running) => {
+            format!("VM {} runs again", vm.name)
+        }
+        _ => return,
+    };
+    engine.events().record("vm", message, Some(vm.id)).await;
 }

@@ -194,7 +194,11 @@ async fn current_definition(engine: &Engine, row: &VmRow) -> Result<VmDefinition
 /// A VM as the API shows it.
 pub async fn vm_view(engine: &Engine, row: &VmRow) -> Result<Vm> {
     let disks = engine.db().vm_disks(row.id).await?;
-    Ok(row.to_api(disks))
+    let mut vm = row.to_api(disks);
+    if vm.state == ferry_api::engine::VmState::Running {
+        vm.paused = engine.vm_pause(vm.id);
+    }
+    Ok(vm)
 }
 
 /// Every VM, by name.

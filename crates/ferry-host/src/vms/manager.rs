@@ -334,6 +334,16 @@ impl VmManager {
             pid: vm.as_ref().map(|v| v.pid()),
             disks,
             serial_log: self.vm_dir(id).join("serial.log"),
+            paused: match &vm {
+                Some(vm) => super::pause::pause_of(vm).await,
+                None => None,
+            },
+            block_jobs: match &vm {
+                Some(vm) => ferry_qemu::run_state::block_job_ids(vm.qmp())
+                    .await
+                    .unwrap_or_default(),
+                None => Vec::new(),
+            },
         })
     }
 
@@ -371,9 +381,11 @@ impl VmManager {
 }
 
 /// Remembers a running VM and forgets it when its QEMU exits: the agent's
-/// notice that a VM died.
+/// notice that a VM died. While it runs, a pause on a failed disk request
+/// is undone once the disk can take writes ([`super::pause`]).
 fn watch(entry: &Arc<VmEntry>, vm: Arc<Vm>) {
     entry.set_running(Some(vm.clone()));
+    super::pause::keep_resuming(vm.clone());
     let entry = Arc::downgrade(entry);
     tokio::spawn(async move {
         vm.exited().await;

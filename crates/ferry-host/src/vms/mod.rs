@@ -8,6 +8,7 @@
 
 mod chain;
 mod manager;
+mod pause;
 
 pub(crate) use chain::{device_id, layer_of};
 pub(crate) use manager::VmEntry;
