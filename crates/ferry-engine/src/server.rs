@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use crate::config::EngineConfig;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::{api, flow, monitor};
+use crate::{api, flow, monitor, ops};
 
 /// An engine bound to its address, its monitor running and its unfinished
 /// jobs resumed, answering requests once [`Server::run_until`] or
@@ -48,6 +48,7 @@ impl Server {
         let monitor = monitor::spawn(Arc::downgrade(&engine), stop);
         flow::release_orphan_locks(&engine).await;
         flow::resume_all(&engine).await;
+        ops::snapshot::resume_interrupted(&engine).await;
         tracing::info!(%addr, "engine listening");
         Ok(Server {
             listener,

@@ -164,6 +164,8 @@ impl JobCtx {
     /// Ends the job: final state, error and disks unlocked in one write,
     /// then an event.
     pub async fn finish(&mut self, state: JobState, error: Option<String>) -> Result<()> {
+        #[cfg(feature = "test-hooks")]
+        super::test_hooks::crash_at(super::test_hooks::CrashPoint::JobEnd);
         self.row.state = state;
         self.row.error = error.clone();
         self.row.finished = Some(crate::db::codec::now_ms());
