@@ -18,6 +18,7 @@ mod events;
 mod hosts;
 mod jobs;
 mod operations;
+mod retention;
 mod schema;
 mod vms;
 
@@ -34,6 +35,7 @@ pub use domains::DomainRow;
 pub use hosts::HostRow;
 pub use jobs::JobRow;
 pub use operations::{OperationKind, OperationRow, OperationState};
+pub use retention::Pruned;
 pub use vms::VmRow;
 
 /// How long a SQLite writer waits for another one before giving up: longer
