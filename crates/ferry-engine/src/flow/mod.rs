@@ -9,6 +9,7 @@
 //! back; after it, the destination is the truth and the remaining steps
 //! are retried until they succeed.
 
+mod forget;
 mod job;
 pub(crate) mod plan;
 mod progress;
