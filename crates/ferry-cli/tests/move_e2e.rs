@@ -3,7 +3,8 @@
 //! disks have chains holding data, with the guest writing during the whole
 //! move, when `ferry vm move` moves it to domain2, then every layer reads
 //! as before, every acknowledged write is there, nothing is left on
-//! domain1, and the VM starts again from domain2 alone.
+//! domain1 (the agents keep no record of the move's tasks either), and
+//! the VM starts again from domain2 alone.
 
 mod common;
 
@@ -38,6 +39,15 @@ async fn a_running_vm_with_two_disks_moves_to_domain2_through_the_cli() {
     assert_eq!(job.disks.len(), 2);
     for step in &job.steps {
         assert_eq!(step.state, StepState::Done, "{step:?}");
+    }
+    // The agents no longer keep the ended job's tasks (copies, merges).
+    for agent in [&cluster.host1, &cluster.host2] {
+        let tasks = agent.client().tasks().await.expect("list the tasks");
+        assert!(
+            tasks.is_empty(),
+            "{} still keeps the move's tasks: {tasks:#?}",
+            agent.name
+        );
     }
     more_acks(&mut log, 20);
 

@@ -8,6 +8,8 @@
 //!   keeps exactly one SPM among the hosts that are up.
 //! - [`ops`]: the inventory operations (typed commands), and [`flow`]: the
 //!   move jobs.
+//! - [`retention`]: finished jobs and old events are pruned after
+//!   `--retention-days`.
 //! - [`api`]: the REST API under `/api/v1`, which only translates HTTP to
 //!   those calls; [`client`]: its typed client.
 //!
@@ -37,6 +39,7 @@ pub mod flow;
 pub mod monitor;
 pub mod ops;
 mod refresh;
+pub mod retention;
 mod server;
 
 pub use agents::Agents;

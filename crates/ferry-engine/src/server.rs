@@ -1,6 +1,6 @@
 //! Starting and stopping an engine: bind first (so a test can listen on
 //! port 0 and learn the port), then serve until a shutdown signal, then
-//! stop the monitor and close the database.
+//! stop the monitor and the history pruning and close the database.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use crate::config::EngineConfig;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::{api, flow, monitor};
+use crate::{api, flow, monitor, ops, retention};
 
 /// An engine bound to its address, its monitor running and its unfinished
 /// jobs resumed, answering requests once [`Server::run_until`] or
@@ -25,6 +25,7 @@ pub struct Server {
     engine: Arc<Engine>,
     stop_monitor: watch::Sender<bool>,
     monitor: JoinHandle<()>,
+    pruner: JoinHandle<()>,
 }
 
 impl Server {
@@ -45,9 +46,14 @@ impl Server {
         let engine = Engine::open(&database, token, limits).await?;
         let (listener, addr) = ferry_http::bind(listen).await?;
         let (stop_monitor, stop) = watch::channel(false);
-        let monitor = monitor::spawn(Arc::downgrade(&engine), stop);
+        let monitor = monitor::spawn(Arc::downgrade(&engine), stop.clone());
         flow::release_orphan_locks(&engine).await;
         flow::resume_all(&engine).await;
+        ops::snapshot::resume_interrupted(&engine).await;
+        if let Err(e) = retention::prune_now(&engine).await {
+            tracing::warn!("pruning old history failed: {}", e.full_text());
+        }
+        let pruner = retention::spawn(Arc::downgrade(&engine), stop);
         tracing::info!(%addr, "engine listening");
         Ok(Server {
             listener,
@@ -55,6 +61,7 @@ impl Server {
             engine,
             stop_monitor,
             monitor,
+            pruner,
         })
     }
 
@@ -81,12 +88,16 @@ impl Server {
             engine,
             stop_monitor,
             monitor,
+            pruner,
         } = self;
         let served = ferry_http::serve(listener, api::router(engine.clone()), shutdown).await;
         tracing::info!("engine stopping");
         let _ = stop_monitor.send(true);
         if let Err(e) = monitor.await {
             tracing::warn!("the host monitor ended badly: {e}");
+        }
+        if let Err(e) = pruner.await {
+            tracing::warn!("the history pruning ended badly: {e}");
         }
         engine.db().close().await;
         served.map_err(|source| Error::Serve { addr, source })

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use ferry_api::engine::{JobKind, JobState, MoveMode, Step, StepState};
-use ferry_engine::db::{Db, DiskRow, DomainRow, JobRow};
+use ferry_engine::db::{Db, DiskRow, DomainRow, JobRow, OperationRow, OperationState};
 use ferry_engine::{EngineConfig, Error};
 use reqwest::Method;
 use uuid::Uuid;
@@ -287,5 +287,41 @@ async fn at_start_the_engine_releases_every_lock_no_running_job_holds() {
         );
     }
     assert!(!said(&events, "disk disk2 was left locked"), "{events:#?}");
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_snapshot_left_running_keeps_its_disk_locked_until_what_it_made_is_known() {
+    // Given a snapshot that was running when the engine stopped, and no
+    // host that could say whether its new leaf was made...
+    let e = TestEngine::start().await;
+    let db = e.engine.db();
+    let (_, _, [d0, _, _]) = seed(db).await;
+    let snapshot = OperationRow::snapshot(d0, Uuid::new_v4());
+    db.insert_locked_operation(&snapshot)
+        .await
+        .expect("a snapshot");
+    // (meanwhile another snapshot of the disk is refused, naming it)
+    assert_refused(
+        e.client.snapshot_disk("disk0").await,
+        409,
+        &format!("busy with another operation (snapshot {})", snapshot.id),
+    );
+    let keep = e.stop_keeping_data().await;
+
+    // ...when the engine starts again...
+    let e = TestEngine::restart_in(keep).await;
+    let db = e.engine.db();
+
+    // ...then the lock is not released blindly: a leaf the VM does not
+    // write may exist, and a move must not copy it.
+    assert_eq!(
+        db.disk(d0).await.expect("d0").expect("d0").locked_by,
+        Some(snapshot.id)
+    );
+    let row = db.operation(snapshot.id).await.expect("read").expect("it");
+    assert_eq!(row.state, OperationState::Running);
+    let events = event_messages(&e).await;
+    assert!(!said(&events, "disk disk0 was left locked"), "{events:#?}");
     e.stop().await;
 }

@@ -264,8 +264,24 @@ async fn lock_refusal(tx: &mut sqlx::Transaction<'_, sqlx::Any>, disk: Uuid) -> 
             "there is no disk {disk}; list the disks with 'ferry disk list'"
         )),
         Some((name, Some(h))) if is_job => Error::Locked { disk: name, job: h },
-        Some((name, _)) => Error::Conflict(format!(
-            "disk {name} is busy with another operation (a snapshot); try again in a moment"
+        Some((name, Some(h))) => Error::Conflict(format!(
+            "disk {name} is busy with another operation (snapshot {h}); try again in a moment"
+        )),
+        Some((name, None)) => Error::Conflict(format!(
+            "disk {name} was busy with another operation; try again"
         )),
     })
+}
+
+impl Db {
+    /// Why `disk` is locked now, as the refusal a new lock of it would
+    /// get (a job's [`Error::Locked`], or a snapshot's conflict).
+    pub async fn lock_refusal(&self, disk: Uuid) -> Result<Error> {
+        let mut tx = self
+            .pool()
+            .begin()
+            .await
+            .map_err(Error::db("read a disk's lock"))?;
+        lock_refusal(&mut tx, disk).await
+    }
 }

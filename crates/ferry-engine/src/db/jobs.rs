@@ -272,6 +272,16 @@ impl Db {
         .await
     }
 
+    /// Jobs that ended failed, oldest first (a failed job past the switch
+    /// still owns its disks).
+    pub async fn failed_jobs(&self) -> Result<Vec<JobRow>> {
+        self.job_rows(
+            &format!("SELECT {COLUMNS} FROM jobs WHERE state = 'failed' ORDER BY created, id"),
+            "list failed jobs",
+        )
+        .await
+    }
+
     /// Writes every mutable field of `job` and stamps `updated`. It leaves
     /// `cancel_requested` alone, so a cancel asked while the flow holds an
     /// older copy of the row is not lost; and the disks, which do not
@@ -298,17 +308,22 @@ impl Db {
         tx.commit().await.map_err(Error::db(action))
     }
 
-    /// Releases every disk lock whose holder is not a running (or
-    /// rolling back) job: the job ended or never existed (a snapshot's
-    /// lock, or a crash between two writes of an older engine). Only
-    /// sound when no operation of this engine holds a lock, at start.
-    /// Returns each released disk's name with the holder it had.
-    pub async fn release_orphan_locks(&self) -> Result<Vec<(String, Uuid)>> {
+    /// Releases every disk lock whose holder is neither a running (or
+    /// rolling back) job, nor a running operation, nor in `keep` (the
+    /// flow's word for ended jobs that still own their disks: failed
+    /// after the switch, waiting for a retry): the holder ended or never
+    /// existed (an older engine's snapshot lock, or its crash between two
+    /// writes). A running operation's lock is left to the operation's own
+    /// sweep, which first finds out what it made. Only sound at start,
+    /// before this engine takes any lock. Returns each released disk's
+    /// name with the holder it had.
+    pub async fn release_orphan_locks(&self, keep: &[Uuid]) -> Result<Vec<(String, Uuid)>> {
         let action = "release stale disk locks";
         let mut tx = self.pool().begin().await.map_err(Error::db(action))?;
         let rows = sqlx::query(
-            "SELECT id, name, locked_by FROM disks WHERE locked_by IS NOT NULL AND locked_by NOT IN
-                 (SELECT id FROM jobs WHERE state IN ('running', 'rolling_back', 'failed'))",
+            "SELECT id, name, locked_by FROM disks WHERE locked_by IS NOT NULL
+                 AND locked_by NOT IN (SELECT id FROM jobs WHERE state IN ('running', 'rolling_back'))
+                 AND locked_by NOT IN (SELECT id FROM operations WHERE state = 'running')",
         )
         .fetch_all(&mut *tx)
         .await
@@ -316,6 +331,9 @@ impl Db {
         let mut released = Vec::new();
         for r in &rows {
             let (name, holder) = (codec::text(r, "name")?, codec::uuid(r, "locked_by")?);
+            if keep.contains(&holder) {
+                continue;
+            }
             sqlx::query("UPDATE disks SET locked_by = NULL WHERE id = $1 AND locked_by = $2")
                 .bind(codec::text(r, "id")?)
                 .bind(holder.to_string())

@@ -1,5 +1,6 @@
 //! The inventory database: hosts, storage domains, disks and their volume
-//! chains, VMs, jobs with their steps, and the event log.
+//! chains, VMs, jobs with their steps, the short operations that lock a
+//! disk (snapshots), and the event log.
 //!
 //! It is reached through `sqlx`'s `Any` driver, so the same code runs on
 //! SQLite (the default: one file) and on PostgreSQL: queries use `$1, $2…`
@@ -16,6 +17,8 @@ mod domains;
 mod events;
 mod hosts;
 mod jobs;
+mod operations;
+mod retention;
 mod schema;
 mod vms;
 
@@ -31,6 +34,8 @@ pub use disks::DiskRow;
 pub use domains::DomainRow;
 pub use hosts::HostRow;
 pub use jobs::JobRow;
+pub use operations::{OperationKind, OperationRow, OperationState};
+pub use retention::Pruned;
 pub use vms::VmRow;
 
 /// How long a SQLite writer waits for another one before giving up: longer

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 
 /// The schema this engine writes. A database with a higher version was
 /// written by a newer engine, which this one must not touch.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// What brings a database of an older schema up to the next version:
 /// `(version it produces, statements)`, in order. A fresh database gets
@@ -27,7 +27,24 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
         3,
         &["ALTER TABLE volumes ADD COLUMN in_chain BIGINT NOT NULL DEFAULT 1"],
     ),
+    (4, &[OPERATIONS, OPERATIONS_BY_STATE]),
 ];
+
+/// The short operations that lock a disk outside a move job (a
+/// snapshot), schema 4: the lock's owner, so that no lock is ever held by
+/// nothing a restarted engine can find.
+const OPERATIONS: &str = "CREATE TABLE IF NOT EXISTS operations (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        disk_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        volume TEXT,
+        error TEXT,
+        started BIGINT NOT NULL,
+        finished BIGINT
+    )";
+const OPERATIONS_BY_STATE: &str =
+    "CREATE INDEX IF NOT EXISTS operations_by_state ON operations (state)";
 
 /// The tables, in an order that satisfies their references.
 const TABLES: &[&str] = &[
@@ -134,6 +151,8 @@ const TABLES: &[&str] = &[
         PRIMARY KEY (job_id, position),
         UNIQUE (job_id, name)
     )",
+    OPERATIONS,
+    OPERATIONS_BY_STATE,
 ];
 
 /// The auto-numbered key of the event log, as each backend spells it
@@ -259,6 +278,7 @@ mod tests {
         assert_eq!(version(&db).await, SCHEMA_VERSION);
         for sql in [
             "DROP TABLE volumes",
+            "DROP TABLE operations",
             V1_VOLUMES,
             "DELETE FROM schema_version",
             "INSERT INTO schema_version (version) VALUES (1)",
@@ -273,6 +293,10 @@ mod tests {
             .fetch_all(db.pool())
             .await
             .expect("the new columns are there");
+        sqlx::query("SELECT id, kind, disk_id, state, volume FROM operations")
+            .fetch_all(db.pool())
+            .await
+            .expect("the operations table is there");
         sqlx::query("INSERT INTO schema_version (version) VALUES (99)")
             .execute(db.pool())
             .await

@@ -164,9 +164,14 @@ impl JobCtx {
             .map_err(Failure::from)
     }
 
-    /// Ends the job: final state, error and disks unlocked in one write,
-    /// then an event.
+    /// Ends the job: its agent tasks forgotten (best effort), then final
+    /// state, error and disks unlocked in one write, then an event. The
+    /// tasks go first so that a crash in between leaves a running job,
+    /// whose resume forgets them again and ends it.
     pub async fn finish(&mut self, state: JobState, error: Option<String>) -> Result<()> {
+        super::forget::forget_tasks(&self.engine, self.row.id, &self.plan).await;
+        #[cfg(feature = "test-hooks")]
+        super::test_hooks::crash_at(super::test_hooks::CrashPoint::JobEnd);
         self.row.state = state;
         self.row.error = error.clone();
         self.row.finished = Some(crate::db::codec::now_ms());

@@ -9,6 +9,7 @@
 //! back; after it, the destination is the truth and the remaining steps
 //! are retried until they succeed.
 
+mod forget;
 mod job;
 pub(crate) mod plan;
 mod progress;
@@ -20,7 +21,7 @@ mod step;
 mod steps;
 mod tasks;
 #[cfg(feature = "test-hooks")]
-mod test_hooks;
+pub(crate) mod test_hooks;
 pub mod view;
 mod vm_start;
 
@@ -85,6 +86,8 @@ pub async fn start_move(engine: &Arc<Engine>, spec: MoveSpec) -> Result<Job> {
         check_space(engine, &spm, &plan, &dst).await?;
         persist_and_lock(engine, &spec, vm, &plan).await?
     };
+    #[cfg(feature = "test-hooks")]
+    test_hooks::crash_at(test_hooks::CrashPoint::PrepareLocked);
     let mode = match live_or_cold(engine, vm, host).await {
         Ok(mode) => mode,
         Err(e) => {
@@ -143,11 +146,8 @@ async fn check_disks(engine: &Engine, spec: &MoveSpec) -> Result<(Uuid, Option<U
             .disk(*disk)
             .await?
             .ok_or_else(|| Error::NotFound(format!("disk {disk} does not exist")))?;
-        if let Some(job) = row.locked_by {
-            return Err(Error::Locked {
-                disk: row.name.clone(),
-                job,
-            });
+        if row.locked_by.is_some() {
+            return Err(db.lock_refusal(row.id).await?);
         }
         match src {
             None => src = Some(row.domain),
@@ -419,11 +419,28 @@ pub async fn retry(engine: &Arc<Engine>, id: Uuid) -> Result<Job> {
     view::job(engine, id).await
 }
 
-/// Releases, at engine start, every disk lock that no running job holds
-/// (its job ended, or it was a snapshot's, or an older engine crashed
-/// between two writes), each with an event: no lock outlives its owner.
+/// Releases, at engine start, every disk lock that no running job or
+/// snapshot holds (its job ended, or an older engine crashed between two
+/// writes), each with an event: no lock outlives its owner. A job that
+/// failed after the switch keeps its disks: it has not ended for good,
+/// and its disks' chains are half-merged until it is retried.
 pub async fn release_orphan_locks(engine: &Arc<Engine>) {
-    match engine.db().release_orphan_locks().await {
+    let keep: Vec<Uuid> = match engine.db().failed_jobs().await {
+        Ok(failed) => failed
+            .iter()
+            .filter(|j| step::retryable(j))
+            .map(|j| j.id)
+            .collect(),
+        Err(e) => {
+            // Without knowing which locks are still owned, release none.
+            tracing::error!(
+                "cannot list failed jobs, so no stale lock is released: {}",
+                e.full_text()
+            );
+            return;
+        }
+    };
+    match engine.db().release_orphan_locks(&keep).await {
         Ok(released) => {
             for (disk, holder) in released {
                 engine

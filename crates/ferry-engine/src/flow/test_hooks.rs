@@ -13,6 +13,13 @@
 //!   after that step's work, before the step is recorded done: an engine
 //!   killed after an agent did something and before the engine wrote it
 //!   down.
+//! - `FERRY_TEST_CRASH_AT=<point>`: the engine process dies (abort) at a
+//!   [`CrashPoint`] of its own writes: `prepare-locked` (a move's job and
+//!   locks written, live or cold not decided yet), `job-end` (a job's
+//!   last step done and its agent tasks forgotten, its end not written),
+//!   `snapshot-locked` (a snapshot's row and lock written, nothing asked
+//!   of the SPM), `snapshot-created` (the snapshot's new leaf made, the
+//!   VM not switched onto it).
 
 use std::time::Duration;
 
@@ -43,6 +50,42 @@ pub async fn before_step(job: &JobCtx, step: Step) -> Result<(), Failure> {
             job.check_cancel().await?;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A point where `FERRY_TEST_CRASH_AT` kills the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// A move's job row and locks are written; its mode is not.
+    PrepareLocked,
+    /// A job has done its work; its end is not written.
+    JobEnd,
+    /// A snapshot's row and lock are written; the SPM was not asked.
+    SnapshotLocked,
+    /// A snapshot's new leaf exists; the VM was not switched onto it.
+    SnapshotCreated,
+}
+
+impl CrashPoint {
+    /// The point's name in `FERRY_TEST_CRASH_AT`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CrashPoint::PrepareLocked => "prepare-locked",
+            CrashPoint::JobEnd => "job-end",
+            CrashPoint::SnapshotLocked => "snapshot-locked",
+            CrashPoint::SnapshotCreated => "snapshot-created",
+        }
+    }
+}
+
+/// Kills the engine if `FERRY_TEST_CRASH_AT` names `point`.
+pub fn crash_at(point: CrashPoint) {
+    if std::env::var("FERRY_TEST_CRASH_AT").ok().as_deref() == Some(point.name()) {
+        tracing::warn!(
+            point = point.name(),
+            "the engine dies here (FERRY_TEST_CRASH_AT)"
+        );
+        std::process::abort();
     }
 }
 

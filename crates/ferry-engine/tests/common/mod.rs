@@ -101,7 +101,11 @@ pub struct TestEngine {
 
 impl TestEngine {
     pub async fn start() -> TestEngine {
-        Self::start_on(scratch("ferry-engine-data-")).await
+        Self::start_on(
+            scratch("ferry-engine-data-"),
+            ferry_engine::EngineLimits::default(),
+        )
+        .await
     }
 
     /// An engine on the database a stopped one left in `dir`
@@ -109,6 +113,13 @@ impl TestEngine {
     /// scratch directory, removed with the engine.
     #[allow(dead_code)] // not every test binary restarts an engine
     pub async fn restart_in(dir: PathBuf) -> TestEngine {
+        Self::restart_in_with(dir, ferry_engine::EngineLimits::default()).await
+    }
+
+    /// As [`TestEngine::restart_in`], with other limits (a short
+    /// retention).
+    #[allow(dead_code)] // not every test binary restarts an engine
+    pub async fn restart_in_with(dir: PathBuf, limits: ferry_engine::EngineLimits) -> TestEngine {
         let data_dir = scratch("ferry-engine-data-");
         for entry in std::fs::read_dir(&dir).expect("the kept data") {
             let from = entry.expect("an entry").path();
@@ -116,15 +127,18 @@ impl TestEngine {
             std::fs::rename(&from, data_dir.path().join(name)).expect("move the data");
         }
         std::fs::remove_dir(&dir).expect("remove the kept directory");
-        Self::start_on(data_dir).await
+        Self::start_on(data_dir, limits).await
     }
 
-    async fn start_on(data_dir: tempfile::TempDir) -> TestEngine {
+    async fn start_on(
+        data_dir: tempfile::TempDir,
+        limits: ferry_engine::EngineLimits,
+    ) -> TestEngine {
         let server = ferry_engine::Server::bind(EngineConfig {
             listen: "127.0.0.1:0".parse().expect("an address"),
             token: ENGINE_TOKEN.to_string(),
             database: EngineConfig::sqlite_url(data_dir.path()),
-            limits: ferry_engine::EngineLimits::default(),
+            limits,
         })
         .await
         .expect("bind the engine");

@@ -2,6 +2,14 @@
 //! its host switches the VM onto the new leaf live (the agent's
 //! `blockMigrate` with the same source and destination domain is exactly
 //! that: `blockdev-snapshot` onto a new overlay).
+//!
+//! A snapshot is an operation with its own row (`db::OperationRow`),
+//! written with the disk's lock in one transaction and ended with its
+//! release in one transaction, and the new leaf's UUID is chosen and
+//! recorded before the SPM is asked for it: an engine that dies in the
+//! middle leaves a row that the next start finishes ([`resume`]).
+
+mod resume;
 
 use ferry_agent_client::AgentClient;
 use ferry_api::agent::{CreateVolume, DeleteVolumes};
@@ -10,46 +18,74 @@ use ferry_api::vm::{BlockMigrate, BlockMigrateDisk, VmState as AgentVmState};
 use ferry_api::{Allocation, VolumeFormat};
 use uuid::Uuid;
 
-use crate::db::DiskRow;
+use crate::db::{DiskRow, OperationRow, OperationState};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::ops::disks::disk_view;
 use crate::ops::resolve_disk;
 use crate::refresh::refresh_disk;
 
-/// Takes a snapshot of a disk. Refused (409) while a job has the disk
-/// locked; the disk is locked for the snapshot's few seconds, so a move
-/// cannot start under it.
+pub use resume::resume_interrupted;
+
+/// Takes a snapshot of a disk. Refused (409) while a job or another
+/// snapshot has the disk locked; the disk is locked by the snapshot's
+/// operation for its few seconds, so a move cannot start under it.
 pub async fn snapshot_disk(engine: &Engine, key: &str) -> Result<Disk> {
     let disk = resolve_disk(engine, key).await?;
-    let op = Uuid::new_v4();
-    engine.db().lock_disks(op, &[disk.id]).await?;
-    let done = snapshot_locked(engine, &disk).await;
-    if let Err(e) = engine.db().unlock_disks(op).await {
+    let volume = Uuid::new_v4();
+    let op = OperationRow::snapshot(disk.id, volume);
+    engine.db().insert_locked_operation(&op).await?;
+    #[cfg(feature = "test-hooks")]
+    crate::flow::test_hooks::crash_at(crate::flow::test_hooks::CrashPoint::SnapshotLocked);
+    let done = snapshot_locked(engine, &disk, op.id, volume).await;
+    let (state, error) = match &done {
+        Ok(()) => (OperationState::Succeeded, None),
+        Err(e) => (OperationState::Failed, Some(e.full_text())),
+    };
+    if let Err(e) = engine
+        .db()
+        .end_operation(op.id, state, error.as_deref())
+        .await
+    {
         tracing::error!(
-            "disk {} stays locked after its snapshot: {}",
+            "disk {} stays locked by its snapshot {} until the engine restarts: {}",
             disk.name,
+            op.id,
             e.full_text()
         );
+    }
+    if let Some(error) = error {
+        engine
+            .events()
+            .record(
+                "disk",
+                format!(
+                    "snapshot {} of disk {} failed: {error}; the disk is as it was",
+                    op.id, disk.name
+                ),
+                Some(disk.id),
+            )
+            .await;
     }
     done?;
     let row = resolve_disk(engine, &disk.id.to_string()).await?;
     disk_view(engine, &row).await
 }
 
-/// The snapshot itself, under the disk's lock: a new leaf from the SPM,
-/// the running VM switched onto it, the chain read back. Every check runs
-/// before the SPM is asked for anything.
-async fn snapshot_locked(engine: &Engine, disk: &DiskRow) -> Result<()> {
+/// The snapshot itself, under the disk's lock: a new leaf `volume` from
+/// the SPM, the running VM switched onto it, the chain read back. Every
+/// check runs before the SPM is asked for anything.
+async fn snapshot_locked(engine: &Engine, disk: &DiskRow, op: Uuid, volume: Uuid) -> Result<()> {
     let chain = refresh_disk(engine, disk.id).await?;
     let leaf = leaf_to_snapshot(disk, &chain)?;
     let running = running_vm(engine, disk.id).await?;
     let (spm, client) = engine.agents().spm_host().await?;
-    let volume = Uuid::new_v4();
     client
         .create_volume(&new_leaf(disk, leaf, volume))
         .await
         .map_err(Error::agent(&spm.name))?;
+    #[cfg(feature = "test-hooks")]
+    crate::flow::test_hooks::crash_at(crate::flow::test_hooks::CrashPoint::SnapshotCreated);
     if let Some((vm, host, vm_client)) = &running {
         let switched = vm_client
             .block_migrate(*vm, &onto_new_leaf(disk, volume))
@@ -58,7 +94,7 @@ async fn snapshot_locked(engine: &Engine, disk: &DiskRow) -> Result<()> {
         if let Err(e) = switched {
             // The VM still writes the old leaf: the new one is unused and
             // goes, so the disk is as it was.
-            remove_unused(&client, disk, volume).await;
+            let _ = remove_unused(&client, disk, volume).await;
             let _ = refresh_disk(engine, disk.id).await;
             return Err(e);
         }
@@ -70,7 +106,7 @@ async fn snapshot_locked(engine: &Engine, disk: &DiskRow) -> Result<()> {
         .record(
             "disk",
             format!(
-                "snapshot of disk {} taken ({how}): new leaf {volume}",
+                "snapshot of disk {} taken ({how}): new leaf {volume} (snapshot {op})",
                 disk.name
             ),
             Some(disk.id),
@@ -125,10 +161,10 @@ fn onto_new_leaf(disk: &DiskRow, volume: Uuid) -> BlockMigrate {
     }
 }
 
-/// Removes a snapshot volume the VM never wrote. Failing to is only a
-/// warning: the volume holds nothing, and the snapshot's own error is what
-/// the caller needs to see.
-async fn remove_unused(client: &AgentClient, disk: &DiskRow, volume: Uuid) {
+/// Removes a snapshot volume the VM never wrote; true if it is gone.
+/// Failing to is only a warning: the volume holds nothing, and the
+/// snapshot's own error is what the caller needs to see.
+async fn remove_unused(client: &AgentClient, disk: &DiskRow, volume: Uuid) -> bool {
     let undo = client
         .delete_volumes(&DeleteVolumes {
             domain: disk.domain,
@@ -136,12 +172,13 @@ async fn remove_unused(client: &AgentClient, disk: &DiskRow, volume: Uuid) {
             volumes: vec![volume],
         })
         .await;
-    if let Err(u) = undo {
+    if let Err(u) = &undo {
         tracing::warn!(
             "cannot remove the unused snapshot volume {volume}: {}",
             u.message()
         );
     }
+    undo.is_ok()
 }
 
 /// The disk's VM if it runs now, with its host's name and client. A VM
