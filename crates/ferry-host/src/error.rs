@@ -133,6 +133,7 @@ impl Error {
             Error::NotSpm { .. } | Error::LeaseHeld { .. } => ErrorKind::NotSpm,
             Error::VmNotRunning { .. } => ErrorKind::VmNotRunning,
             Error::Cancelled(_) => ErrorKind::Cancelled,
+            Error::Qemu(e) if e.is_no_space() => ErrorKind::NoSpace,
             Error::Qemu(e) => match e {
                 ferry_qemu::Error::InvalidRequest(_) => ErrorKind::BadRequest,
                 ferry_qemu::Error::Command { .. } => ErrorKind::Conflict,

@@ -80,6 +80,14 @@ impl Error {
     pub fn is_refusal(&self) -> bool {
         matches!(self, Error::Command { .. } | Error::InvalidRequest(_))
     }
+
+    /// True when a block job failed because the storage it writes to is
+    /// full. QEMU says so only as the text of `ENOSPC` in the job's error,
+    /// so this is the one place that reads it; everything above decides
+    /// on the kind.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, Error::JobFailed { message, .. } if message.contains("No space left on device"))
+    }
 }
 
 /// Results of this crate.

@@ -80,6 +80,15 @@ fn state(s: VmState) -> &'static str {
     }
 }
 
+/// The state as a word, `paused` for a guest its host paused.
+fn state_word(vm: &Vm) -> &'static str {
+    if vm.paused.is_some() {
+        "paused"
+    } else {
+        state(vm.state)
+    }
+}
+
 async fn print_vm(c: &EngineClient, vm: &Vm, as_json: bool) -> Result<()> {
     if as_json {
         return json(vm);
@@ -90,7 +99,10 @@ async fn print_vm(c: &EngineClient, vm: &Vm, as_json: bool) -> Result<()> {
         .find(|h| h.id == vm.host)
         .map_or_else(|| vm.host.to_string(), |h| h.name.clone());
     println!("vm {} ({})", vm.name, vm.id);
-    println!("  state   {}", state(vm.state));
+    println!("  state   {}", state_word(vm));
+    if let Some(why) = &vm.paused {
+        println!("  paused  {why}");
+    }
     println!("  host    {host}");
     println!("  memory  {} MiB", vm.memory_mib);
     for d in &vm.disks {
@@ -194,7 +206,7 @@ async fn list(c: &EngineClient, as_json: bool) -> Result<()> {
             vec![
                 v.name.clone(),
                 v.id.to_string(),
-                state(v.state).to_string(),
+                state_word(v).to_string(),
                 hosts
                     .iter()
                     .find(|h| h.id == v.host)

@@ -149,6 +149,12 @@ pub async fn clone_internal_volumes(job: &mut JobCtx) -> Result<(), Failure> {
     for batch in indices.chunks(parallel) {
         copy_batch(job, &spm, batch, parallel, total).await?;
     }
+    // A VM paused because its new leaf's domain is full is not switched
+    // further onto it: the move rolls back, which puts the VM on the
+    // source, where its host resumes it.
+    if let Some(why) = super::tasks::paused_for_space(job).await {
+        return Err(Failure::NoSpace(why));
+    }
     job.progress(total, total).await.map_err(Failure::from)?;
     Ok(())
 }
@@ -309,6 +315,14 @@ pub async fn merge(job: &mut JobCtx) -> Result<(), Failure> {
             .await?;
             match ended.first() {
                 Some(Ended::Succeeded) => break,
+                // A full destination will not empty itself: the job fails
+                // for a retry once there is room (the VM, paused if it
+                // wrote there, resumes by itself then).
+                Some(Ended::Failed(Failure::NoSpace(m))) => {
+                    return Err(Failure::NoSpace(format!(
+                        "merge found the destination full: {m}; free space on it, then retry"
+                    )));
+                }
                 other => {
                     attempts += 1;
                     let msg = format!("{other:?}");

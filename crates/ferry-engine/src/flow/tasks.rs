@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use ferry_api::engine::Step;
+use ferry_api::engine::{MoveMode, Step};
+use ferry_api::vm::PauseCause;
 use tokio::time::Instant;
 
 use ferry_agent_client::AgentClient;
@@ -16,6 +17,9 @@ use super::retry::{Failure, Patience};
 
 /// How often a task's status is read.
 const POLL: Duration = Duration::from_millis(300);
+
+/// Every how many polls a live move's copy looks whether the VM paused.
+const PAUSE_LOOK_EVERY: u32 = 3;
 
 /// One agent task the job waits for, and the bytes it stands for in the
 /// job's progress.
@@ -40,7 +44,10 @@ pub enum Ended {
 
 /// Waits until every task ended, reporting `base + Σ done` of `total` as
 /// the job's progress. When `cancellable` and the user cancels, the tasks
-/// are cancelled and [`Failure::Cancelled`] returned. An agent that does
+/// are cancelled and [`Failure::Cancelled`] returned; and so they are,
+/// with [`Failure::NoSpace`], when the VM of a live move paused because
+/// the destination its new leaf is on is full ([`paused_for_space`]): the
+/// guest must not wait for the end of a copy that cannot finish. An agent that does
 /// not answer is asked again (it may be restarting) until the engine's
 /// bound ([`JobCtx::call`]); a task it no longer knows is reported as
 /// failed.
@@ -53,6 +60,7 @@ pub async fn wait_all(
 ) -> Result<Vec<Ended>, Failure> {
     let mut ended: Vec<Option<Ended>> = vec![None; tasks.len()];
     let mut done: Vec<u64> = vec![0; tasks.len()];
+    let mut polls = 0u32;
     loop {
         for (i, w) in tasks.iter().enumerate() {
             if ended[i].is_some() {
@@ -91,14 +99,22 @@ pub async fn wait_all(
         if ended.iter().all(Option::is_some) {
             return Ok(ended.into_iter().flatten().collect());
         }
-        if cancellable && job.cancel_requested().await.map_err(Failure::from)? {
+        let stop = if cancellable && job.cancel_requested().await.map_err(Failure::from)? {
+            Some(Failure::Cancelled)
+        } else if cancellable && polls % PAUSE_LOOK_EVERY == 0 {
+            paused_for_space(job).await.map(Failure::NoSpace)
+        } else {
+            None
+        };
+        if let Some(stop) = stop {
             for (i, w) in tasks.iter().enumerate() {
                 if ended[i].is_none() {
                     let _ = w.agent.cancel_task(w.task).await;
                 }
             }
-            return Err(Failure::Cancelled);
+            return Err(stop);
         }
+        polls = polls.wrapping_add(1);
         tokio::time::sleep(POLL).await;
     }
 }
@@ -164,4 +180,23 @@ pub async fn stop_all(
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// Why the VM of a live move is paused for want of space, if it is: once
+/// `blockMigrate` is done the VM writes to its new leaves on the
+/// destination, so a pause for space there means the destination filled
+/// up. Best effort: a host that does not answer says nothing here (the
+/// step's own calls notice that).
+pub(super) async fn paused_for_space(job: &JobCtx) -> Option<String> {
+    if job.row.mode != MoveMode::Live || job.plan.turned_cold {
+        return None;
+    }
+    let vm = job.plan.vm?;
+    let host = job.vm_host().await.ok()?;
+    let status = host.vm(vm).await.ok()?;
+    let pause = status.paused.filter(|p| p.cause == PauseCause::NoSpace)?;
+    Some(format!(
+        "the destination is full: the VM {} was {}",
+        status.name, pause.detail
+    ))
 }

@@ -43,7 +43,9 @@ function vmCard(model, vm) {
     { class: "card", "data-key": `vm-${vm.id}`, "aria-labelledby": titleId, "data-vm": vm.name },
     h("div", { class: "card-head" },
       h("h2", { id: titleId }, vm.name),
-      h("span", { class: `badge vm-${vm.state}`, "data-vm-state": vm.name }, VM_STATE_WORDS[vm.state] ?? vm.state),
+      vm.paused
+        ? h("span", { class: "badge vm-paused", "data-vm-state": vm.name, title: vm.paused }, "Paused")
+        : h("span", { class: `badge vm-${vm.state}`, "data-vm-state": vm.name }, VM_STATE_WORDS[vm.state] ?? vm.state),
       h("dl", { class: "facts" },
         h("div", {}, h("dt", {}, "Host"), h("dd", {}, model.hostName(vm.host))),
         h("div", {}, h("dt", {}, "Memory"), h("dd", {}, `${vm.memory_mib} MiB`)),
@@ -58,6 +60,7 @@ function vmCard(model, vm) {
           why,
           describedBy: `why-vm-${vm.id}`,
         }))),
+    vm.paused ? h("p", { class: "why", role: "status" }, `The guest is ${vm.paused}.`) : null,
     why ? h("p", { class: "why", id: `why-vm-${vm.id}` }, `Cannot move now: ${why}.`) : null,
     diskTable(model, disks, vm, `Disks of ${vm.name}`),
   );
