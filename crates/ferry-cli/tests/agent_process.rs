@@ -3,15 +3,21 @@
 //! frees the lease for the other; given an agent killed with SIGKILL in the
 //! middle of `cloneInternalVolumes`, when it is restarted on the same run
 //! directory and made SPM again, then the task resumes and the copy is
-//! complete and verified.
+//! complete and verified; given an agent that dies inside
+//! `createVolumeCrossSD` or inside a delete, when it is restarted and the
+//! call comes again, then the call goes on and succeeds instead of
+//! answering 409.
 
 use std::time::{Duration, Instant};
 
 use ferry_agent_client::ClientError;
-use ferry_api::agent::{CloneInternalVolumes, TaskState};
-use ferry_api::{Legality, VolumeFormat};
+use ferry_api::agent::{
+    CloneInternalVolumes, CreateVolumeCrossSd, DeleteVolumes, TaskState, VolumeRef,
+};
+use ferry_api::{Legality, VolumeFormat, VolumeRole};
+use ferry_storage::{Chain, Presence};
 use ferry_testkit::agent::AgentProcess;
-use ferry_testkit::{base, child, own_allocation, qemu_io, same_guest_content, Lab};
+use ferry_testkit::{base, child, guest_content, own_allocation, qemu_io, same_guest_content, Lab};
 use uuid::Uuid;
 
 const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
@@ -184,4 +190,123 @@ async fn sigterm_stops_the_agent_gracefully_and_releases_the_lease() {
         "{}",
         alpha.log()
     );
+}
+
+/// The agent's test hook (ferry-storage's `test_hooks`).
+const ABORT_IN: &str = "FERRY_TEST_AGENT_ABORT_IN";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_killed_inside_create_cross_sd_or_a_delete_goes_on_after_a_restart() {
+    let lab = Lab::new();
+    let b = base(&lab.d1, VolumeFormat::Raw, 16 << 20);
+    qemu_io(&b, &["write -P 0x61 0 4M"]);
+    let s1 = child(&b);
+    qemu_io(&s1, &["write -P 0x62 2M 1M"]);
+    let image = b.image();
+    let source_content = guest_content(&s1);
+    let domains = [lab.d1.path(), lab.d2.path()];
+    let rd = run_dir(&lab, "spm");
+    let leaf = Uuid::new_v4();
+    let create = CreateVolumeCrossSd {
+        dst_domain: lab.d2.uuid(),
+        image,
+        volume: leaf,
+        parent: VolumeRef {
+            domain: lab.d1.uuid(),
+            image,
+            volume: s1.id(),
+        },
+    };
+    let new_leaf = lab.d2.volume(image, leaf);
+    let role = |v: &ferry_storage::Volume| v.metadata().expect("metadata").role;
+
+    // createVolumeCrossSD dies after the file, before LEGAL.
+    let mut agent = AgentProcess::start_with_env(
+        FERRY,
+        "spm",
+        &rd,
+        &domains,
+        &[(ABORT_IN, "create-cross-sd")],
+    )
+    .await;
+    agent
+        .client()
+        .acquire_spm(lab.d1.uuid())
+        .await
+        .expect("SPM");
+    agent
+        .client()
+        .create_volume_cross_sd(&create)
+        .await
+        .expect_err("the agent dies inside createVolumeCrossSD");
+    let died = agent.wait_exit(Duration::from_secs(30)).await;
+    assert!(!died.success(), "{died}");
+    assert_eq!(
+        new_leaf.metadata().expect("the half-made leaf").legality,
+        Legality::Illegal
+    );
+    assert!(new_leaf.path().is_file());
+    assert_eq!(role(&s1), VolumeRole::Internal);
+
+    agent.restart(FERRY).await;
+    let c = agent.client();
+    c.acquire_spm(lab.d1.uuid()).await.expect("SPM again");
+    let made = c
+        .create_volume_cross_sd(&create)
+        .await
+        .unwrap_or_else(|e| panic!("the retry must go on: {e}\n{}", agent.log()));
+    assert_eq!(
+        (made.legality, made.parent, made.parent_domain),
+        (Legality::Legal, Some(s1.id()), Some(lab.d1.uuid()))
+    );
+    let chain = Chain::walk(&lab.domains(), &new_leaf).expect("the chain opens");
+    assert_eq!(chain.volumes().count(), 3);
+    assert_eq!(guest_content(&new_leaf), source_content);
+    assert_eq!(role(&s1), VolumeRole::Internal);
+
+    // The delete (the rollback's) dies between its two renames.
+    agent.restart_with_env(FERRY, &[(ABORT_IN, "delete")]).await;
+    agent
+        .client()
+        .acquire_spm(lab.d1.uuid())
+        .await
+        .expect("SPM");
+    let delete = DeleteVolumes {
+        domain: lab.d2.uuid(),
+        image,
+        volumes: vec![leaf],
+    };
+    agent
+        .client()
+        .delete_volumes(&delete)
+        .await
+        .expect_err("the agent dies inside the delete");
+    let died = agent.wait_exit(Duration::from_secs(30)).await;
+    assert!(!died.success(), "{died}");
+    assert_eq!(new_leaf.presence(), Presence::BeingDeleted);
+    assert_eq!(
+        new_leaf
+            .metadata()
+            .expect("the .meta is still there")
+            .legality,
+        Legality::Legal,
+        "a LEGAL .meta without its file: what used to refuse cleanup for ever"
+    );
+
+    agent.restart(FERRY).await;
+    let c = agent.client();
+    c.acquire_spm(lab.d1.uuid()).await.expect("SPM again");
+    let gone = c
+        .delete_volumes(&delete)
+        .await
+        .unwrap_or_else(|e| panic!("the retry must finish the delete: {e}\n{}", agent.log()));
+    assert_eq!((gone.deleted, gone.missing), (vec![leaf], vec![]));
+    assert_eq!(new_leaf.presence(), Presence::Absent);
+    assert!(!lab.d2.image_dir(image).exists());
+    assert_eq!(
+        role(&s1),
+        VolumeRole::Leaf,
+        "the source leaf is the leaf again"
+    );
+    assert_eq!(guest_content(&s1), source_content);
 }

@@ -10,6 +10,10 @@ use rustix::fs::FlockOperation;
 
 use crate::error::{Error, Result};
 
+/// The name prefix of [`write_atomic`]'s temporary files: one left behind
+/// is what a crash between writing and renaming leaves (`gc` removes them).
+pub(crate) const TEMP_PREFIX: &str = ".tmp-";
+
 /// Replaces `path` with `data` so a reader (or the next agent start) sees
 /// the old file or the new one, never a torn mix: write a uniquely named
 /// temporary file in the same directory, fsync it, rename it over the
@@ -19,7 +23,7 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         .parent()
         .ok_or_else(|| Error::Internal(format!("{} has no directory", path.display())))?;
     let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
+        .prefix(TEMP_PREFIX)
         .tempfile_in(dir)
         .map_err(|e| Error::io("create a temporary file in", dir, e))?;
     tmp.write_all(data)

@@ -10,6 +10,9 @@
 //!   metadata (create, `createVolumeCrossSD`, delete) plus
 //!   `cloneInternalVolumes`.
 //!
+//! What a crash leaves behind is collected at start, when the SPM role is
+//! taken and after each task (the `gc` module).
+//!
 //! Long operations are [`tasks`]: caller-chosen ids, persisted in the run
 //! directory, resumed after a restart; both roles register their verbs in
 //! one registry.
@@ -38,6 +41,7 @@ mod config;
 pub mod domains;
 mod error;
 mod fsutil;
+mod gc;
 mod hsm;
 mod routes;
 mod server;

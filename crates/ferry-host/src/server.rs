@@ -8,6 +8,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use ferry_http::shutdown_signal;
 use tokio::net::TcpListener;
@@ -16,6 +17,7 @@ use crate::config::AgentConfig;
 use crate::domains::DomainRegistry;
 use crate::error::{Error, Result};
 use crate::fsutil::{blocking, try_lock_exclusive};
+use crate::gc;
 use crate::routes;
 use crate::state::AgentState;
 use crate::tasks::{TaskManager, VerbRegistry};
@@ -64,6 +66,14 @@ impl Server {
         let (run_dir, run_lock, domains, tasks) = blocking(move || {
             let run_dir = open_run_dir(&run_dir)?;
             let lock = lock_run_dir(&run_dir)?;
+            // Nothing of this agent writes yet and the lock keeps others
+            // out: every temporary file there is a crash's leftover.
+            if let Err(e) = gc::clean_run_dir(&run_dir, Duration::ZERO) {
+                tracing::warn!(
+                    "could not collect the run directory's garbage: {}",
+                    e.full_text()
+                );
+            }
             let domains = DomainRegistry::load(&host, &run_dir, &domains)?;
             let tasks = TaskManager::open(&run_dir, verbs)?;
             Ok((run_dir, lock, domains, tasks))

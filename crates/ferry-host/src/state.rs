@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::domains::DomainRegistry;
+use crate::gc::Collector;
 use crate::spm::SpmRole;
 use crate::tasks::TaskManager;
 use crate::vms::VmManager;
@@ -24,6 +25,8 @@ pub struct AgentState {
     /// Serialises the synchronous metadata verbs (create, delete), which
     /// read a volume's neighbours and then change them.
     storage_lock: tokio::sync::Mutex<()>,
+    /// Its garbage collection.
+    gc: Collector,
 }
 
 impl AgentState {
@@ -44,6 +47,7 @@ impl AgentState {
             tasks,
             vms,
             storage_lock: tokio::sync::Mutex::new(()),
+            gc: Collector::default(),
         }
     }
 
@@ -79,6 +83,11 @@ impl AgentState {
     /// Its VMs (the HSM role).
     pub fn vms(&self) -> &VmManager {
         &self.vms
+    }
+
+    /// Its garbage collection.
+    pub(crate) fn gc(&self) -> &Collector {
+        &self.gc
     }
 
     /// Held while a synchronous metadata verb runs.

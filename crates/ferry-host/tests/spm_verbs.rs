@@ -497,3 +497,140 @@ async fn deleting_a_cross_domain_leaf_makes_its_parent_the_leaf_again() {
     .expect("roll createVolumeCrossSD back");
     assert_eq!(s1.metadata().expect("md").role, VolumeRole::Leaf);
 }
+
+/// The crash point `create-cross-sd`: the new leaf's file and ILLEGAL
+/// `.meta` made, its parent INTERNAL, not yet LEGAL.
+fn crashed_cross_sd(lab: &Lab, parent: &Volume, id: Uuid) -> Volume {
+    let mut spec = ferry_storage::VolumeSpec::child_of(parent);
+    spec.id = Some(id);
+    let v = lab.d2.create_volume(&spec).expect("create");
+    v.set_legality(Legality::Illegal).expect("make it ILLEGAL");
+    v
+}
+
+#[tokio::test]
+async fn create_and_delete_go_on_from_what_a_crash_inside_them_left() {
+    let lab = Lab::new();
+    let rd = common::run_dir();
+    let agent = start("spm1", rd.path(), &[lab.d1.path(), lab.d2.path()]).await;
+    let c = &agent.client;
+    c.acquire_spm(lab.d1.uuid()).await.expect("SPM");
+    let (_b, s1) = two_layer_disk(&lab, 32 << 20);
+    let image = s1.image();
+    let cross = |volume| CreateVolumeCrossSd {
+        dst_domain: lab.d2.uuid(),
+        image,
+        volume,
+        parent: VolumeRef {
+            domain: lab.d1.uuid(),
+            image,
+            volume: s1.id(),
+        },
+    };
+
+    // An ILLEGAL leaf, file and all: made again, LEGAL.
+    let leaf = Uuid::new_v4();
+    let half = crashed_cross_sd(&lab, &s1, leaf);
+    let made = c
+        .create_volume_cross_sd(&cross(leaf))
+        .await
+        .expect("the retry goes on");
+    assert_eq!(
+        (made.legality, made.parent, made.parent_domain),
+        (Legality::Legal, Some(s1.id()), Some(lab.d1.uuid()))
+    );
+    assert_eq!(s1.metadata().expect("md").role, VolumeRole::Internal);
+    assert_eq!(half.presence(), ferry_storage::Presence::Whole);
+
+    // An ILLEGAL leaf over another parent is not this request's: refused,
+    // nothing changed.
+    let (_, other) = two_layer_disk(&lab, 32 << 20);
+    let foreign = Uuid::new_v4();
+    crashed_cross_sd(&lab, &other, foreign);
+    let before = tree_snapshot(lab.root());
+    assert_refused(
+        c.create_volume_cross_sd(&CreateVolumeCrossSd {
+            image: other.image(),
+            parent: VolumeRef {
+                domain: lab.d1.uuid(),
+                image: other.image(),
+                volume: Uuid::new_v4(),
+            },
+            ..cross(foreign)
+        })
+        .await,
+        409,
+        "another request's",
+    );
+    assert_eq!(tree_snapshot(lab.root()), before);
+
+    // A delete interrupted between its renames: the LEGAL `.meta` without
+    // its file is finished, and the source leaf is the leaf again.
+    let dir = lab.d2.image_dir(image);
+    std::fs::rename(
+        dir.join(leaf.to_string()),
+        dir.join(format!("_remove_me_{leaf}")),
+    )
+    .expect("rename");
+    let gone = c
+        .delete_volumes(&DeleteVolumes {
+            domain: lab.d2.uuid(),
+            image,
+            volumes: vec![leaf],
+        })
+        .await
+        .expect("the retry finishes the delete");
+    assert_eq!((gone.deleted, gone.missing), (vec![leaf], vec![]));
+    assert_eq!(s1.metadata().expect("md").role, VolumeRole::Leaf);
+    assert!(!dir.exists(), "the image's last volume took its directory");
+
+    // A whole image whose leaf is only an ILLEGAL `.meta` (a create that
+    // crashed before qemu-img): deleting the image clears it too.
+    let stub = crashed_cross_sd(&lab, &s1, Uuid::new_v4());
+    std::fs::remove_file(stub.path()).expect("unlink");
+    let all = c
+        .delete_image(&DeleteImage {
+            domain: lab.d2.uuid(),
+            image,
+        })
+        .await
+        .expect("delete the image");
+    assert_eq!(all.deleted, vec![stub.id()]);
+    assert!(!lab.d2.image_dir(image).exists());
+    assert_eq!(s1.metadata().expect("md").role, VolumeRole::Leaf);
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn the_agent_collects_stale_temporary_files_at_start_and_when_it_becomes_spm() {
+    let lab = Lab::new();
+    let rd = common::run_dir();
+    std::fs::create_dir_all(rd.path().join("tasks")).expect("mkdir");
+    let run_tmp = rd.path().join("tasks").join(".tmp-Xy12ab");
+    std::fs::write(&run_tmp, b"{").expect("write");
+    let (b, s1) = two_layer_disk(&lab, 32 << 20);
+    let dir = lab.d1.image_dir(b.image());
+    let stale = dir.join(format!(".{}.meta.tmp", s1.id()));
+    let fresh = dir.join(format!(".{}.meta.tmp", b.id()));
+    for p in [&stale, &fresh] {
+        std::fs::write(p, b"CAP=1\n").expect("write");
+    }
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .and_then(|f| f.set_modified(hour_ago))
+        .expect("age it");
+
+    let agent = start("spm1", rd.path(), &[lab.d1.path()]).await;
+    assert!(!run_tmp.exists(), "the agent's own leftovers go at start");
+    assert!(stale.exists(), "not SPM yet: the domain is left alone");
+    agent.client.acquire_spm(lab.d1.uuid()).await.expect("SPM");
+    wait_until("the stale temporary file is collected", WAIT, || async {
+        !stale.exists()
+    })
+    .await;
+    assert!(fresh.exists(), "a writer may still be using it");
+    assert!(b.exists() && s1.exists());
+    agent.stop().await;
+}

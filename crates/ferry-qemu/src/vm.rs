@@ -265,6 +265,80 @@ fn start_failure(spec: &VmSpec, output: &std::process::Output) -> String {
     message
 }
 
+/// The QEMU a start launched, until the start hands out its [`Vm`]: a
+/// start that fails or is given up (its future dropped) kills it, so no
+/// QEMU runs that nobody tracks while the caller was told the VM is down
+/// (and might start it elsewhere on the same disks). It only ever kills
+/// the process that wrote this VM's pid file with this VM's command line,
+/// which `prepare_run_dir` made sure was not running before the launch:
+/// a QEMU that an agent found running and adopted is never touched.
+struct Launched<'a> {
+    spec: &'a VmSpec,
+    armed: bool,
+}
+
+impl Launched<'_> {
+    /// The start succeeded: QEMU is the caller's now.
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+
+    /// Kills the QEMU and waits until it is gone.
+    async fn kill(mut self) {
+        self.armed = false;
+        let Some(pid) = self.signal_kill() else {
+            return;
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while alive(pid) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if alive(pid) {
+            tracing::error!(
+                vm = self.spec.name,
+                pid = pid.as_raw_nonzero().get(),
+                "the QEMU of a failed start did not exit after SIGKILL"
+            );
+        } else {
+            let _ = std::fs::remove_file(pid_file(&self.spec.run_dir));
+        }
+    }
+
+    /// Sends SIGKILL to the launched QEMU, if one runs; returns its pid.
+    fn signal_kill(&self) -> Option<Pid> {
+        let pidfile = pid_file(&self.spec.run_dir);
+        let pid = read_pid(&pidfile).filter(|pid| alive(*pid))?;
+        if !runs_with_pid_file(pid, &pidfile) {
+            return None;
+        }
+        tracing::warn!(
+            vm = self.spec.name,
+            pid = pid.as_raw_nonzero().get(),
+            "killing the QEMU of a start that failed"
+        );
+        let _ = rustix::process::kill_process(pid, Signal::KILL);
+        Some(pid)
+    }
+}
+
+impl Drop for Launched<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.signal_kill();
+        }
+    }
+}
+
+/// Whether process `pid` was started with `pidfile` on its command line:
+/// that it is the QEMU of this VM, not a process that reused the pid.
+fn runs_with_pid_file(pid: Pid, pidfile: &Path) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{}/cmdline", pid.as_raw_nonzero())) else {
+        return false;
+    };
+    let wanted = pidfile.as_os_str().as_encoded_bytes();
+    cmdline.split(|b| *b == 0).any(|arg| arg == wanted)
+}
+
 /// A running VM: its QEMU process and a QMP connection to it.
 #[derive(Debug)]
 pub struct Vm {
@@ -279,14 +353,43 @@ impl Vm {
     /// Starts QEMU and connects to its monitor. Returns once QEMU has
     /// opened every disk and is running the guest; a configuration QEMU
     /// refuses comes back as [`Error::Start`] with QEMU's own message.
+    ///
+    /// A QEMU that began but whose start then fails (its monitor cannot be
+    /// reached, or the caller gives up on the start) is killed: the start
+    /// answers that the VM is not running, so it must not be.
     pub async fn start(spec: &VmSpec) -> Result<Vm> {
+        Self::start_with(spec, |name, run_dir| async move {
+            Vm::attach(&name, &run_dir).await
+        })
+        .await
+    }
+
+    /// [`Vm::start`] with the step that connects to the new QEMU passed in,
+    /// so a test can make it fail once QEMU runs.
+    async fn start_with<F, Fut>(spec: &VmSpec, attach: F) -> Result<Vm>
+    where
+        F: FnOnce(String, PathBuf) -> Fut,
+        Fut: std::future::Future<Output = Result<Vm>>,
+    {
         spec.validate()?;
         prepare_run_dir(spec)?;
         tracing::info!(vm = spec.name, "starting QEMU");
-        launch_qemu(spec).await?;
-        let vm = Vm::attach(&spec.name, &spec.run_dir).await?;
-        vm.qmp.execute("cont", Value::Null).await.ok();
-        Ok(vm)
+        let launched = Launched { spec, armed: true };
+        let attached = match launch_qemu(spec).await {
+            Ok(()) => attach(spec.name.clone(), spec.run_dir.clone()).await,
+            Err(e) => Err(e),
+        };
+        match attached {
+            Ok(vm) => {
+                launched.disarm();
+                vm.qmp.execute("cont", Value::Null).await.ok();
+                Ok(vm)
+            }
+            Err(e) => {
+                launched.kill().await;
+                Err(e)
+            }
+        }
     }
 
     /// Connects to a VM started earlier, by this or a previous agent.
@@ -425,4 +528,46 @@ fn is_zombie(pid: Pid) -> bool {
                 .map(|(_, rest)| rest.trim_start().starts_with('Z'))
         })
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_qemu_whose_start_fails_after_it_began_is_killed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spec = VmSpec {
+            name: "orphan".into(),
+            memory_mib: 32,
+            cpus: 1,
+            accel: Accel::Tcg,
+            disks: Vec::new(),
+            boot: None,
+            serial_log: None,
+            run_dir: dir.path().join("run"),
+        };
+        let seen = Arc::new(Mutex::new(None));
+        let s = seen.clone();
+        let err = Vm::start_with(&spec, |name, run_dir| async move {
+            // QEMU began: it wrote its pid file and runs.
+            let pid = read_pid(&pid_file(&run_dir)).filter(|p| alive(*p));
+            *s.lock().unwrap_or_else(|p| p.into_inner()) = pid;
+            Err(Error::Start {
+                vm: name,
+                message: "its monitor could not be reached".into(),
+            })
+        })
+        .await
+        .expect_err("the start fails");
+        assert!(matches!(err, Error::Start { .. }), "{err}");
+        let pid = seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .expect("QEMU was running when the attach failed");
+        assert!(!alive(pid), "the QEMU of the failed start still runs");
+        assert!(!Vm::is_running_in(&spec.run_dir));
+    }
 }

@@ -7,6 +7,12 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
+/// Whether `name` is the temporary file of [`write_atomic`]: `.<name>.tmp`.
+/// One left behind is what a crash between writing and renaming leaves.
+pub(crate) fn is_temp_name(name: &str) -> bool {
+    name.len() >= ".x.tmp".len() && name.starts_with('.') && name.ends_with(".tmp")
+}
+
 /// Replaces `path` with `data`: write a temporary file, fsync it, rename it
 /// over the target, fsync the directory.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {

@@ -13,6 +13,7 @@ use crate::domain::StorageDomain;
 use crate::error::{Error, Result};
 use crate::metadata::VolumeMetadata;
 use crate::qemu_img;
+use crate::test_hooks::{crash_point, CrashPoint};
 use crate::volume::Volume;
 
 /// What to create.
@@ -167,6 +168,9 @@ fn write_volume(
     if let Some(p) = plan.filter(|p| p.make_internal) {
         p.parent
             .update_metadata(|m| m.role = VolumeRole::Internal)?;
+    }
+    if md.parent_domain.is_some() {
+        crash_point(CrashPoint::CreateCrossSd);
     }
     md.legality = Legality::Legal;
     md.bump_generation();

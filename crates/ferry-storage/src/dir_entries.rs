@@ -23,6 +23,20 @@ pub(crate) fn is_being_removed(path: &Path) -> bool {
         .is_some_and(|n| n.starts_with(REMOVE_PREFIX))
 }
 
+/// The volume a `_remove_me_<id>` or `_remove_me_<id>.meta` entry was,
+/// if `name` is one.
+pub(crate) fn doomed_volume(name: &str) -> Option<Uuid> {
+    let rest = name.strip_prefix(REMOVE_PREFIX)?;
+    Uuid::parse_str(rest.strip_suffix(".meta").unwrap_or(rest)).ok()
+}
+
+/// The volume any entry of an image directory belongs to, whatever its
+/// state: `<id>`, `<id>.meta`, or either with the `_remove_me_` prefix.
+pub(crate) fn any_volume(name: &str) -> Option<Uuid> {
+    let rest = name.strip_prefix(REMOVE_PREFIX).unwrap_or(name);
+    Uuid::parse_str(rest.strip_suffix(".meta").unwrap_or(rest)).ok()
+}
+
 /// Entries of `dir` whose names are UUIDs (so `_remove_me_*`, `*.meta`
 /// and temporary files are skipped) and that satisfy `keep`.
 pub(crate) fn uuid_entries(dir: &Path, keep: impl Fn(&Path) -> bool) -> Result<Vec<Uuid>> {

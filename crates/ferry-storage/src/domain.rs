@@ -20,7 +20,7 @@ use sha1::{Digest, Sha1};
 use uuid::Uuid;
 
 use crate::atomic::{sync_dir, write_atomic};
-use crate::dir_entries::{is_being_removed, uuid_entries};
+use crate::dir_entries::uuid_entries;
 use crate::error::{Error, Result};
 use crate::metadata::parse_key_values;
 
@@ -226,37 +226,6 @@ impl StorageDomain {
         let mut images = uuid_entries(&self.images_dir(), |p| p.is_dir())?;
         images.sort();
         Ok(images)
-    }
-
-    /// Finishes removals a crash interrupted: deletes every `_remove_me_`
-    /// entry left in the domain. Returns how many were removed.
-    pub fn collect_garbage(&self) -> Result<usize> {
-        let mut removed = 0;
-        let images = self.images_dir();
-        let mut dirs = vec![images.clone()];
-        for img in fs::read_dir(&images).map_err(|e| Error::io("list", &images, e))? {
-            let img = img.map_err(|e| Error::io("list", &images, e))?.path();
-            // A doomed image directory is removed whole from `images`, not entered.
-            if img.is_dir() && !is_being_removed(&img) {
-                dirs.push(img);
-            }
-        }
-        for dir in dirs {
-            for entry in fs::read_dir(&dir).map_err(|e| Error::io("list", &dir, e))? {
-                let p = entry.map_err(|e| Error::io("list", &dir, e))?.path();
-                if !is_being_removed(&p) {
-                    continue;
-                }
-                let r = if p.is_dir() {
-                    fs::remove_dir_all(&p)
-                } else {
-                    fs::remove_file(&p)
-                };
-                r.map_err(|e| Error::io("remove", &p, e))?;
-                removed += 1;
-            }
-        }
-        Ok(removed)
     }
 }
 

@@ -8,7 +8,7 @@ use ferry_api::{Legality, VolumeRole};
 use uuid::Uuid;
 
 use crate::atomic::{sync_dir, write_atomic};
-use crate::dir_entries::{uuid_entries, REMOVE_PREFIX};
+use crate::dir_entries::uuid_entries;
 use crate::domain::StorageDomain;
 use crate::error::{Error, Result};
 use crate::metadata::VolumeMetadata;
@@ -144,72 +144,6 @@ impl Volume {
             }
         }
         Ok(out)
-    }
-
-    /// Deletes the volume, crash-safely: both files are first renamed to
-    /// `_remove_me_` names (a durable point after which the volume is gone
-    /// for every reader), then unlinked.
-    ///
-    /// A volume with children in its image is refused. A SHARED template
-    /// volume that other images still link to is refused in its own image;
-    /// in a disk's image only the disk's link is removed. Deleting a leaf
-    /// makes its parent (in the same image) the leaf again.
-    pub fn delete(&self) -> Result<()> {
-        let md = self.metadata()?;
-        let children = self.children()?;
-        if !children.is_empty() {
-            return Err(Error::VolumeInUse {
-                path: self.path(),
-                users: format!(
-                    "its child volume(s) {}",
-                    children
-                        .iter()
-                        .map(|c| c.id.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            });
-        }
-        if md.role == VolumeRole::Shared && md.image == self.image {
-            let links = self.link_count()?;
-            if links > 1 {
-                return Err(Error::VolumeInUse {
-                    path: self.path(),
-                    users: format!("{} other disk(s) made from this template", links - 1),
-                });
-            }
-        }
-        let dir = self.domain.image_dir(self.image);
-        let doomed_file = dir.join(format!("{REMOVE_PREFIX}{}", self.id));
-        let doomed_meta = dir.join(format!("{REMOVE_PREFIX}{}.meta", self.id));
-        fs::rename(self.path(), &doomed_file)
-            .map_err(|e| Error::io("rename for removal", self.path(), e))?;
-        fs::rename(self.meta_path(), &doomed_meta)
-            .map_err(|e| Error::io("rename for removal", self.meta_path(), e))?;
-        sync_dir(&dir)?;
-        fs::remove_file(&doomed_file).map_err(|e| Error::io("remove", &doomed_file, e))?;
-        fs::remove_file(&doomed_meta).map_err(|e| Error::io("remove", &doomed_meta, e))?;
-        sync_dir(&dir)?;
-        tracing::info!(volume = %self.id, image = %self.image, domain = %self.domain.uuid(), "deleted volume");
-        if md.role == VolumeRole::Leaf {
-            if let Some(parent) = md.parent.filter(|_| md.parent_domain.is_none()) {
-                let p = self.domain.volume(self.image, parent);
-                if p.exists()
-                    && p.metadata()?.role == VolumeRole::Internal
-                    && p.children()?.is_empty()
-                {
-                    p.update_metadata(|m| m.role = VolumeRole::Leaf)?;
-                }
-            }
-        }
-        // An image directory left empty is removed with the disk's last volume.
-        if fs::read_dir(&dir)
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(false)
-        {
-            let _ = fs::remove_dir(&dir);
-        }
-        Ok(())
     }
 
     /// Hard-links this SHARED template volume (file and metadata) into

@@ -5,6 +5,7 @@
 use std::fs;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use ferry_api::VolumeFormat;
 use ferry_storage::{copy_chain, Chain, CopyControl, DomainSet, Error, StorageDomain, Volume};
@@ -62,7 +63,11 @@ fn images_and_volumes_are_listed_sorted_without_metadata_or_removal_leftovers() 
         .volumes(Uuid::new_v4())
         .expect("an unknown image")
         .is_empty());
-    assert_eq!(lab.d1.collect_garbage().expect("collect"), 1);
+    let collected = lab
+        .d1
+        .collect_garbage(&DomainSet::new([lab.d1.clone()]), Duration::ZERO)
+        .expect("collect");
+    assert_eq!(collected.removed_entries, 1);
 }
 
 /// A tmpfs mounted on a temporary directory, unmounted on drop.

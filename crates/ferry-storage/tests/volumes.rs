@@ -3,11 +3,13 @@
 //! request changes nothing.
 
 use std::fs;
+use std::time::Duration;
 
 use ferry_api::{Allocation, Legality, VolumeFormat, VolumeRole};
 use ferry_storage::qemu_img;
 use ferry_storage::{
-    copy_chain, Chain, CopyControl, CopyKind, Error, StorageDomain, Volume, VolumeSpec,
+    copy_chain, Chain, Collected, CopyControl, CopyKind, DomainSet, Error, StorageDomain, Volume,
+    VolumeSpec,
 };
 use ferry_testkit::{base, child, guest_content, qemu_io, tree_snapshot, Lab};
 use uuid::Uuid;
@@ -295,11 +297,21 @@ fn a_leftover_remove_me_file_is_not_listed_and_is_collected() {
         .collect();
     assert_eq!(listed, vec![b.id()]);
 
-    assert_eq!(lab.d1.collect_garbage().expect("collect"), 2);
+    let domains = DomainSet::new([lab.d1.clone()]);
+    let collected = lab
+        .d1
+        .collect_garbage(&domains, Duration::ZERO)
+        .expect("collect");
+    assert_eq!(collected.deletions_finished, 1);
     assert!(!dir.join(format!("_remove_me_{ghost}")).exists());
     assert!(!dir.join(format!("_remove_me_{ghost}.meta")).exists());
     assert!(b.exists(), "live volumes survive garbage collection");
-    assert_eq!(lab.d1.collect_garbage().expect("collect again"), 0);
+    assert_eq!(
+        lab.d1
+            .collect_garbage(&domains, Duration::ZERO)
+            .expect("collect again"),
+        Collected::default()
+    );
 }
 
 /// A SHARED template base with data, in its own image.

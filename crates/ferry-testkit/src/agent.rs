@@ -44,16 +44,53 @@ impl AgentProcess {
         run_dir: &Path,
         domains: &[&Path],
     ) -> Self {
-        Self::start_on(ferry, name, run_dir, domains, "127.0.0.1:0").await
+        Self::start_on(ferry, name, run_dir, domains, "127.0.0.1:0", &[]).await
+    }
+
+    /// Like [`AgentProcess::start`], with extra environment variables (a
+    /// test hook such as `FERRY_TEST_AGENT_ABORT_IN`).
+    pub async fn start_with_env(
+        ferry: impl AsRef<Path>,
+        name: &str,
+        run_dir: &Path,
+        domains: &[&Path],
+        env: &[(&str, &str)],
+    ) -> Self {
+        Self::start_on(ferry, name, run_dir, domains, "127.0.0.1:0", env).await
     }
 
     /// Kills it with SIGKILL (its VMs keep running) and starts it again on
     /// the same run directory and address, so the engine finds it where
     /// it was; returns once it answers health.
     pub async fn restart(&mut self, ferry: impl AsRef<Path>) {
+        self.restart_with_env(ferry, &[]).await;
+    }
+
+    /// Like [`AgentProcess::restart`], with extra environment variables
+    /// for the new process (those of the old one are not kept).
+    pub async fn restart_with_env(&mut self, ferry: impl AsRef<Path>, env: &[(&str, &str)]) {
         self.kill9();
         let listen = self.addr.to_string();
-        *self = Self::start_on(ferry, &self.name, &self.run_dir, &[], &listen).await;
+        *self = Self::start_on(ferry, &self.name, &self.run_dir, &[], &listen, env).await;
+    }
+
+    /// Waits until the process exits on its own (a test hook aborted it)
+    /// and returns how it ended; panics, with its log, if it still runs
+    /// after `within`.
+    pub async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll the agent") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ferry agent {} still runs after {within:?}; its log:\n{}",
+                self.name,
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     async fn start_on(
@@ -62,6 +99,7 @@ impl AgentProcess {
         run_dir: &Path,
         domains: &[&Path],
         listen: &str,
+        env: &[(&str, &str)],
     ) -> Self {
         std::fs::create_dir_all(run_dir).expect("create the agent's run directory");
         let log = std::fs::OpenOptions::new()
@@ -82,6 +120,7 @@ impl AgentProcess {
         for d in domains {
             cmd.arg("--domain").arg(d);
         }
+        cmd.envs(env.iter().copied());
         let mut child = cmd.spawn().expect("start ferry agent");
         let stdout = child.stdout.take().expect("the agent's stdout");
         // The first line says where it listens; the reader thread keeps
@@ -155,7 +194,8 @@ impl AgentProcess {
         }
     }
 
-    /// Kills it with SIGKILL (no chance to clean up) and reaps it.
+    /// Kills it with SIGKILL (no chance to clean up) and reaps it; one that
+    /// already exited is only reaped.
     pub fn kill9(&mut self) {
         self.child.kill().expect("kill the agent");
         self.child.wait().expect("reap the agent");

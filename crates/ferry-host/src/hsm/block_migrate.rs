@@ -122,7 +122,9 @@ fn new_leaf_and_parent(agent: &AgentState, disk: &BlockMigrateDisk) -> Result<(V
             disk.volume, disk.image, disk.dst_domain
         )));
     }
-    let md = new_leaf.metadata()?;
+    // An ILLEGAL leaf never finished its creation, and a create's retry
+    // may remove and make it again: QEMU must never have it open.
+    let md = new_leaf.ensure_legal()?;
     // Across domains the new leaf's parent is on the source (a move);
     // on one domain it is beside it (a live snapshot).
     let expected_parent_domain = (disk.src_domain != disk.dst_domain).then_some(disk.src_domain);

@@ -9,6 +9,7 @@ use ferry_api::agent::{AcquireSpm, SpmStatus};
 
 use crate::error::Result;
 use crate::fsutil::blocking;
+use crate::gc;
 use crate::routes::extract::ApiJson;
 use crate::state::AgentState;
 
@@ -37,12 +38,19 @@ async fn acquire(
     ApiJson(req): ApiJson<AcquireSpm>,
 ) -> Result<Json<SpmStatus>> {
     let master = agent.domains().get(req.master_domain)?;
-    blocking(move || {
-        agent.spm().acquire(&master)?;
-        Ok(current(&agent))
+    let a = agent.clone();
+    let (status, gained) = blocking(move || {
+        let was_spm = a.spm().domain().is_some();
+        a.spm().acquire(&master)?;
+        Ok((current(&a), !was_spm))
     })
-    .await
-    .map(Json)
+    .await?;
+    if gained {
+        // The first moment after a start that this agent may change the
+        // domains: finish what a crash left there.
+        gc::spawn(&agent);
+    }
+    Ok(Json(status))
 }
 
 async fn release(State(agent): State<Arc<AgentState>>) -> Result<Json<SpmStatus>> {

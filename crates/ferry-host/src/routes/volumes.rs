@@ -31,7 +31,8 @@ async fn create(
     agent.spm().require("create volumes")?;
     let domain = agent.domains().get(req.domain)?;
     let _serial = agent.storage_lock().await;
-    blocking(move || volumes::create_volume(&domain, &req))
+    let domains = agent.domains().set();
+    blocking(move || volumes::create_volume(&domains, &domain, &req))
         .await
         .map(Json)
 }
@@ -46,7 +47,8 @@ async fn create_cross_sd(
     let dst = agent.domains().get(req.dst_domain)?;
     let parent = agent.domains().get(req.parent.domain)?;
     let _serial = agent.storage_lock().await;
-    blocking(move || volumes::create_volume_cross_sd(&dst, &parent, &req))
+    let domains = agent.domains().set();
+    blocking(move || volumes::create_volume_cross_sd(&domains, &dst, &parent, &req))
         .await
         .map(Json)
 }

@@ -1,13 +1,22 @@
 //! The SPM's synchronous volume verbs: create, `createVolumeCrossSD`,
 //! delete. Each is a thin, idempotent wrapper around ferry-storage: the
-//! retry of a verb that succeeded answers as the first call did, and a
+//! retry of a verb that succeeded answers as the first call did, the retry
+//! of one that a crash interrupted anywhere inside finishes it, and a
 //! request that cannot be done changes nothing. All blocking.
+//!
+//! A create that finds an ILLEGAL volume made by the same request (same
+//! image, parent and format) removes it and makes it again: ILLEGAL means
+//! its creation never finished, so no answer said it exists, no VM opened
+//! it (VM start and `blockMigrate` open LEGAL volumes only) and it holds no
+//! data but an empty qcow2 or raw file. Making it afresh is one path that
+//! is always right, where completing it would have to trust a file
+//! `qemu-img create` may have left half-written.
 
 use std::collections::BTreeSet;
 
 use ferry_api::agent::{CreateVolume, CreateVolumeCrossSd, Deleted, VolumeInfo};
 use ferry_api::{Legality, VolumeFormat, VolumeRole};
-use ferry_storage::{DomainSet, StorageDomain, Volume, VolumeMetadata, VolumeSpec};
+use ferry_storage::{DomainSet, Presence, StorageDomain, Volume, VolumeMetadata, VolumeSpec};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
@@ -38,32 +47,37 @@ pub(crate) fn image_volumes(domain: &StorageDomain, image: Uuid) -> Result<Vec<V
 
 /// Creates a volume, or finds it already made by an earlier call with the
 /// same request.
-pub(crate) fn create_volume(domain: &StorageDomain, req: &CreateVolume) -> Result<VolumeInfo> {
+pub(crate) fn create_volume(
+    domains: &DomainSet,
+    domain: &StorageDomain,
+    req: &CreateVolume,
+) -> Result<VolumeInfo> {
     let vol = domain.volume(req.image, req.volume);
-    if vol.path().exists() || vol.meta_path().exists() {
-        return existing_matches(&vol, |md| {
-            let mut diffs = Vec::new();
-            if md.format != req.format {
-                diffs.push(format!("format {} (asked: {})", md.format, req.format));
-            }
-            if md.allocation != req.allocation {
-                diffs.push(format!(
-                    "allocation {:?} (asked: {:?})",
-                    md.allocation, req.allocation
-                ));
-            }
-            if let Some(size) = req.size.filter(|s| *s != md.capacity) {
-                diffs.push(format!("size {} (asked: {size})", md.capacity));
-            }
-            if md.parent != req.parent || md.parent_domain.is_some() {
-                diffs.push(format!(
-                    "parent {} (asked: {})",
-                    describe(md.parent),
-                    describe(req.parent)
-                ));
-            }
-            diffs
-        });
+    let found = existing(&vol, domains, |md| {
+        let mut diffs = Vec::new();
+        if md.format != req.format {
+            diffs.push(format!("format {} (asked: {})", md.format, req.format));
+        }
+        if md.allocation != req.allocation {
+            diffs.push(format!(
+                "allocation {:?} (asked: {:?})",
+                md.allocation, req.allocation
+            ));
+        }
+        if let Some(size) = req.size.filter(|s| *s != md.capacity) {
+            diffs.push(format!("size {} (asked: {size})", md.capacity));
+        }
+        if md.parent != req.parent || md.parent_domain.is_some() {
+            diffs.push(format!(
+                "parent {} (asked: {})",
+                describe(md.parent),
+                describe(req.parent)
+            ));
+        }
+        diffs
+    })?;
+    if let Some(done) = found {
+        return Ok(done);
     }
     if req.parent.is_none() && req.size.is_none() {
         return Err(Error::BadRequest(
@@ -102,6 +116,7 @@ pub(crate) fn create_volume(domain: &StorageDomain, req: &CreateVolume) -> Resul
 /// the given volume on `parent_domain`; ferry-storage records the parent's
 /// domain (`PDOMAIN`) and names it by absolute path in the header.
 pub(crate) fn create_volume_cross_sd(
+    domains: &DomainSet,
     dst: &StorageDomain,
     parent_domain: &StorageDomain,
     req: &CreateVolumeCrossSd,
@@ -119,23 +134,24 @@ pub(crate) fn create_volume_cross_sd(
         )));
     }
     let vol = dst.volume(req.image, req.volume);
-    if vol.path().exists() || vol.meta_path().exists() {
-        return existing_matches(&vol, |md| {
-            let mut diffs = Vec::new();
-            if md.format != VolumeFormat::Qcow2 {
-                diffs.push(format!("format {}", md.format));
-            }
-            if md.parent != Some(req.parent.volume) || md.parent_domain != Some(req.parent.domain) {
-                diffs.push(format!(
-                    "parent {} on domain {} (asked: {} on domain {})",
-                    describe(md.parent),
-                    describe(md.parent_domain),
-                    req.parent.volume,
-                    req.parent.domain
-                ));
-            }
-            diffs
-        });
+    let found = existing(&vol, domains, |md| {
+        let mut diffs = Vec::new();
+        if md.format != VolumeFormat::Qcow2 {
+            diffs.push(format!("format {}", md.format));
+        }
+        if md.parent != Some(req.parent.volume) || md.parent_domain != Some(req.parent.domain) {
+            diffs.push(format!(
+                "parent {} on domain {} (asked: {} on domain {})",
+                describe(md.parent),
+                describe(md.parent_domain),
+                req.parent.volume,
+                req.parent.domain
+            ));
+        }
+        diffs
+    })?;
+    if let Some(done) = found {
+        return Ok(done);
     }
     let parent = parent_domain.volume(req.parent.image, req.parent.volume);
     if !parent.exists() {
@@ -148,8 +164,9 @@ pub(crate) fn create_volume_cross_sd(
 }
 
 /// Deletes volumes of one image, children before parents. Idempotent:
-/// volumes already gone are reported as missing. Checked first as a
-/// whole, so a volume still used by a child outside the request, or a
+/// volumes already gone are reported as missing, and a delete a crash
+/// interrupted (a `_remove_me_` entry left) is finished. Checked first as
+/// a whole, so a volume still used by a child outside the request, or a
 /// template volume other disks use, refuses the request before anything is
 /// deleted.
 pub(crate) fn delete_volumes(
@@ -170,11 +187,14 @@ pub(crate) fn delete_volumes(
     for v in &leftovers {
         check_leftover(v)?;
     }
-    let mut deleted = delete_children_first(domains, present)?;
+    // What an interrupted call left goes first, so a parent's role is
+    // restored in the order the first call would have.
+    let mut deleted = Vec::new();
     for v in leftovers {
-        remove_leftover(&v)?;
+        v.delete_in(domains)?;
         deleted.push(v.id());
     }
+    deleted.extend(delete_children_first(domains, present)?);
     Ok(Deleted { deleted, missing })
 }
 
@@ -182,7 +202,7 @@ pub(crate) fn delete_volumes(
 struct Requested {
     /// Whole volumes, file and metadata.
     present: Vec<Volume>,
-    /// Half a volume, what an interrupted create or delete left.
+    /// Part of a volume, what an interrupted create or delete left.
     leftovers: Vec<Volume>,
     /// Nothing there: already deleted.
     missing: Vec<Uuid>,
@@ -196,12 +216,12 @@ fn find_requested(domain: &StorageDomain, image: Uuid, wanted: &BTreeSet<Uuid>) 
     };
     for id in wanted {
         let v = domain.volume(image, *id);
-        if v.exists() {
-            found.present.push(v);
-        } else if v.path().exists() || v.meta_path().exists() {
-            found.leftovers.push(v);
-        } else {
-            found.missing.push(*id);
+        match v.presence() {
+            Presence::Whole => found.present.push(v),
+            Presence::Absent => found.missing.push(*id),
+            Presence::BeingDeleted | Presence::MetadataOnly | Presence::FileOnly => {
+                found.leftovers.push(v)
+            }
         }
     }
     found
@@ -237,7 +257,9 @@ fn check_deletable(v: &Volume, image: Uuid, wanted: &BTreeSet<Uuid>) -> Result<(
 }
 
 /// Deletes `present`, always a volume without children next; returns the
-/// ids deleted, in order.
+/// ids deleted, in order. A leaf made by `createVolumeCrossSD` gives its
+/// parent on the source domain the leaf role back (ferry-storage does it
+/// through `domains`), as the rollback of a move that never switched needs.
 fn delete_children_first(domains: &DomainSet, mut present: Vec<Volume>) -> Result<Vec<Uuid>> {
     let mut deleted = Vec::new();
     while !present.is_empty() {
@@ -251,102 +273,88 @@ fn delete_children_first(domains: &DomainSet, mut present: Vec<Volume>) -> Resul
         // Every volume has a child: only a loop in the metadata does that;
         // let ferry-storage's delete name the offender.
         let v = present.remove(next.unwrap_or(0));
-        let md = v.metadata()?;
-        v.delete()?;
+        v.delete_in(domains)?;
         deleted.push(v.id());
-        restore_cross_domain_parent(domains, &md)?;
     }
     Ok(deleted)
 }
 
-/// A leaf made by `createVolumeCrossSD` turned its parent on the source
-/// domain INTERNAL; deleting it (the rollback of a move that never
-/// switched) makes that parent the leaf again, as a same-domain delete
-/// does in ferry-storage.
-fn restore_cross_domain_parent(domains: &DomainSet, md: &VolumeMetadata) -> Result<()> {
-    let (Some(parent), Some(pd)) = (md.parent, md.parent_domain) else {
-        return Ok(());
-    };
-    let Some(source) = domains.get(pd) else {
-        return Ok(());
-    };
-    let p = source.volume(md.image, parent);
-    if p.exists() && p.metadata()?.role == VolumeRole::Internal && p.children()?.is_empty() {
-        p.update_metadata(|m| m.role = VolumeRole::Leaf)?;
-    }
-    Ok(())
-}
-
-/// Deletes every volume of an image on a domain.
+/// Deletes every volume of an image on a domain, including what an
+/// interrupted create or delete left of one.
 pub(crate) fn delete_image(
     domains: &DomainSet,
     domain: &StorageDomain,
     image: Uuid,
 ) -> Result<Deleted> {
-    let ids: Vec<Uuid> = domain.volumes(image)?.iter().map(Volume::id).collect();
+    let ids = domain.volume_ids_in_any_state(image)?;
     delete_volumes(domains, domain, image, &ids)
 }
 
-/// Answers a create whose volume exists: success when it is complete and
-/// as asked (`differences` lists how it is not), a conflict otherwise.
-fn existing_matches(
+/// What a create finds where its volume goes: `Some` answer when the
+/// volume is there, complete and as asked; `None` when there is nothing,
+/// or nothing left once what an interrupted create or delete of it left
+/// is removed; a conflict when something else is there.
+fn existing(
     vol: &Volume,
+    domains: &DomainSet,
     differences: impl FnOnce(&VolumeMetadata) -> Vec<String>,
-) -> Result<VolumeInfo> {
-    if !vol.exists() {
-        return Err(Error::Conflict(format!(
-            "volume {} exists only in part (a crash interrupted its creation or copy); delete it (POST /v1/volumes/delete) and create it again",
+) -> Result<Option<VolumeInfo>> {
+    match vol.presence() {
+        Presence::Absent => Ok(None),
+        // Its deletion was decided; finishing it is what any retry does.
+        Presence::BeingDeleted => {
+            vol.delete_in(domains)?;
+            Ok(None)
+        }
+        Presence::FileOnly => Err(Error::Conflict(format!(
+            "volume {} has a file but no metadata, which Ferry never leaves; inspect it, delete it (POST /v1/volumes/delete) and create it again",
             vol.path().display()
-        )));
+        ))),
+        Presence::Whole | Presence::MetadataOnly => {
+            let md = vol.metadata()?;
+            if md.legality == Legality::Legal && vol.presence() == Presence::MetadataOnly {
+                return Err(Error::Conflict(format!(
+                    "volume {} says it is LEGAL but its file is missing; inspect the domain by hand before deleting it",
+                    vol.path().display()
+                )));
+            }
+            let diffs = differences(&md);
+            if !diffs.is_empty() && md.legality == Legality::Legal {
+                return Err(Error::Conflict(format!(
+                    "volume {} already exists with {}; choose a new volume UUID",
+                    vol.path().display(),
+                    diffs.join(", ")
+                )));
+            }
+            if !diffs.is_empty() {
+                return Err(Error::Conflict(format!(
+                    "volume {} exists, {:?} (not finished), with {}: another request's; delete it (POST /v1/volumes/delete) or choose a new volume UUID",
+                    vol.path().display(),
+                    md.legality,
+                    diffs.join(", ")
+                )));
+            }
+            if md.legality == Legality::Legal {
+                return volume_info(vol).map(Some);
+            }
+            tracing::info!(volume = %vol.id(), image = %vol.image(), "making again a volume whose creation a crash interrupted");
+            vol.delete_in(domains)?;
+            Ok(None)
+        }
     }
-    let md = vol.metadata()?;
-    if md.legality != Legality::Legal {
-        return Err(Error::Conflict(format!(
-            "volume {} exists but is {:?}: it is being created or copied, or a crash interrupted that; delete it and create it again",
-            vol.path().display(),
-            md.legality
-        )));
-    }
-    let diffs = differences(&md);
-    if !diffs.is_empty() {
-        return Err(Error::Conflict(format!(
-            "volume {} already exists with {}; choose a new volume UUID",
-            vol.path().display(),
-            diffs.join(", ")
-        )));
-    }
-    volume_info(vol)
 }
 
 /// A volume with only one of its two files, or ILLEGAL metadata without a
-/// file, is what a crash during create or copy leaves; anything else
-/// incomplete is not Ferry's and is left for a human.
+/// file, is what a crash during create, copy or delete leaves, and so is
+/// anything with a `_remove_me_` entry; a LEGAL `.meta` alone with no sign
+/// of a delete is not Ferry's and is left for a human.
 fn check_leftover(v: &Volume) -> Result<()> {
-    if v.meta_path().exists() {
-        let md = v.metadata()?;
-        if md.legality == Legality::Legal {
-            return Err(Error::Conflict(format!(
-                "volume {} says it is LEGAL but its file is missing; inspect the domain by hand before deleting it",
-                v.path().display()
-            )));
-        }
+    if v.presence() == Presence::MetadataOnly && v.metadata()?.legality == Legality::Legal {
+        return Err(Error::Conflict(format!(
+            "volume {} says it is LEGAL but its file is missing; inspect the domain by hand before deleting it",
+            v.path().display()
+        )));
     }
-    Ok(())
-}
-
-fn remove_leftover(v: &Volume) -> Result<()> {
-    for p in [v.path(), v.meta_path()] {
-        match std::fs::remove_file(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("remove", p, e)),
-        }
-    }
-    let dir = v.domain().image_dir(v.image());
-    if std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_none()) {
-        let _ = std::fs::remove_dir(&dir);
-    }
-    tracing::info!(volume = %v.id(), image = %v.image(), "removed an incomplete volume");
     Ok(())
 }
 

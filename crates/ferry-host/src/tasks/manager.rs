@@ -413,6 +413,9 @@ async fn supervise(agent: Arc<AgentState>, task: Arc<Task>, entry: VerbEntry, st
     // can never be followed by this write resurrecting its record.
     persist(&store, task.record_with(&end)).await;
     *lock(&task.end) = end;
+    // A task's end is when what it may have left half-done (a copy, a
+    // merge's delete) can be collected, if it is old enough.
+    crate::gc::spawn(&agent);
 }
 
 async fn drive(
