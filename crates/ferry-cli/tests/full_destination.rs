@@ -93,7 +93,7 @@ async fn wait_paused(cluster: &Cluster, paused: bool) -> Option<String> {
 /// Fills `filling` and waits until the guest is paused for it: reported
 /// by the engine with the reason, and by `ferry vm show`.
 async fn fill_until_paused(s: &Scene) {
-    s.filling.fill_leaving(0);
+    s.filling.fill_up();
     let why = wait_paused(&s.cluster, true).await.unwrap_or_default();
     assert!(why.contains("no space left"), "{why}");
     let shown = expect_success(&s.cluster.cli(&["vm", "show", "vm1"]), "vm show");
@@ -150,7 +150,7 @@ async fn a_merge_that_finds_the_destination_full_is_retried_once_there_is_room()
 
     // Room again: the VM resumes by itself, and the retry completes the
     // move, with no block job left in QEMU.
-    std::fs::remove_file(s.filling.path().join("filler")).expect("free the room");
+    s.filling.drain();
     wait_paused(&s.cluster, false).await;
     s.cluster.assert_vm_writing("vm1", &mut s.log).await;
     let id = s.job.id.to_string();

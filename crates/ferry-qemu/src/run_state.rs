@@ -85,10 +85,25 @@ pub async fn io_errors(qmp: &Qmp) -> Result<Vec<DeviceIoError>> {
                     .get("inserted")
                     .and_then(|i| i.get("file"))
                     .and_then(Value::as_str)
-                    .map(PathBuf::from),
+                    .and_then(active_file),
             })
         })
         .collect())
+}
+
+/// The file a device writes to, from `query-block`'s `file`: a plain
+/// path, or (a node opened with its backing given, as Ferry opens every
+/// chain) QEMU's `json:{…}` description of the node, whose top-level
+/// `file.filename` is the active layer's file.
+fn active_file(file: &str) -> Option<PathBuf> {
+    let Some(json) = file.strip_prefix("json:") else {
+        return Some(PathBuf::from(file));
+    };
+    let node: Value = serde_json::from_str(json).ok()?;
+    node.get("file")
+        .and_then(|f| f.get("filename"))
+        .and_then(Value::as_str)
+        .map(PathBuf::from)
 }
 
 /// Resumes the guest (`cont`); the requests that failed are submitted
@@ -107,4 +122,17 @@ pub async fn block_job_ids(qmp: &Qmp) -> Result<Vec<String>> {
         .flatten()
         .filter_map(|j| j.get("id").and_then(Value::as_str).map(str::to_string))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_active_file_is_read_from_a_plain_path_or_a_json_description() {
+        assert_eq!(active_file("/d/v"), Some(PathBuf::from("/d/v")));
+        let json = r#"json:{"backing": {"driver": "raw", "file": {"driver": "file", "filename": "/d/base"}}, "driver": "qcow2", "file": {"driver": "file", "filename": "/d/top"}}"#;
+        assert_eq!(active_file(json), Some(PathBuf::from("/d/top")));
+        assert_eq!(active_file("json:{not json"), None);
+    }
 }

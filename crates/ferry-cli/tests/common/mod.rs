@@ -702,6 +702,45 @@ impl Tmpfs {
     }
 }
 
+impl Tmpfs {
+    /// Fills it to the last block (whatever writes there meanwhile): a
+    /// big file, then small ones until the filesystem says no.
+    pub fn fill_up(&self) {
+        let big = self.free().saturating_sub(MIB);
+        if big > 0 {
+            // The guest may take some of it meanwhile: a failure here is
+            // made up for by the small files.
+            let _ = Command::new("fallocate")
+                .args(["-l", &big.to_string()])
+                .arg(self.path().join("filler"))
+                .output();
+        }
+        for i in 0.. {
+            let out = Command::new("fallocate")
+                .args(["-l", "65536"])
+                .arg(self.path().join(format!("filler-{i}")))
+                .output()
+                .expect("run fallocate");
+            if !out.status.success() {
+                let _ = std::fs::remove_file(self.path().join(format!("filler-{i}")));
+                break;
+            }
+        }
+    }
+
+    /// Removes what [`Tmpfs::fill_up`] and [`Tmpfs::fill_leaving`] wrote.
+    pub fn drain(&self) {
+        for f in std::fs::read_dir(self.path())
+            .expect("list the tmpfs")
+            .flatten()
+        {
+            if f.file_name().to_string_lossy().starts_with("filler") {
+                std::fs::remove_file(f.path()).expect("remove a filler");
+            }
+        }
+    }
+}
+
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         // Lazy: a process that still has a file open there must not keep

@@ -319,6 +319,10 @@ pub async fn merge(job: &mut JobCtx) -> Result<(), Failure> {
                 // for a retry once there is room (the VM, paused if it
                 // wrote there, resumes by itself then).
                 Some(Ended::Failed(Failure::NoSpace(m))) => {
+                    // The retry runs a new task: the agent answers this
+                    // id with this failure for ever.
+                    job.plan.disks[i].merge = Uuid::new_v4();
+                    job.save().await.map_err(Failure::from)?;
                     return Err(Failure::NoSpace(format!(
                         "merge found the destination full: {m}; free space on it, then retry"
                     )));
