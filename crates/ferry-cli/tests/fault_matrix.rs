@@ -351,3 +351,83 @@ async fn the_vms_qemu_killed_at_each_step_of_a_live_move() {
 async fn both_agents_unreachable_at_each_step_of_a_live_move() {
     row(Fault::AgentsUnreachable).await;
 }
+
+/// The rollback fails once: the VM's QEMU is killed while the rollback of
+/// a cancelled live move is about to fold the new leaf back (held there
+/// by the agent's `FERRY_TEST_AGENT_HOLD_IN` hook). The rollback runs
+/// again (offline now) and the job still ends rolled back: the disk on
+/// the source, unlocked, nothing on the destination, every acknowledged
+/// write in the source chain, and the VM starts again on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qemu_killed_during_the_rollback_still_ends_rolled_back() {
+    let mut cluster = Cluster::start().await;
+    let Writing {
+        before,
+        vm,
+        mut log,
+        cfg,
+        ..
+    } = cluster.writing_vm().await;
+    cluster
+        .host2
+        .restart_with_env(FERRY, &[("FERRY_TEST_AGENT_HOLD_IN", "rollback-commit")])
+        .await;
+    cluster.hold_engine_at("cloneInternalVolumes").await;
+    let (ok, job): (bool, Job) = cluster.cli_json(&["disk", "move", "disk1", "--to", "domain2"]);
+    assert!(ok, "{job:#?}");
+    cluster
+        .wait_step_running(job.id, "cloneInternalVolumes")
+        .await;
+    more_acks(&mut log, 5);
+    let id = job.id.to_string();
+    let (ok, _): (bool, Job) = cluster.cli_json(&["job", "cancel", &id]);
+    assert!(ok);
+
+    // The rollback's task is held on host2: QEMU dies under it.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let tasks = cluster.host2.client().tasks().await.expect("tasks");
+        if tasks.iter().any(|t| {
+            t.verb == "rollback-block-migrate" && t.state == ferry_api::agent::TaskState::Running
+        }) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no rollback ran: {tasks:#?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    kill_qemu(&cluster, &vm).await;
+
+    let job = cluster.wait_end(job.id).await;
+    assert_eq!(job.state, JobState::Cancelled, "{job:#?}");
+    // The first attempt failed under the dead QEMU, the next one ended
+    // the job; the agent forgot both tasks.
+    let log_text = cluster.engine.log();
+    assert!(
+        log_text.contains("rollback failed, trying again"),
+        "the rollback never failed:\n{}",
+        tail(&log_text)
+    );
+    let tasks = cluster.host2.client().tasks().await.expect("tasks");
+    assert!(
+        tasks.iter().all(|t| t.verb != "rollback-block-migrate"),
+        "{tasks:#?}"
+    );
+    let now = cluster.disk_now("disk1").await;
+    assert_eq!(now.domain, cluster.domain("domain1").await.id, "{now:#?}");
+    assert!(now.locked_by.is_none(), "{now:#?}");
+    let left = cluster.files_of_disk_on("domain2", &now).await;
+    assert!(left.is_empty(), "left on domain2: {left:#?}");
+
+    let mut log = start_after_kill(&cluster, &cfg, &log, "the rollback").await;
+    let status = cluster.host2.client().vm(vm.id).await.expect("VM status");
+    let top = status.disks[0].open_chain.first().expect("an open chain");
+    assert_eq!(top.domain, now.domain, "{status:#?}");
+    cluster.assert_vm_writing("vm1", &mut log).await;
+    cluster.stop_now();
+    log.poll();
+    let after = cluster.disk_now("disk1").await;
+    cluster.assert_all_layers(&before, &after, &cfg, log.acks());
+}

@@ -48,6 +48,7 @@ mod server;
 pub mod spm;
 mod state;
 pub mod tasks;
+mod test_hooks;
 pub mod vms;
 
 pub use config::AgentConfig;

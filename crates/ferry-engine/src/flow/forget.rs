@@ -23,7 +23,7 @@ use crate::Engine;
 const FORGET_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Every task id the plan holds: the clones (run by the SPM), merge and
-/// rollback (run by the VM's host).
+/// rollback (run by the VM's host), and those earlier attempts used.
 fn task_ids(plan: &MovePlan) -> Vec<Uuid> {
     plan.disks
         .iter()
@@ -36,6 +36,7 @@ fn task_ids(plan: &MovePlan) -> Vec<Uuid> {
             ]
         })
         .flatten()
+        .chain(plan.retired_tasks.iter().copied())
         .collect()
 }
 

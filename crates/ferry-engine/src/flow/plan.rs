@@ -65,6 +65,11 @@ pub struct MovePlan {
     /// retry runs the rollback again.
     #[serde(default)]
     pub rollback_halted: bool,
+    /// Task ids given up for new ones (an agent answers an id with its
+    /// old result, so an attempt after a failure needs a new one): the
+    /// agents forget them with the others when the job ends.
+    #[serde(default)]
+    pub retired_tasks: Vec<Uuid>,
 }
 
 impl MovePlan {
@@ -79,6 +84,16 @@ impl MovePlan {
             rollback: None,
             turned_cold: false,
             rollback_halted: false,
+            retired_tasks: Vec::new(),
+        }
+    }
+
+    /// Gives one of disk `disk`'s tasks (`which` picks it) a new id for
+    /// its next attempt, and keeps the old id to be forgotten at the end.
+    pub fn renew_task(&mut self, disk: usize, which: fn(&mut DiskPlan) -> &mut Uuid) {
+        if let Some(d) = self.disks.get_mut(disk) {
+            let old = std::mem::replace(which(d), Uuid::new_v4());
+            self.retired_tasks.push(old);
         }
     }
 

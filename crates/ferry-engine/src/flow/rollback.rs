@@ -7,7 +7,6 @@ use ferry_agent_client::AgentClient;
 use ferry_api::agent::DeleteImage;
 use ferry_api::engine::{MoveMode, Step, StepState};
 use ferry_api::vm::RollbackBlockMigrate;
-use uuid::Uuid;
 
 use super::job::JobCtx;
 use super::retry::Failure;
@@ -123,7 +122,7 @@ pub(super) async fn undo_block_migrate(job: &mut JobCtx) -> Result<(), Failure> 
             // An agent answers a task id with its old result: the next
             // attempt gets a new id, so it runs again instead of repeating
             // this failure for ever.
-            job.plan.disks[i].rollback = Uuid::new_v4();
+            job.plan.renew_task(i, |d| &mut d.rollback);
             job.save().await.map_err(Failure::from)?;
             return Err(Failure::Permanent(format!(
                 "the VM could not be put back on the source: {}",

@@ -248,7 +248,7 @@ async fn copy_batch(
         tracing::warn!(job = %job.id(), attempts, "cloneInternalVolumes failed, copying again: {msg}");
         // A task id answers with its old result: new ids for the retry.
         for &i in batch {
-            job.plan.disks[i].clone = Uuid::new_v4();
+            job.plan.renew_task(i, |d| &mut d.clone);
         }
         job.save().await.map_err(Failure::from)?;
         tokio::time::sleep(super::retry::backoff(attempts)).await;
@@ -321,7 +321,7 @@ pub async fn merge(job: &mut JobCtx) -> Result<(), Failure> {
                 Some(Ended::Failed(Failure::NoSpace(m))) => {
                     // The retry runs a new task: the agent answers this
                     // id with this failure for ever.
-                    job.plan.disks[i].merge = Uuid::new_v4();
+                    job.plan.renew_task(i, |d| &mut d.merge);
                     job.save().await.map_err(Failure::from)?;
                     return Err(Failure::NoSpace(format!(
                         "merge found the destination full: {m}; free space on it, then retry"
@@ -333,7 +333,7 @@ pub async fn merge(job: &mut JobCtx) -> Result<(), Failure> {
                     if attempts >= CLONE_ATTEMPTS {
                         return Err(Failure::Permanent(format!("merge failed: {msg}")));
                     }
-                    job.plan.disks[i].merge = Uuid::new_v4();
+                    job.plan.renew_task(i, |d| &mut d.merge);
                     job.save().await.map_err(Failure::from)?;
                     tokio::time::sleep(super::retry::backoff(attempts)).await;
                 }

@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::blocking;
 use crate::state::AgentState;
 use crate::tasks::{TaskContext, TaskVerb};
+use crate::test_hooks::HoldPoint;
 use crate::vms::{device_id, layer_of, VmEntry};
 
 /// The merge task (`POST /v1/tasks/{id}/merge`).
@@ -49,7 +50,7 @@ impl TaskVerb for MergeVerb {
         }
         let l = leaf.clone();
         let parent = blocking(move || merge_parent(&l)).await?;
-        commit_leaf(&ctx, &agent, &entry, p.image, leaf, parent).await
+        commit_leaf(&ctx, &agent, &entry, p.image, leaf, parent, None).await
     }
 }
 
@@ -104,7 +105,16 @@ impl TaskVerb for RollbackVerb {
         let domains = agent.domains().set();
         let l = leaf.clone();
         let parent = blocking(move || rollback_parent(&domains, &l, p.src_domain)).await?;
-        commit_leaf(&ctx, &agent, &entry, p.image, leaf, parent).await
+        commit_leaf(
+            &ctx,
+            &agent,
+            &entry,
+            p.image,
+            leaf,
+            parent,
+            Some(HoldPoint::RollbackCommit),
+        )
+        .await
     }
 }
 
@@ -137,11 +147,15 @@ async fn commit_leaf(
     image: Uuid,
     leaf: Volume,
     parent: Volume,
+    hold: Option<HoldPoint>,
 ) -> Result<()> {
     let _ops = entry.ops.lock().await;
     let leaf_layer = layer_of(&leaf)?;
     let parent_layer = layer_of(&parent)?;
     if let Some(vm) = entry.running() {
+        if let Some(point) = hold {
+            crate::test_hooks::hold_while_running(point, &vm).await;
+        }
         let qmp = vm.qmp();
         let active = block::active_node(qmp, &device_id(image)).await?;
         if active == leaf_layer.nodes.format {
