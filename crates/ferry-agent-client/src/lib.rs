@@ -15,12 +15,12 @@ pub use deadline::Deadline;
 
 use ferry_api::agent::{
     AcquireSpm, CloneInternalVolumes, ConnectDomain, CreateDomain, CreateVolume,
-    CreateVolumeCrossSd, DeleteImage, DeleteVolumes, Deleted, DomainInfo, Health, SpmStatus,
-    TaskStatus, VolumeInfo,
+    CreateVolumeCrossSd, DeleteImage, DeleteVolumes, Deleted, DomainInfo, Health, PaceTask,
+    SpmStatus, TaskStatus, VolumeInfo,
 };
 use ferry_api::vm::{
     BlockMigrate, FinalizeBlockMigrate, Merge, RollbackBlockMigrate, StopVm, SwitchReport,
-    VmDefinition, VmStatus,
+    VmDefinition, VmIo, VmStatus,
 };
 pub use ferry_http::ClientError;
 use ferry_http::HttpClient;
@@ -188,6 +188,13 @@ impl AgentClient {
             .await
     }
 
+    /// `GET /v1/vms/{id}/io`: the guest's I/O counts and times so far.
+    pub async fn vm_io(&self, vm: Uuid) -> Result<VmIo, ClientError> {
+        self.within(Deadline::Read)
+            .get(&["vms", &vm.to_string(), "io"])
+            .await
+    }
+
     /// `DELETE /v1/vms/{id}`: removes a stopped VM's definition.
     pub async fn undefine_vm(&self, vm: Uuid) -> Result<(), ClientError> {
         self.within(Deadline::Storage)
@@ -277,6 +284,14 @@ impl AgentClient {
     pub async fn cancel_task(&self, task: Uuid) -> Result<TaskStatus, ClientError> {
         self.within(Deadline::Task)
             .post_empty(&["tasks", &task.to_string(), "cancel"])
+            .await
+    }
+
+    /// `POST /v1/tasks/{id}/pace`: sets a running copy's limit, or holds
+    /// it.
+    pub async fn pace_task(&self, task: Uuid, pace: &PaceTask) -> Result<TaskStatus, ClientError> {
+        self.within(Deadline::Task)
+            .post(&["tasks", &task.to_string(), "pace"], pace)
             .await
     }
 

@@ -275,4 +275,25 @@ pub struct TaskStatus {
     pub started: u64,
     /// When it finished, seconds since the Unix epoch.
     pub finished: Option<u64>,
+    /// A copy's current bandwidth limit in bytes per second (`None`: no
+    /// limit, or not a copy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_bps: Option<u64>,
+    /// A copy held between two chunks ([`PaceTask::held`]).
+    #[serde(default)]
+    pub held: bool,
+}
+
+/// `POST /v1/tasks/{id}/pace`: changes a running copy's bandwidth limit,
+/// or holds it between two chunks, without stopping it (the engine's
+/// guest-aware pacing; the quiet moments around a switch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaceTask {
+    /// The new limit in bytes per second; `None` for none.
+    pub limit_bps: Option<u64>,
+    /// Hold the copy (its workers wait before their next chunk) until a
+    /// later call lets it go.
+    #[serde(default)]
+    pub held: bool,
 }

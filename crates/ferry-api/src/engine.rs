@@ -247,6 +247,25 @@ pub struct MoveRequest {
     /// Bandwidth limit for the copy in MiB/s; absent for none.
     #[serde(default)]
     pub bandwidth_mib_s: Option<u64>,
+    /// How a live move's copy is paced: by the guest (the default) or only
+    /// by `bandwidth_mib_s` (as fast as it allows).
+    #[serde(default)]
+    pub pace: PaceMode,
+}
+
+/// How a live move's copy is paced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PaceMode {
+    /// The copy runs as fast as the guest's own I/O latency allows: it
+    /// speeds up while the guest's requests take about as long as before
+    /// the move and halves when they slow down; the bandwidth limit, if
+    /// any, stays an upper bound.
+    #[default]
+    Guest,
+    /// Only the bandwidth limit paces the copy (none: as fast as the disks
+    /// go).
+    Fixed,
 }
 
 /// What a job does.
@@ -436,6 +455,21 @@ pub struct Job {
     pub eta_secs: Option<u64>,
     /// Bandwidth limit in MiB/s, if any.
     pub bandwidth_mib_s: Option<u64>,
+    /// How its copy is paced.
+    #[serde(default)]
+    pub pace: PaceMode,
+    /// While a guest-paced copy runs: its limit now, bytes per second
+    /// (`None`: unlimited, or not paced now).
+    #[serde(default)]
+    pub pace_limit_bps: Option<u64>,
+    /// While a guest-paced copy runs: the guest's write latency over the
+    /// last second, in microseconds.
+    #[serde(default)]
+    pub guest_latency_us: Option<u64>,
+    /// The guest's write latency before the move, in microseconds: what
+    /// the pacing keeps it near.
+    #[serde(default)]
+    pub guest_baseline_us: Option<u64>,
     /// Whether `cancel` is still possible (until `finalizeBlockMigrate`).
     pub cancellable: bool,
     /// Whether `retry` is possible: the job failed after the switch to

@@ -118,6 +118,25 @@ pub struct VmStatus {
     pub block_jobs: Vec<String>,
 }
 
+/// `GET /v1/vms/{id}/io`: the guest's I/O as QEMU counts it, cumulative
+/// since QEMU started, summed over the VM's disks. Two readings give the
+/// guest's request latency between them; a move paces its copy by it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmIo {
+    /// Reads served.
+    pub rd_operations: u64,
+    /// Time reads took, in nanoseconds.
+    pub rd_total_time_ns: u64,
+    /// Writes served.
+    pub wr_operations: u64,
+    /// Time writes took, in nanoseconds.
+    pub wr_total_time_ns: u64,
+    /// Flushes served (a guest's `fdatasync`).
+    pub flush_operations: u64,
+    /// Time flushes took, in nanoseconds.
+    pub flush_total_time_ns: u64,
+}
+
 /// Why a running VM's guest is paused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmPause {

@@ -126,6 +126,7 @@ async fn a_move_cancelled_before_finalize_leaves_the_vm_where_it_was() {
     let req = MoveRequest {
         to: "domain2".into(),
         bandwidth_mib_s: None,
+        pace: ferry_api::engine::PaceMode::default(),
     };
     let err = c
         .move_disk("disk1", &req)

@@ -68,6 +68,7 @@ async fn a_move_to_a_domain_without_room_is_refused_or_rolled_back() {
             &ferry_api::engine::MoveRequest {
                 to: "small".into(),
                 bandwidth_mib_s: None,
+                pace: ferry_api::engine::PaceMode::default(),
             },
         )
         .await

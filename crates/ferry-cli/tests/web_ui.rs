@@ -382,6 +382,7 @@ async fn a_move_that_failed_after_the_switch_is_offered_for_retry_in_the_web_ui(
             &MoveRequest {
                 to: "domain2".into(),
                 bandwidth_mib_s: None,
+                pace: ferry_api::engine::PaceMode::default(),
             },
         )
         .await

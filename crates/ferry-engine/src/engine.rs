@@ -13,6 +13,7 @@ use crate::config::EngineLimits;
 use crate::db::Db;
 use crate::error::Result;
 use crate::events::Events;
+use crate::flow::pace::PaceView;
 use crate::flow::queue::MoveQueue;
 
 /// The engine core. It knows nothing of HTTP: the REST layer translates
@@ -39,6 +40,9 @@ pub struct Engine {
     /// Why each paused VM is paused, as its host last said: a live
     /// condition, so kept in memory and learnt again after a restart.
     pauses: std::sync::Mutex<HashMap<Uuid, String>>,
+    /// How each job's guest-paced copy stands now: live figures, kept in
+    /// memory while the copy runs.
+    paces: std::sync::Mutex<HashMap<Uuid, PaceView>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -72,6 +76,7 @@ impl Engine {
             moves: MoveQueue::new(limits.max_moves),
             limits,
             pauses: std::sync::Mutex::new(HashMap::new()),
+            paces: std::sync::Mutex::new(HashMap::new()),
         }))
     }
 
@@ -88,6 +93,25 @@ impl Engine {
             Some(p) => map.insert(vm, p),
             None => map.remove(&vm),
         }
+    }
+
+    /// How job `job`'s guest-paced copy stands, while it runs.
+    pub(crate) fn pace_of(&self, job: Uuid) -> Option<PaceView> {
+        self.pace_map().get(&job).copied()
+    }
+
+    /// Records how job `job`'s copy stands (`None`: it is not paced now).
+    pub(crate) fn set_pace(&self, job: Uuid, pace: Option<PaceView>) {
+        let mut map = self.pace_map();
+        match pace {
+            Some(p) => map.insert(job, p),
+            None => map.remove(&job),
+        };
+    }
+
+    fn pace_map(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, PaceView>> {
+        // Plain inserts and removes: a poisoned map is still consistent.
+        self.paces.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn pause_map(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, String>> {

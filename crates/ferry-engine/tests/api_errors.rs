@@ -118,6 +118,7 @@ async fn unknown_names_paths_and_methods_are_404_and_405_with_a_sentence() {
             &MoveRequest {
                 to: "domain2".into(),
                 bandwidth_mib_s: None,
+                pace: ferry_api::engine::PaceMode::default(),
             },
         )
         .await,
@@ -335,6 +336,7 @@ async fn bad_inventory_requests_are_refused_with_what_to_do_and_change_nothing()
             &MoveRequest {
                 to: "nowhere".into(),
                 bandwidth_mib_s: None,
+                pace: ferry_api::engine::PaceMode::default(),
             },
         )
         .await,

@@ -634,3 +634,74 @@ async fn the_agent_collects_stale_temporary_files_at_start_and_when_it_becomes_s
     assert!(b.exists() && s1.exists());
     agent.stop().await;
 }
+
+/// A running copy can be held between two chunks and let go, and its limit
+/// changed, without stopping it (the engine's guest-aware pacing and the
+/// quiet moment around a switch); the copy then ends verified. A task that
+/// copies nothing, or has ended, is refused.
+#[tokio::test]
+async fn a_running_copy_is_held_sped_up_and_finished_verified() {
+    let lab = Lab::new();
+    let b = base(&lab.d1, VolumeFormat::Raw, 64 << 20);
+    qemu_io(&b, &["write -P 0x61 0 32M"]);
+    let rd = common::run_dir();
+    let agent = start("spm1", rd.path(), &[lab.d1.path(), lab.d2.path()]).await;
+    let c = &agent.client;
+    c.acquire_spm(lab.d1.uuid()).await.expect("SPM");
+    let task = Uuid::new_v4();
+    // 1 MiB/s: the 32 MiB copy would take half a minute.
+    c.clone_internal_volumes(task, &clone_request(&lab, &[&b], Some(1)))
+        .await
+        .expect("start");
+    wait_until("the copy makes progress", WAIT, || async {
+        c.task(task).await.is_ok_and(|s| s.done_bytes > 0)
+    })
+    .await;
+    assert_eq!(c.task(task).await.expect("status").limit_bps, Some(1 << 20));
+
+    let hold = ferry_api::agent::PaceTask {
+        limit_bps: Some(1 << 20),
+        held: true,
+    };
+    let held = c.pace_task(task, &hold).await.expect("hold");
+    assert!(held.held);
+    // Once the chunk in flight is done, nothing more is copied while held:
+    // two readings a second apart agree (a copy that ignored the hold
+    // would move another MiB between them).
+    let mut last = c.task(task).await.expect("status").done_bytes;
+    let mut steady = 0;
+    let deadline = std::time::Instant::now() + WAIT;
+    while steady < 3 {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let now = c.task(task).await.expect("status").done_bytes;
+        steady = if now == last { steady + 1 } else { 0 };
+        last = now;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the held copy kept copying"
+        );
+    }
+    assert!(last < 32 << 20, "the copy finished while held");
+
+    // Let go, unlimited: it finishes at once, verified.
+    let go = ferry_api::agent::PaceTask {
+        limit_bps: None,
+        held: false,
+    };
+    let going = c.pace_task(task, &go).await.expect("let go");
+    assert!(!going.held);
+    assert_eq!(going.limit_bps, None);
+    let end = c.wait_task(task, WAIT).await.expect("the copy ends");
+    assert_eq!(end.state, TaskState::Succeeded, "{end:#?}");
+    assert_eq!(
+        lab.d2
+            .volume(b.image(), b.id())
+            .metadata()
+            .expect("the copy")
+            .legality,
+        ferry_api::Legality::Legal
+    );
+    assert_refused(c.pace_task(task, &go).await, 409, "already");
+    assert_refused(c.pace_task(Uuid::new_v4(), &go).await, 404, "no task");
+    agent.stop().await;
+}

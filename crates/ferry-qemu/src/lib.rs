@@ -7,6 +7,7 @@
 pub mod block;
 mod error;
 mod guest_dir;
+pub mod io_stats;
 pub mod jobs;
 mod node;
 mod qmp;

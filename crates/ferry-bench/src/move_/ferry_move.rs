@@ -103,6 +103,7 @@ async fn start_move(c: &EngineClient) -> Result<Job> {
         &MoveRequest {
             to: "domain2".into(),
             bandwidth_mib_s: None,
+            pace: ferry_api::engine::PaceMode::default(),
         },
     )
     .await

@@ -51,9 +51,15 @@ pub enum DiskCommand {
         /// Wait for the move, showing its progress; fail if it fails.
         #[arg(long)]
         wait: bool,
-        /// Bandwidth limit of the copy in MiB/s.
+        /// Bandwidth limit of the copy in MiB/s (with `--pace guest`, an
+        /// upper bound).
         #[arg(long, value_name = "MIB_PER_S")]
         bandwidth: Option<u64>,
+        /// How a live move's copy is paced: `guest` (as fast as the VM's
+        /// own I/O latency allows) or `fixed` (only by --bandwidth; without
+        /// it, as fast as the disks go).
+        #[arg(long, value_enum, default_value_t = super::pace::PaceArg::Guest)]
+        pace: super::pace::PaceArg,
     },
 }
 
@@ -102,6 +108,7 @@ pub(super) async fn run(c: EngineClient, cmd: DiskCommand, as_json: bool) -> Res
             to,
             wait,
             bandwidth,
+            pace,
         } => {
             let job = c
                 .move_disk(
@@ -109,6 +116,7 @@ pub(super) async fn run(c: EngineClient, cmd: DiskCommand, as_json: bool) -> Res
                     &MoveRequest {
                         to,
                         bandwidth_mib_s: bandwidth,
+                        pace: pace.into(),
                     },
                 )
                 .await?;

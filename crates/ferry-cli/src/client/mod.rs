@@ -10,6 +10,7 @@ mod domain;
 mod host;
 mod job;
 mod output;
+mod pace;
 mod vm;
 mod wait;
 

@@ -66,9 +66,15 @@ pub enum VmCommand {
         /// Wait for the move, showing its progress; fail if it fails.
         #[arg(long)]
         wait: bool,
-        /// Bandwidth limit of the copy in MiB/s.
+        /// Bandwidth limit of the copy in MiB/s (with `--pace guest`, an
+        /// upper bound).
         #[arg(long, value_name = "MIB_PER_S")]
         bandwidth: Option<u64>,
+        /// How a live move's copy is paced: `guest` (as fast as the VM's
+        /// own I/O latency allows) or `fixed` (only by --bandwidth; without
+        /// it, as fast as the disks go).
+        #[arg(long, value_enum, default_value_t = super::pace::PaceArg::Guest)]
+        pace: super::pace::PaceArg,
     },
 }
 
@@ -159,6 +165,7 @@ pub(super) async fn run(c: EngineClient, cmd: VmCommand, as_json: bool) -> Resul
             to,
             wait,
             bandwidth,
+            pace,
         } => {
             let job = c
                 .move_vm(
@@ -166,6 +173,7 @@ pub(super) async fn run(c: EngineClient, cmd: VmCommand, as_json: bool) -> Resul
                     &MoveRequest {
                         to,
                         bandwidth_mib_s: bandwidth,
+                        pace: pace.into(),
                     },
                 )
                 .await?;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use ferry_api::engine::{Job, JobKind, JobState, MoveMode, StepState};
+use ferry_api::engine::{Job, JobKind, JobState, MoveMode, PaceMode, StepState};
 use ferry_engine::EngineClient;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -47,6 +47,9 @@ pub fn describe(job: &Job) {
         MoveMode::Cold => "cold",
     };
     println!("  {mode} {kind} to domain {}", job.dst_domain);
+    if let Some(pace) = pace_line(job) {
+        println!("  {pace}");
+    }
     println!(
         "  copied {} of {}",
         bytes(job.done_bytes),
@@ -76,6 +79,34 @@ pub fn describe(job: &Job) {
     if let Some(e) = &job.error {
         println!("  error: {e}");
     }
+}
+
+/// How a live copy is paced, while it runs: its limit now and the guest's
+/// latency against before the move.
+fn pace_line(job: &Job) -> Option<String> {
+    let mode = match job.pace {
+        PaceMode::Guest => "paced by the guest",
+        PaceMode::Fixed => "paced by --bandwidth only",
+    };
+    if job.mode != MoveMode::Live || job.state.is_finished() {
+        return None;
+    }
+    Some(match pace_short(job) {
+        Some(now) => format!("{mode}: {now}"),
+        None => mode.to_string(),
+    })
+}
+
+/// The pacing's figures in a few words, while it runs.
+fn pace_short(job: &Job) -> Option<String> {
+    let latency = job.guest_latency_us?;
+    let limit = job
+        .pace_limit_bps
+        .map_or_else(|| "no limit".to_string(), |l| format!("{}/s", bytes(l)));
+    let baseline = job
+        .guest_baseline_us
+        .map_or_else(String::new, |b| format!(" (before: {b} µs)"));
+    Some(format!("copy {limit}, guest {latency} µs{baseline}"))
 }
 
 /// After a move started: print its id, and with `wait` follow it.
@@ -117,7 +148,10 @@ pub async fn follow(c: &EngineClient, mut job: Job, as_json: bool) -> Result<()>
         bar.set_message(match job.state {
             JobState::RollingBack => format!("rolling back ({})", job.step),
             _ if job.queued => "queued".to_string(),
-            _ => job.step.to_string(),
+            _ => match pace_short(&job) {
+                Some(p) => format!("{} ({p})", job.step),
+                None => job.step.to_string(),
+            },
         });
         if job.state.is_finished() {
             break;

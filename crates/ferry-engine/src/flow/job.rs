@@ -11,6 +11,7 @@ use ferry_agent_client::AgentClient;
 use ferry_api::engine::{JobState, Step, StepState};
 use uuid::Uuid;
 
+use super::pace::Pacer;
 use super::plan::MovePlan;
 use super::progress::RateMeter;
 use super::retry::{agent_call, Failure};
@@ -29,6 +30,10 @@ pub struct JobCtx {
     /// The plan (the row's `data`).
     pub plan: MovePlan,
     meter: RateMeter,
+    /// The guest-aware pacing of its copy, while a live copy runs.
+    pub pacer: Option<Pacer>,
+    /// The limit last sent to the copies (`Some(None)`: unlimited).
+    pub paced: Option<Option<u64>>,
 }
 
 impl JobCtx {
@@ -47,6 +52,8 @@ impl JobCtx {
             row,
             plan,
             meter: RateMeter::default(),
+            pacer: None,
+            paced: None,
         })
     }
 
@@ -169,6 +176,7 @@ impl JobCtx {
     /// tasks go first so that a crash in between leaves a running job,
     /// whose resume forgets them again and ends it.
     pub async fn finish(&mut self, state: JobState, error: Option<String>) -> Result<()> {
+        self.engine.set_pace(self.row.id, None);
         super::forget::forget_tasks(&self.engine, self.row.id, &self.plan).await;
         #[cfg(feature = "test-hooks")]
         super::test_hooks::crash_at(super::test_hooks::CrashPoint::JobEnd);

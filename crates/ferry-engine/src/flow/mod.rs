@@ -11,7 +11,9 @@
 
 mod forget;
 mod job;
-pub(crate) mod plan;
+pub(crate) mod pace;
+mod pacing;
+mod plan;
 mod progress;
 pub(crate) mod queue;
 mod retry;
@@ -30,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_agent_client::AgentClient;
-use ferry_api::engine::{Job, JobKind, JobState, MoveMode};
+use ferry_api::engine::{Job, JobKind, JobState, MoveMode, PaceMode};
 use ferry_api::ErrorKind;
 use uuid::Uuid;
 
@@ -54,6 +56,8 @@ pub struct MoveSpec {
     pub dst_domain: Uuid,
     /// Bandwidth limit of the copy, MiB/s.
     pub bandwidth_mib_s: Option<u64>,
+    /// How a live move's copy is paced.
+    pub pace: PaceMode,
 }
 
 /// Room left free on the destination beyond the chain's size: a copy that
@@ -78,6 +82,7 @@ pub async fn start_move(engine: &Arc<Engine>, spec: MoveSpec) -> Result<Job> {
     let host = vm_host(engine, vm).await?;
     let (_, spm) = engine.agents().spm().await?;
     let mut plan = plan::MovePlan::new(src, dst.id, vm, host);
+    plan.pace = spec.pace;
     read_chains(&spm, &mut plan, &spec.disks).await?;
     let row = {
         // The space check and the job that reserves the space are one

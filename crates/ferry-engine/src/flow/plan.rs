@@ -2,6 +2,7 @@
 //! the job (its `data` column), so a restarted engine carries on with the
 //! same volume UUIDs and task ids and every step stays idempotent.
 
+use ferry_api::engine::PaceMode;
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
@@ -70,6 +71,9 @@ pub struct MovePlan {
     /// agents forget them with the others when the job ends.
     #[serde(default)]
     pub retired_tasks: Vec<Uuid>,
+    /// How a live move's copy is paced.
+    #[serde(default)]
+    pub pace: PaceMode,
 }
 
 impl MovePlan {
@@ -85,6 +89,7 @@ impl MovePlan {
             turned_cold: false,
             rollback_halted: false,
             retired_tasks: Vec::new(),
+            pace: PaceMode::default(),
         }
     }
 
@@ -132,6 +137,17 @@ pub enum RollbackCause {
 /// Reads the rollback cause, also as an engine before typed causes wrote
 /// it (`failed_step`: the word "cancel" or the failure's message), so a
 /// job rolling back across an upgrade ends as it should.
+/// How the plan stored as `data` paces its copy, read without decoding the
+/// whole plan (the job list asks it of every job).
+pub fn pace_of(data: &serde_json::Value) -> PaceMode {
+    #[derive(Deserialize)]
+    struct Flags {
+        #[serde(default)]
+        pace: PaceMode,
+    }
+    serde_json::from_value::<Flags>(data.clone()).map_or(PaceMode::default(), |f| f.pace)
+}
+
 /// Whether the plan stored as `data` has a halted rollback, read without
 /// decoding the whole plan (the job list asks it of every job).
 pub fn rollback_halted(data: &serde_json::Value) -> bool {

@@ -35,10 +35,7 @@ fn clone_request(
         dst_domain: job.plan.dst,
         image: d.disk,
         volumes,
-        bandwidth_mib_s: job
-            .row
-            .bandwidth_mib_s
-            .map(|b| (b / u64::try_from(parallel.max(1)).unwrap_or(1)).max(1)),
+        bandwidth_mib_s: super::pacing::initial_limit(job, parallel).map(|bps| (bps >> 20).max(1)),
     }
 }
 
@@ -119,7 +116,13 @@ pub async fn block_migrate(job: &mut JobCtx) -> Result<Switched, Failure> {
             return Ok(Switched::VmDown);
         }
         let sent = Instant::now();
-        match host.block_migrate(vm, &req).await.map_err(Failure::from) {
+        // The early copies wait while QEMU switches, so the guest's own
+        // writes do not queue behind theirs.
+        let spm = job.spm().await?;
+        super::pacing::hold(job, &spm, true).await;
+        let switched = host.block_migrate(vm, &req).await.map_err(Failure::from);
+        super::pacing::hold(job, &spm, false).await;
+        match switched {
             Ok(_) => return Ok(Switched::Live),
             Err(Failure::Transient(msg)) => {
                 tracing::warn!(job = %id, "blockMigrate failed, retrying: {msg}");

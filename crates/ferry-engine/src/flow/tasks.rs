@@ -21,6 +21,10 @@ const POLL: Duration = Duration::from_millis(300);
 /// Every how many polls a live move's copy looks whether the VM paused.
 const PAUSE_LOOK_EVERY: u32 = 3;
 
+/// Every how many polls a guest-paced copy reads the guest's I/O and sets
+/// its limit: about twice a second.
+const PACE_EVERY: u32 = 2;
+
 /// One agent task the job waits for, and the bytes it stands for in the
 /// job's progress.
 #[derive(Debug, Clone)]
@@ -113,6 +117,15 @@ pub async fn wait_all(
                 }
             }
             return Err(stop);
+        }
+        if cancellable && polls % PACE_EVERY == 0 {
+            let running: Vec<&Watched> = tasks
+                .iter()
+                .zip(&ended)
+                .filter(|(_, e)| e.is_none())
+                .map(|(w, _)| w)
+                .collect();
+            super::pacing::pace(job, &running).await;
         }
         polls = polls.wrapping_add(1);
         tokio::time::sleep(POLL).await;

@@ -232,6 +232,7 @@ pub async fn move_disk(
             vm,
             dst_domain: dst.id,
             bandwidth_mib_s: req.bandwidth_mib_s,
+            pace: req.pace,
         },
     )
     .await

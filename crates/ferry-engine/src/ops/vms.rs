@@ -296,6 +296,7 @@ pub async fn move_vm(engine: &Arc<Engine>, key: &str, req: MoveRequest) -> Resul
             vm: Some(row.id),
             dst_domain: dst.id,
             bandwidth_mib_s: req.bandwidth_mib_s,
+            pace: req.pace,
         },
     )
     .await

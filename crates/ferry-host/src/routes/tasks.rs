@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use ferry_api::agent::TaskStatus;
+use ferry_api::agent::{PaceTask, TaskStatus};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -20,7 +20,8 @@ pub(crate) fn routes(verbs: &VerbRegistry) -> Router<Arc<AgentState>> {
     let mut router = Router::new()
         .route("/v1/tasks", get(list))
         .route("/v1/tasks/{id}", get(status).delete(forget))
-        .route("/v1/tasks/{id}/cancel", post(cancel));
+        .route("/v1/tasks/{id}/cancel", post(cancel))
+        .route("/v1/tasks/{id}/pace", post(pace));
     for verb in verbs.names() {
         router = router.route(
             &format!("/v1/tasks/{{id}}/{verb}"),
@@ -68,6 +69,14 @@ async fn cancel(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<TaskStatus>> {
     agent.tasks().cancel(id).map(Json)
+}
+
+async fn pace(
+    State(agent): State<Arc<AgentState>>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(req): ApiJson<PaceTask>,
+) -> Result<Json<TaskStatus>> {
+    agent.tasks().pace(id, req).map(Json)
 }
 
 async fn forget(

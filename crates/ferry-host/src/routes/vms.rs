@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ferry_api::vm::{
-    BlockMigrate, FinalizeBlockMigrate, StopVm, SwitchReport, VmDefinition, VmStatus,
+    BlockMigrate, FinalizeBlockMigrate, StopVm, SwitchReport, VmDefinition, VmIo, VmStatus,
 };
 use uuid::Uuid;
 
@@ -20,6 +20,7 @@ pub(crate) fn routes() -> Router<Arc<AgentState>> {
     Router::new()
         .route("/v1/vms", get(list).post(define))
         .route("/v1/vms/{vm}", get(status).delete(undefine))
+        .route("/v1/vms/{vm}/io", get(io))
         .route("/v1/vms/{vm}/start", post(start))
         .route("/v1/vms/{vm}/stop", post(stop))
         .route("/v1/vms/{vm}/block-migrate", post(block_migrate))
@@ -53,6 +54,13 @@ async fn status(
         .status(&agent.domains().set(), vm)
         .await
         .map(Json)
+}
+
+async fn io(
+    State(agent): State<Arc<AgentState>>,
+    ApiPath(vm): ApiPath<Uuid>,
+) -> Result<Json<VmIo>> {
+    agent.vms().io(vm).await.map(Json)
 }
 
 async fn undefine(

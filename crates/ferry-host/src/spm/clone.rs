@@ -12,7 +12,6 @@
 use std::sync::Arc;
 
 use ferry_api::agent::CloneInternalVolumes;
-use ferry_storage::throttle::Throttle;
 use ferry_storage::{copy_chain, Chain, CopyControl, CopyKind, DomainSet, StorageDomain};
 use uuid::Uuid;
 
@@ -41,13 +40,14 @@ impl TaskVerb for CloneInternalVolumesVerb {
         let cancel = ctx.stop_flag();
         let report = ctx.progress_reporter();
         let task = ctx.id();
+        // Always a limit, even an unlimited one: the engine may set or
+        // hold it while the copy runs.
+        let throttle = ctx.throttle(params.bandwidth_mib_s.map(|m| m.saturating_mul(1 << 20)));
         blocking(move || {
             let (chain, dest) = plan(&domains, &params)?;
-            let throttle = params
-                .bandwidth_mib_s
-                .map(|m| Throttle::new(m.saturating_mul(1 << 20)));
+            let throttle = throttle;
             let ctl = CopyControl {
-                throttle: throttle.as_ref(),
+                throttle: Some(&throttle),
                 cancel: Some(&cancel),
                 progress: Some(&report),
                 workers: 0,

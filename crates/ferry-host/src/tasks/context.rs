@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ferry_api::Progress;
+use ferry_storage::throttle::Throttle;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -36,6 +37,9 @@ pub(crate) struct Control {
     /// The runner has been started (an SPM task waiting for the role has
     /// not).
     pub(crate) executing: AtomicBool,
+    /// A copy's bandwidth limit, once its runner has made one: what
+    /// `POST /v1/tasks/{id}/pace` changes.
+    throttle: std::sync::Mutex<Option<Arc<Throttle>>>,
 }
 
 impl Control {
@@ -47,7 +51,16 @@ impl Control {
             stop: watch::Sender::new(None),
             stop_flag: Arc::new(AtomicBool::new(false)),
             executing: AtomicBool::new(false),
+            throttle: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The copy's limit, if its runner made one.
+    pub(crate) fn throttle(&self) -> Option<Arc<Throttle>> {
+        self.throttle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub(crate) fn progress(&self) -> (u64, u64) {
@@ -130,6 +143,23 @@ impl TaskContext {
     /// code that polls (ferry-storage's `CopyControl::cancel`).
     pub fn stop_flag(&self) -> Arc<AtomicBool> {
         self.control.stop_flag.clone()
+    }
+
+    /// The copy's bandwidth limit: `limit_bps` bytes per second to begin
+    /// with (`None`: none), changed or held while it runs through
+    /// `POST /v1/tasks/{id}/pace`. Made once per task; a second call gets
+    /// the same limit, set anew.
+    pub fn throttle(&self, limit_bps: Option<u64>) -> Arc<Throttle> {
+        let mut slot = self
+            .control
+            .throttle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let t = slot
+            .get_or_insert_with(|| Arc::new(Throttle::unlimited()))
+            .clone();
+        t.set_rate(limit_bps.unwrap_or(u64::MAX));
+        t
     }
 
     /// Whether the task has been asked to stop.

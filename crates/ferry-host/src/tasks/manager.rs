@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use ferry_api::agent::{TaskState, TaskStatus};
+use ferry_api::agent::{PaceTask, TaskState, TaskStatus};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -71,6 +71,12 @@ impl Task {
             error_kind: end.error_kind,
             started: self.started,
             finished: end.finished,
+            limit_bps: self
+                .control
+                .throttle()
+                .map(|t| t.rate())
+                .filter(|&r| r != u64::MAX),
+            held: self.control.throttle().is_some_and(|t| t.is_paused()),
         }
     }
 
@@ -241,6 +247,35 @@ impl TaskManager {
                 )))
             }
         }
+        Ok(task.status())
+    }
+
+    /// Changes a running copy's limit or holds it (answer: its status).
+    /// Refused for a task that has ended, and for one that copies nothing
+    /// (or has not begun to).
+    pub fn pace(&self, id: Uuid, pace: PaceTask) -> Result<TaskStatus> {
+        let task = self.find(id)?;
+        let state = lock(&task.end).state;
+        if state != TaskState::Running {
+            return Err(Error::Conflict(format!(
+                "task {id} has already {}: there is no copy to pace",
+                state_word(state)
+            )));
+        }
+        let Some(throttle) = task.control.throttle() else {
+            return Err(Error::Conflict(format!(
+                "task {id} ({}) has no copy under way to pace; pace a clone-internal-volumes task once it runs",
+                task.verb
+            )));
+        };
+        if pace.limit_bps == Some(0) {
+            return Err(Error::BadRequest(
+                "limit_bps is 0, which would never finish; hold the copy instead (held: true)"
+                    .into(),
+            ));
+        }
+        throttle.set_rate(pace.limit_bps.unwrap_or(u64::MAX));
+        throttle.set_paused(pace.held);
         Ok(task.status())
     }
 

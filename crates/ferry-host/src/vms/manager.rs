@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ferry_api::vm::{OpenVolume, VmDefinition, VmDiskStatus, VmState, VmStatus};
+use ferry_api::vm::{OpenVolume, VmDefinition, VmDiskStatus, VmIo, VmState, VmStatus};
 use ferry_qemu::{block, Accel, DirectBoot, DiskSpec, NodeNames, Vm, VmSpec};
 use ferry_storage::DomainSet;
 use uuid::Uuid;
@@ -344,6 +344,25 @@ impl VmManager {
                     .unwrap_or_default(),
                 None => Vec::new(),
             },
+        })
+    }
+
+    /// The guest's I/O counts and times so far (QEMU's
+    /// `query-blockstats`); refused for a VM that does not run.
+    pub(crate) async fn io(&self, id: Uuid) -> Result<VmIo> {
+        let entry = self.get(id)?;
+        let vm = entry.running().ok_or_else(|| Error::VmNotRunning {
+            name: entry.definition().name,
+            action: "it has no I/O to report".into(),
+        })?;
+        let t = ferry_qemu::io_stats::io_totals(vm.qmp()).await?;
+        Ok(VmIo {
+            rd_operations: t.rd_operations,
+            rd_total_time_ns: t.rd_total_time_ns,
+            wr_operations: t.wr_operations,
+            wr_total_time_ns: t.wr_total_time_ns,
+            flush_operations: t.flush_operations,
+            flush_total_time_ns: t.flush_total_time_ns,
         })
     }
 

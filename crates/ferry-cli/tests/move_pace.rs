@@ -1,0 +1,70 @@
+//! A live move paced by its guest: while the copy runs, the job shows the
+//! copy's current limit (never above `--bandwidth`) and the guest's write
+//! latency against what it was before the move, the CLI says so, the
+//! agent's copy task carries the limit the engine set, and the move ends
+//! with every acknowledged write on the disk.
+
+mod common;
+
+use common::*;
+use ferry_api::engine::{Job, PaceMode};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_move_is_paced_by_its_guest_under_its_bandwidth() {
+    let cluster = Cluster::start().await;
+    let Writing {
+        before,
+        mut log,
+        cfg,
+        ..
+    } = cluster.writing_vm().await;
+    // 2 MiB/s: the 16 MiB chain takes seconds, long enough to be paced.
+    let (ok, job): (bool, Job) = cluster.cli_json(&[
+        "disk",
+        "move",
+        "disk1",
+        "--to",
+        "domain2",
+        "--bandwidth",
+        "2",
+    ]);
+    assert!(ok, "{job:#?}");
+    assert_eq!(job.pace, PaceMode::Guest);
+    let paced = cluster
+        .wait_job_until(job.id, "the guest's latency shown", |j| {
+            j.guest_latency_us.is_some() && j.pace_limit_bps.is_some()
+        })
+        .await;
+    let limit = paced.pace_limit_bps.expect("a limit");
+    assert!(limit <= 2 << 20, "{paced:#?}");
+    assert!(paced.guest_baseline_us.is_some(), "{paced:#?}");
+    let shown = expect_success(
+        &cluster.cli(&["job", "show", &job.id.to_string()]),
+        "job show",
+    );
+    assert!(shown.contains("paced by the guest"), "{shown}");
+    let copies: Vec<_> = cluster
+        .host1
+        .client()
+        .tasks()
+        .await
+        .expect("tasks")
+        .into_iter()
+        .filter(|t| t.verb == "clone-internal-volumes" && t.limit_bps.is_some())
+        .collect();
+    assert!(
+        copies
+            .iter()
+            .all(|t| t.limit_bps.is_some_and(|l| l <= 2 << 20)),
+        "{copies:#?}"
+    );
+
+    let done = cluster.wait_end(job.id).await;
+    assert_succeeded(&done);
+    assert_eq!(done.pace_limit_bps, None, "{done:#?}");
+    cluster.assert_vm_writing("vm1", &mut log).await;
+    cluster.stop_now();
+    log.poll();
+    let after = cluster.disk_now("disk1").await;
+    cluster.assert_all_layers(&before, &after, &cfg, log.acks());
+}

@@ -1,0 +1,114 @@
+//! Applying the guest-aware pacing ([`super::pace`]) to a live move's
+//! copies: reading the guest's I/O on the VM's host, and setting the
+//! copies' limit on the SPM (two hosts or one: the engine carries the
+//! loop). Best effort throughout: a reading or a setting that fails leaves
+//! the copy at its last limit, and the next poll tries again.
+
+use ferry_agent_client::AgentClient;
+use ferry_api::agent::PaceTask;
+use ferry_api::engine::{MoveMode, PaceMode};
+
+use super::job::JobCtx;
+use super::pace::{Pacer, START_BPS};
+use super::tasks::Watched;
+
+/// Whether the job's copies are paced by its guest: a live move (not
+/// turned cold) whose pace is [`PaceMode::Guest`].
+pub fn guest_paced(job: &JobCtx) -> bool {
+    job.plan.pace == PaceMode::Guest
+        && job.row.mode == MoveMode::Live
+        && !job.plan.turned_cold
+        && job.plan.vm.is_some()
+}
+
+/// The limit a new copy of the job starts with, bytes per second, for one
+/// of `parallel` copies at once: the pacer's limit (or where it starts)
+/// when guest-paced, else the job's bandwidth.
+pub fn initial_limit(job: &JobCtx, parallel: usize) -> Option<u64> {
+    let ceiling = job.row.bandwidth_mib_s.map(|m| m.saturating_mul(1 << 20));
+    let whole = if guest_paced(job) {
+        Some(
+            job.pacer
+                .as_ref()
+                .map_or(Some(START_BPS), Pacer::limit)
+                .unwrap_or(u64::MAX)
+                .min(ceiling.unwrap_or(u64::MAX)),
+        )
+    } else {
+        ceiling
+    };
+    whole.filter(|&w| w != u64::MAX).map(|w| share(w, parallel))
+}
+
+/// One copy's share of a limit over `parallel` copies.
+fn share(limit: u64, parallel: usize) -> u64 {
+    (limit / u64::try_from(parallel.max(1)).unwrap_or(1)).max(1)
+}
+
+/// Reads the guest's I/O, lets the pacer decide, and sends the new limit
+/// (shared evenly) to the `running` copies when it changed.
+pub async fn pace(job: &mut JobCtx, running: &[&Watched]) {
+    if !guest_paced(job) || running.is_empty() {
+        return;
+    }
+    let Some(vm) = job.plan.vm else { return };
+    let Ok(host) = job.vm_host().await else {
+        return;
+    };
+    let Ok(io) = host.vm_io(vm).await else {
+        return;
+    };
+    let ceiling = job.row.bandwidth_mib_s.map(|m| m.saturating_mul(1 << 20));
+    let pacer = job.pacer.get_or_insert_with(|| Pacer::new(ceiling));
+    let limit = pacer.observe(io);
+    let view = pacer.view();
+    job.engine.set_pace(job.id(), Some(view));
+    if job.paced == Some(limit) {
+        return;
+    }
+    let each = limit.map(|l| share(l, running.len()));
+    let mut all = true;
+    for w in running {
+        all &= send(&w.agent, w.task, each, false).await;
+    }
+    if all {
+        job.paced = Some(limit);
+    }
+}
+
+/// Holds the job's running copies (`held`) or lets them go at their
+/// current limit: the quiet moment around a switch, so the guest's own
+/// writes do not queue behind the copy's while QEMU switches.
+pub async fn hold(job: &JobCtx, spm: &AgentClient, held: bool) {
+    let tasks: Vec<_> = job
+        .plan
+        .disks
+        .iter()
+        .filter_map(|d| d.early_clone)
+        .collect();
+    let each = initial_limit(job, tasks.len());
+    for task in tasks {
+        send(spm, task, each, held).await;
+    }
+}
+
+/// Sends one copy its limit; whether the agent took it (a copy that has
+/// ended, or not begun, is refused, which is as good).
+async fn send(agent: &AgentClient, task: uuid::Uuid, limit: Option<u64>, held: bool) -> bool {
+    match agent
+        .pace_task(
+            task,
+            &PaceTask {
+                limit_bps: limit,
+                held,
+            },
+        )
+        .await
+    {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::debug!(%task, "cannot pace the copy: {}", e.message());
+            false
+        }
+    }
+}
