@@ -11,7 +11,7 @@ use ferry_api::vm::VmIo;
 
 /// The limit a paced copy starts at: a fraction of a disk's speed, so the
 /// first readings see the guest before the copy has flooded anything.
-pub const START_BPS: u64 = 64 << 20;
+pub const START_BPS: u64 = 128 << 20;
 
 /// The lowest limit: the copy always moves on.
 pub const FLOOR_BPS: u64 = 8 << 20;

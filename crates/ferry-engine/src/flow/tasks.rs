@@ -21,10 +21,6 @@ const POLL: Duration = Duration::from_millis(300);
 /// Every how many polls a live move's copy looks whether the VM paused.
 const PAUSE_LOOK_EVERY: u32 = 3;
 
-/// Every how many polls a guest-paced copy reads the guest's I/O and sets
-/// its limit: about twice a second.
-const PACE_EVERY: u32 = 2;
-
 /// One agent task the job waits for, and the bytes it stands for in the
 /// job's progress.
 #[derive(Debug, Clone)]
@@ -118,7 +114,9 @@ pub async fn wait_all(
             }
             return Err(stop);
         }
-        if cancellable && polls % PACE_EVERY == 0 {
+        if cancellable {
+            // A guest-paced copy reads the guest's I/O and sets its limit
+            // at every poll, about three times a second.
             let running: Vec<&Watched> = tasks
                 .iter()
                 .zip(&ended)
