@@ -76,7 +76,7 @@ async fn pace(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<PaceTask>,
 ) -> Result<Json<TaskStatus>> {
-    agent.tasks().pace(id, req).map(Json)
+    agent.tasks().pace(id, req).await.map(Json)
 }
 
 async fn forget(

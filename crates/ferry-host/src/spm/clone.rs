@@ -43,6 +43,9 @@ impl TaskVerb for CloneInternalVolumesVerb {
         // Always a limit, even an unlimited one: the engine may set or
         // hold it while the copy runs.
         let throttle = ctx.throttle(params.bandwidth_mib_s.map(|m| m.saturating_mul(1 << 20)));
+        if let Some(dest) = domains.get(params.dst_domain) {
+            ctx.set_writes_to(dest.path().to_path_buf());
+        }
         blocking(move || {
             let (chain, dest) = plan(&domains, &params)?;
             let throttle = throttle;

@@ -40,6 +40,9 @@ pub(crate) struct Control {
     /// A copy's bandwidth limit, once its runner has made one: what
     /// `POST /v1/tasks/{id}/pace` changes.
     throttle: std::sync::Mutex<Option<Arc<Throttle>>>,
+    /// Where a copy writes: flushed when the copy is held, so a switch
+    /// that follows does not wait behind its writeback.
+    writes_to: std::sync::Mutex<Option<std::path::PathBuf>>,
 }
 
 impl Control {
@@ -52,7 +55,16 @@ impl Control {
             stop_flag: Arc::new(AtomicBool::new(false)),
             executing: AtomicBool::new(false),
             throttle: std::sync::Mutex::new(None),
+            writes_to: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The directory a copy writes under, if its runner said.
+    pub(crate) fn writes_to(&self) -> Option<std::path::PathBuf> {
+        self.writes_to
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The copy's limit, if its runner made one.
@@ -160,6 +172,17 @@ impl TaskContext {
             .clone();
         t.set_rate(limit_bps.unwrap_or(u64::MAX));
         t
+    }
+
+    /// Says where the copy writes (its destination domain): holding the
+    /// copy then also flushes that filesystem, so what the copy wrote is
+    /// on disk before the switch the hold is for.
+    pub fn set_writes_to(&self, dir: std::path::PathBuf) {
+        *self
+            .control
+            .writes_to
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(dir);
     }
 
     /// Whether the task has been asked to stop.

@@ -250,10 +250,12 @@ impl TaskManager {
         Ok(task.status())
     }
 
-    /// Changes a running copy's limit or holds it (answer: its status).
+    /// Changes a running copy's limit or holds it (answer: its status); a
+    /// copy newly held has its destination's filesystem flushed before the
+    /// answer.
     /// Refused for a task that has ended, and for one that copies nothing
     /// (or has not begun to).
-    pub fn pace(&self, id: Uuid, pace: PaceTask) -> Result<TaskStatus> {
+    pub async fn pace(&self, id: Uuid, pace: PaceTask) -> Result<TaskStatus> {
         let task = self.find(id)?;
         let state = lock(&task.end).state;
         if state != TaskState::Running {
@@ -275,7 +277,21 @@ impl TaskManager {
             ));
         }
         throttle.set_rate(pace.limit_bps.unwrap_or(u64::MAX));
+        let newly_held = pace.held && !throttle.is_paused();
         throttle.set_paused(pace.held);
+        if let Some(dir) = task.control.writes_to().filter(|_| newly_held) {
+            // What the copy wrote reaches the disk now, while it is held,
+            // not during the switch the hold is for. Best effort: a flush
+            // that fails only loses the quiet.
+            let flushed = blocking(move || {
+                let d = std::fs::File::open(&dir).map_err(|e| Error::io("open", &dir, e))?;
+                rustix::fs::syncfs(&d).map_err(|e| Error::io("flush", &dir, e.into()))
+            })
+            .await;
+            if let Err(e) = flushed {
+                tracing::warn!(task = %id, "cannot flush the held copy's writes: {}", e.full_text());
+            }
+        }
         Ok(task.status())
     }
 
