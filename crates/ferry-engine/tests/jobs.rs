@@ -7,41 +7,12 @@ mod common;
 
 use common::*;
 use ferry_api::engine::{JobKind, JobState, MoveMode, Step, StepState};
-use ferry_engine::db::{Db, DiskRow, DomainRow, JobRow, OperationRow, OperationState};
+use ferry_engine::db::{Db, JobRow, OperationRow, OperationState};
 use ferry_engine::{EngineConfig, Error};
 use reqwest::Method;
 use uuid::Uuid;
 
 const STEPS: &[Step] = ferry_engine::flow::LIVE_STEPS;
-
-async fn seed(db: &Db) -> (Uuid, Uuid, [Uuid; 3]) {
-    let domain = |name: &str, master| DomainRow {
-        id: Uuid::new_v4(),
-        name: name.into(),
-        path: format!("/srv/{name}").into(),
-        capacity: 1 << 30,
-        free: 1 << 29,
-        master,
-        created: 1,
-    };
-    let (src, dst) = (domain("domain1", true), domain("domain2", false));
-    db.insert_domain(&src).await.expect("domain1");
-    db.insert_domain(&dst).await.expect("domain2");
-    let mut disks = [Uuid::nil(); 3];
-    for (i, id) in disks.iter_mut().enumerate() {
-        let row = DiskRow {
-            id: Uuid::new_v4(),
-            name: format!("disk{i}"),
-            size: 1 << 20,
-            domain: src.id,
-            locked_by: None,
-            created: 1,
-        };
-        db.insert_disk(&row).await.expect("a disk");
-        *id = row.id;
-    }
-    (src.id, dst.id, disks)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn jobs_steps_and_locks_persist_and_a_second_move_of_a_disk_is_refused_naming_the_job() {

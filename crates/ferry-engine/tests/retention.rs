@@ -10,42 +10,12 @@ use std::time::Duration;
 use common::*;
 use ferry_api::engine::{JobKind, JobState, MoveMode, Step};
 use ferry_engine::db::codec::now_ms;
-use ferry_engine::db::{Db, DiskRow, DomainRow, JobRow, OperationRow, OperationState, Pruned};
+use ferry_engine::db::{Db, JobRow, OperationRow, OperationState, Pruned};
 use ferry_engine::EngineLimits;
 use uuid::Uuid;
 
 const STEPS: &[Step] = ferry_engine::flow::LIVE_STEPS;
 const DAY_MS: u64 = 24 * 3600 * 1000;
-
-/// Two domains and two disks on the first.
-async fn seed(db: &Db) -> (Uuid, Uuid, [Uuid; 2]) {
-    let domain = |name: &str, master| DomainRow {
-        id: Uuid::new_v4(),
-        name: name.into(),
-        path: format!("/srv/{name}").into(),
-        capacity: 1 << 30,
-        free: 1 << 29,
-        master,
-        created: 1,
-    };
-    let (src, dst) = (domain("domain1", true), domain("domain2", false));
-    db.insert_domain(&src).await.expect("domain1");
-    db.insert_domain(&dst).await.expect("domain2");
-    let mut disks = [Uuid::nil(); 2];
-    for (i, id) in disks.iter_mut().enumerate() {
-        let row = DiskRow {
-            id: Uuid::new_v4(),
-            name: format!("disk{i}"),
-            size: 1 << 20,
-            domain: src.id,
-            locked_by: None,
-            created: 1,
-        };
-        db.insert_disk(&row).await.expect("a disk");
-        *id = row.id;
-    }
-    (src.id, dst.id, disks)
-}
 
 /// A job in `state` created at `at`, finished then unless it runs.
 async fn job_at(db: &Db, (src, dst): (Uuid, Uuid), state: JobState, at: u64) -> Uuid {

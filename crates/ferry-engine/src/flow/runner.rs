@@ -87,6 +87,13 @@ async fn fail_after_switch(job: &mut JobCtx, step: Step, failure: &Failure) -> c
         "{step} failed after the switch to the destination: {}; the VM already uses the destination. Fix the cause, then run 'ferry job retry {id}' to carry on from {step} (the disks stay locked until the job ends)",
         failure.message()
     );
+    stop_failed_locked(job, error).await
+}
+
+/// Stops a job `failed` with `error` but its disks still locked (it has
+/// not ended for good: a retry carries it on), with an event.
+async fn stop_failed_locked(job: &mut JobCtx, error: String) -> crate::Result<()> {
+    let id = job.id();
     job.row.error = Some(error.clone());
     job.row.state = JobState::Failed;
     job.row.finished = Some(crate::db::codec::now_ms());
@@ -158,16 +165,7 @@ async fn halt_rollback(job: &mut JobCtx, failure: &Failure, attempts: u32) -> cr
     );
     tracing::error!(job = %id, "{error}");
     job.plan.rollback_halted = true;
-    job.row.error = Some(error.clone());
-    job.row.state = JobState::Failed;
-    job.row.finished = Some(crate::db::codec::now_ms());
-    job.row.rate_bps = 0;
-    job.save().await?;
-    job.engine
-        .events()
-        .record("job", &format!("job {id} failed: {error}"), Some(id))
-        .await;
-    Ok(())
+    stop_failed_locked(job, error).await
 }
 
 /// Takes the job's place in the move queue. A job that has not started

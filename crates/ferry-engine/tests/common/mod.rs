@@ -279,3 +279,37 @@ pub fn domain_root() -> (tempfile::TempDir, PathBuf) {
     let path = dir.path().to_path_buf();
     (dir, path)
 }
+
+/// Two domains and `N` disks on the first, written straight into the
+/// database: `(domain1, domain2, disks)`.
+pub async fn seed<const N: usize>(
+    db: &ferry_engine::db::Db,
+) -> (uuid::Uuid, uuid::Uuid, [uuid::Uuid; N]) {
+    use ferry_engine::db::{DiskRow, DomainRow};
+    let domain = |name: &str, master| DomainRow {
+        id: uuid::Uuid::new_v4(),
+        name: name.into(),
+        path: format!("/srv/{name}").into(),
+        capacity: 1 << 30,
+        free: 1 << 29,
+        master,
+        created: 1,
+    };
+    let (src, dst) = (domain("domain1", true), domain("domain2", false));
+    db.insert_domain(&src).await.expect("domain1");
+    db.insert_domain(&dst).await.expect("domain2");
+    let mut disks = [uuid::Uuid::nil(); N];
+    for (i, id) in disks.iter_mut().enumerate() {
+        let row = DiskRow {
+            id: uuid::Uuid::new_v4(),
+            name: format!("disk{i}"),
+            size: 1 << 20,
+            domain: src.id,
+            locked_by: None,
+            created: 1,
+        };
+        db.insert_disk(&row).await.expect("a disk");
+        *id = row.id;
+    }
+    (src.id, dst.id, disks)
+}
