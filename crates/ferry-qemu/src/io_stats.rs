@@ -3,34 +3,19 @@
 //! since QEMU started. Two readings give the guest's latency over the time
 //! between them, which is what a move's copy is paced by.
 
+use ferry_api::vm::VmIo;
 use serde_json::Value;
 
 use crate::error::Result;
 use crate::qmp::Qmp;
 
-/// Cumulative request counts and times of one VM's disks, summed over its
-/// devices (a move paces by the whole VM's experience).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct IoTotals {
-    /// Reads served.
-    pub rd_operations: u64,
-    /// Time reads took, in nanoseconds.
-    pub rd_total_time_ns: u64,
-    /// Writes served.
-    pub wr_operations: u64,
-    /// Time writes took, in nanoseconds.
-    pub wr_total_time_ns: u64,
-    /// Flushes served (a guest's `fdatasync`).
-    pub flush_operations: u64,
-    /// Time flushes took, in nanoseconds.
-    pub flush_total_time_ns: u64,
-}
-
-/// Reads the totals of every disk device the guest has (entries without a
-/// device, such as nodes of a running job, are not the guest's I/O).
-pub async fn io_totals(qmp: &Qmp) -> Result<IoTotals> {
+/// Reads the guest's cumulative request counts and times, summed over
+/// every disk device it has (entries without a device, such as nodes of
+/// a running job, are not the guest's I/O): a move paces by the whole
+/// VM's experience.
+pub async fn io_totals(qmp: &Qmp) -> Result<VmIo> {
     let stats = qmp.execute("query-blockstats", Value::Null).await?;
-    let mut t = IoTotals::default();
+    let mut t = VmIo::default();
     for entry in stats.as_array().into_iter().flatten() {
         let is_device = entry
             .get("qdev")

@@ -355,15 +355,7 @@ impl VmManager {
             name: entry.definition().name,
             action: "it has no I/O to report".into(),
         })?;
-        let t = ferry_qemu::io_stats::io_totals(vm.qmp()).await?;
-        Ok(VmIo {
-            rd_operations: t.rd_operations,
-            rd_total_time_ns: t.rd_total_time_ns,
-            wr_operations: t.wr_operations,
-            wr_total_time_ns: t.wr_total_time_ns,
-            flush_operations: t.flush_operations,
-            flush_total_time_ns: t.flush_total_time_ns,
-        })
+        Ok(ferry_qemu::io_stats::io_totals(vm.qmp()).await?)
     }
 
     /// Node names of every volume of `image` in every known domain, mapped
