@@ -103,7 +103,9 @@ impl Pacer {
                 // A guest first seen idle learns its baseline now.
                 let baseline = *self.baseline_ns.get_or_insert(lat);
                 if smoothed > baseline * (1.0 + TOLERANCE) + SLACK_NS {
-                    self.limit = (self.limit / 2).max(FLOOR_BPS);
+                    let halved = (self.limit / 2).max(FLOOR_BPS);
+                    // The floor never lifts it above the job's bandwidth.
+                    self.limit = self.ceiling.map_or(halved, |c| halved.min(c));
                     // Back off once per spike, not again on its echo in
                     // the smoothed value.
                     self.smoothed_ns = Some(lat.min(smoothed));
@@ -251,5 +253,16 @@ mod tests {
         }
         assert_eq!(p.limit(), Some(cap));
         assert_eq!(p.view().baseline_us, None);
+    }
+
+    #[test]
+    fn a_spike_under_a_low_bandwidth_never_lifts_the_limit_above_it() {
+        let cap = 1 << 20;
+        let (mut p, mut g) = (Pacer::new(Some(cap)), guest());
+        p.observe(g.io);
+        g.spike = 5_000_000.0;
+        for _ in 0..10 {
+            assert!(p.observe(g.interval(p.limit())).is_some_and(|l| l <= cap));
+        }
     }
 }

@@ -230,7 +230,12 @@ async fn forwards(job: &mut JobCtx) -> Result<(), (Step, Failure)> {
             continue;
         }
         begin(job, name).await?;
-        run_step(job, name).await.map_err(|f| (name, f))?;
+        let ran = run_step(job, name).await;
+        if name == Step::CloneInternalVolumes {
+            // The copy is over: its pacing figures are no longer news.
+            job.engine.set_pace(job.id(), None);
+        }
+        ran.map_err(|f| (name, f))?;
         if job.plan.turned_cold {
             // The VM was down at blockMigrate: finish with the cold steps.
             return forwards_cold_rest(job).await;
