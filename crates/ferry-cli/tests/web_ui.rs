@@ -4,7 +4,10 @@
 //! engine's token and moves demo-disk to domain2 from the UI, then the
 //! job's progress bar reaches 100 %, the disk shows domain2 and demo-vm
 //! kept running (the same QEMU process); and a move started with a 1 MiB/s
-//! bandwidth limit is cancelled from the UI, the disk staying on domain1.
+//! bandwidth limit shows, while it copies, how the guest paces it (the
+//! copy's limit, the guest's write latency against before the move, a
+//! live chart of both) and is cancelled from the UI, the disk staying on
+//! domain1.
 //!
 //! Needs `chromium` and `chromium-driver` (scripts/install-deps installs
 //! them) and the test guest (scripts/build-guest). Screenshots go to
@@ -23,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use common::{files_under, tail, FERRY, POLL, WAIT};
 use fantoccini::{Client, ClientBuilder, Locator};
-use ferry_api::engine::{Disk, JobState, MoveRequest, VmState};
+use ferry_api::engine::{Disk, JobState, MoveRequest, PaceMode, VmState};
 use ferry_engine::EngineClient;
 use ferry_testkit::agent::KillVmsOnDrop;
 use serde_json::{json, Value};
@@ -135,6 +138,15 @@ async fn a_running_vms_disk_moves_live_to_domain2_from_the_web_ui() {
     let submit = ui.text("#move-submit").await.unwrap_or_default();
     assert_eq!(submit, "Start live move");
     ui.click("#move-dialog input[data-name='domain2']").await;
+    // A live move's copy adapts to the guest unless the operator fixes it
+    // to the bandwidth: this one is fixed, and the engine is told so.
+    assert_eq!(
+        ui.eval("return document.querySelector('#move-dialog input[name=pace]:checked').value")
+            .await,
+        json!("guest"),
+        "adapting to the guest is the default"
+    );
+    ui.click("#move-pace-fixed").await;
     ui.assert_accessible("the move dialog").await;
     ui.screenshot("move-dialog.png").await;
     ui.click("#move-submit").await;
@@ -196,6 +208,9 @@ async fn a_running_vms_disk_moves_live_to_domain2_from_the_web_ui() {
         .await;
     assert_eq!(steps, json!(7), "every step of the flow is listed");
     ui.assert_accessible("the jobs page").await;
+    let id = job.parse().expect("a job id");
+    let ended = demo.client().job(id).await.expect("read the job");
+    assert_eq!(ended.pace, PaceMode::Fixed, "the pace chosen in the dialog");
 
     // The disk now shows domain2, and the VM kept running the same QEMU.
     ui.click("nav a[data-view='vms']").await;
@@ -255,6 +270,14 @@ async fn a_slow_move_is_cancelled_from_the_web_ui_and_the_disk_stays_on_domain1(
         .await;
     ui.wait_for("#move-dialog[open]", "the move dialog").await;
     ui.click("#move-dialog input[data-name='domain2']").await;
+    let pace = ui
+        .text("#move-dialog .pace-choices")
+        .await
+        .unwrap_or_default();
+    assert!(
+        pace.contains("Adapt to the guest (recommended)") && pace.contains("Fixed: bandwidth only"),
+        "the pace is offered: {pace:?}"
+    );
     ui.type_into("#move-bw", "1").await;
     ui.click("#move-submit").await;
     ui.wait_gone("#move-dialog[open]", "the dialog to close")
@@ -318,6 +341,50 @@ async fn a_slow_move_is_cancelled_from_the_web_ui_and_the_disk_stays_on_domain1(
         "the limit is shown: {limit}"
     );
     ui.screenshot("jobs-during-throttled-move.png").await;
+
+    // While it copies, the job says how the guest paces it: the copy's
+    // limit now and the guest's write latency against before the move,
+    // and charts both, live (two readings of each at least), with a text
+    // alternative naming the latest.
+    let pace = ui
+        .until(
+            "the pace figures and a chart of two points",
+            WAIT,
+            || async {
+                let v = ui.eval_with(PACE_FIGURES, vec![json!(job)]).await;
+                let points = v["points"].as_u64()?.min(v["latency_points"].as_u64()?);
+                let latency = v["latency"].as_str()?;
+                let read = latency.starts_with(|c: char| c.is_ascii_digit());
+                (points >= 2 && read && latency.contains("before the move")).then_some(v)
+            },
+        )
+        .await;
+    assert_eq!(pace["state"], json!("Running"), "{pace}");
+    assert_eq!(pace["pace"], json!("Adapts to the guest"), "{pace}");
+    let limit = pace["limit"].as_str().unwrap_or_default();
+    assert!(limit.ends_with("/s") || limit == "none", "{pace}");
+    let latest = pace["latency"]
+        .as_str()
+        .and_then(|l| l.split(" (").next())
+        .unwrap_or_default();
+    let label = pace["label"].as_str().unwrap_or_default();
+    assert!(
+        !latest.is_empty() && label.contains(&format!("guest write latency now {latest}")),
+        "the chart's text alternative names the latest latency ({latest:?}): {label:?}"
+    );
+    ui.assert_accessible("the jobs page with a pace chart")
+        .await;
+    ui.screenshot("jobs-pace-chart.png").await;
+    // The chart fits a narrower window too, with the rest of the page.
+    ui.resize(760, 800).await;
+    ui.until("the chart to draw at 760 px", PAGE_WAIT, || async {
+        let v = ui.eval_with(PACE_FIGURES, vec![json!(job)]).await;
+        (v["width"].as_f64()? > 100.0).then_some(())
+    })
+    .await;
+    ui.assert_accessible("the jobs page at 760 px").await;
+    ui.screenshot("jobs-pace-chart-760.png").await;
+    ui.resize(1280, 800).await;
 
     ui.click(cancel).await;
     ui.wait_text(
@@ -435,6 +502,26 @@ async fn a_move_that_failed_after_the_switch_is_offered_for_retry_in_the_web_ui(
     ui.close().await;
     demo.stop();
 }
+
+/// What job `arguments[0]`'s card shows of its pace: its state, the pace,
+/// the copy's limit, the guest's latency (the stats' text), and its
+/// chart's points (samples, and those with a latency), text alternative
+/// and drawn width; read at once, from one rendering.
+const PACE_FIGURES: &str = r#"
+    const card = document.querySelector(`[data-job="${arguments[0]}"]`);
+    const stat = (k) => card?.querySelector(`[data-stat="${k}"] dd`)?.textContent ?? null;
+    const chart = card?.querySelector("[data-pace-chart] svg[role=img]");
+    return {
+      state: card?.querySelector("[data-job-state]")?.textContent ?? null,
+      pace: stat("pace"),
+      limit: stat("pace-limit"),
+      latency: stat("guest-latency"),
+      points: chart ? Number(chart.getAttribute("data-points")) : 0,
+      latency_points: chart ? Number(chart.getAttribute("data-latency-points")) : 0,
+      label: chart?.getAttribute("aria-label") ?? null,
+      width: chart ? chart.getBoundingClientRect().width : 0,
+    };
+"#;
 
 /// `GET /` answers the page without a token; the API still wants one.
 fn assert_page_is_public_and_api_is_not(url: &str) {

@@ -8,7 +8,7 @@ import { ApiError, call, clearToken, setToken, snapshot, token } from "./api.js"
 import { h, morph } from "./dom.js";
 import { clock, sentence } from "./format.js";
 import { openMoveDialog } from "./move-dialog.js";
-import { JOB_STATE_WORDS, Model, isFinished, jobTitle } from "./model.js";
+import { JOB_STATE_WORDS, Model, PaceHistory, isFinished, jobTitle } from "./model.js";
 import * as domains from "./views/domains.js";
 import * as events from "./views/events.js";
 import * as hosts from "./views/hosts.js";
@@ -29,6 +29,8 @@ const state = {
   cancelling: new Set(),
   /** Jobs whose retry was asked and not answered yet. */
   retrying: new Set(),
+  /** The running live jobs' copy rate and guest latency, as read (the jobs' charts). */
+  history: new PaceHistory(),
 };
 
 const $ = (id) => document.getElementById(id);
@@ -53,7 +55,7 @@ function render() {
     morph($("view"), h("div", { id: "view" }, h("p", { class: "loading" }, "Reading the engine's inventory…")));
     return;
   }
-  model.ui = { cancelling: state.cancelling, retrying: state.retrying };
+  model.ui = { cancelling: state.cancelling, retrying: state.retrying, history: state.history };
   const running = model.jobs.filter((j) => !isFinished(j)).length;
   $("jobs-count").textContent = running ? `${running} running` : "";
   $("jobs-count").hidden = !running;
@@ -68,6 +70,7 @@ async function pollOnce(gen) {
     if (gen !== state.generation) return;
     const next = new Model(data);
     announceChanges(state.model, next);
+    state.history.record(next);
     state.model = next;
     setConnected(true, next.receivedAt);
     render();
@@ -232,6 +235,7 @@ function showSignedIn(signedIn) {
 function start() {
   state.generation += 1;
   state.model = null;
+  state.history = new PaceHistory();
   state.connected = true;
   showSignedIn(true);
   render();

@@ -10,7 +10,20 @@
  * and false are left out. Children: nodes, strings, numbers, arrays.
  */
 export function h(tag, props, ...children) {
-  const el = document.createElement(tag);
+  return build(document.createElement(tag), props, children);
+}
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+/**
+ * An SVG element, as `h` builds HTML ones: svg("path", { class: "line", d: "M0 0 L10 5" }).
+ * Its colours come from the style sheet (classes), as the page's CSP wants.
+ */
+export function svg(tag, props, ...children) {
+  return build(document.createElementNS(SVG_NS, tag), props, children);
+}
+
+function build(el, props, children) {
   for (const [name, value] of Object.entries(props || {})) {
     if (value === null || value === undefined || value === false) continue;
     if (name === "style") {

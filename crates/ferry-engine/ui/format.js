@@ -21,6 +21,15 @@ export function rate(bps) {
   return bps > 0 ? `${bytes(bps)}/s` : "—";
 }
 
+/** A latency in microseconds: "850 µs", "12.4 ms", "1.2 s"; a dash when unknown. */
+export function latency(us) {
+  if (us === null || us === undefined || !Number.isFinite(Number(us))) return "—";
+  const v = Number(us);
+  if (v < 1000) return `${Math.round(v)} µs`;
+  if (v < 1000000) return `${(v / 1000).toFixed(v < 100000 ? 1 : 0)} ms`;
+  return `${(v / 1000000).toFixed(1)} s`;
+}
+
 /** A duration in seconds: "0.4 s", "12 s", "3 min 05 s", "2 h 10 min". */
 export function duration(secs) {
   if (secs === null || secs === undefined || !Number.isFinite(secs)) return "—";

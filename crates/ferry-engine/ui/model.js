@@ -135,6 +135,73 @@ export function spaceNeeded(disks) {
   return data + Math.floor((data * SPACE_SLACK_PERCENT) / 100);
 }
 
+/** The most samples a job's chart keeps; past it, every other one goes. */
+export const HISTORY_LIMIT = 480;
+
+/**
+ * What each live move cost its guest, as this page saw it: a sample per
+ * reading of the engine (about one a second) of the copy rate and the
+ * guest's write latency against its baseline, while the job runs. Kept in the page's memory only: a page opened in the middle of a
+ * move starts its samples then, and a reload starts afresh. A long move
+ * keeps its whole span at a coarser grain (every other sample is dropped
+ * when there are too many).
+ */
+export class PaceHistory {
+  constructor(limit = HISTORY_LIMIT) {
+    this.limit = limit;
+    this.byJob = new Map();
+  }
+
+  /** Takes a sample of every running live job in `model`; forgets jobs the engine no longer lists. */
+  record(model) {
+    const listed = new Set();
+    for (const job of model.jobs) {
+      listed.add(job.id);
+      if (job.mode !== "live" || job.state !== "running" || job.queued) continue;
+      let samples = this.byJob.get(job.id);
+      if (!samples) {
+        samples = [];
+        this.byJob.set(job.id, samples);
+      }
+      const t = model.receivedAt;
+      if (samples.length && samples[samples.length - 1].t >= t) continue;
+      samples.push({
+        t,
+        rate: job.rate_bps || 0,
+        latency: job.guest_latency_us ?? null,
+        baseline: job.guest_baseline_us ?? null,
+      });
+      if (samples.length > this.limit) {
+        // Keep the first and the newest, and every other one between.
+        const last = samples[samples.length - 1];
+        const thinned = samples.filter((_, i) => i % 2 === 0);
+        if (thinned[thinned.length - 1] !== last) thinned.push(last);
+        this.byJob.set(job.id, thinned);
+      }
+    }
+    for (const id of this.byJob.keys()) if (!listed.has(id)) this.byJob.delete(id);
+  }
+
+  /** A job's samples, oldest first (empty when the page saw none). */
+  of(id) {
+    return this.byJob.get(id) ?? [];
+  }
+}
+
+/**
+ * Whether a job's copy is paced by its guest and the pacing has begun:
+ * the engine shows its figures once it has read the guest while the copy
+ * runs.
+ */
+export function pacingShown(job) {
+  return job.pace === "guest" && (job.guest_latency_us != null || job.guest_baseline_us != null || job.pace_limit_bps != null);
+}
+
+export const PACE_WORDS = {
+  guest: "Adapts to the guest",
+  fixed: "Fixed: bandwidth only",
+};
+
 export function isFinished(job) {
   return job.state === "succeeded" || job.state === "failed" || job.state === "cancelled";
 }

@@ -1,6 +1,7 @@
 // The Move dialog: the valid destinations with their free space, a
-// warning when the chain will not fit, an optional bandwidth limit, and
-// the start of the job. A native modal <dialog>: focus moves into it,
+// warning when the chain will not fit, for a live move how its copy is
+// paced (adapting to the guest, or the bandwidth only), an optional
+// bandwidth limit, and the start of the job. A native modal <dialog>: focus moves into it,
 // stays there, Escape closes it, and focus returns to the Move button.
 
 import { call } from "./api.js";
@@ -54,6 +55,7 @@ export function openMoveDialog({ model, vm, disk, opener, onStarted }) {
               `${bytes(dom.free)} free of ${bytes(dom.capacity)}`,
               fits(dom) ? null : h("span", { class: "warn-text" }, " — will not fit")))))),
     h("p", { id: "move-fit", class: "warning", hidden: true }),
+    mode === "live" ? paceChoices() : null,
     h("div", { class: "field" },
       h("label", { for: "move-bw" }, "Bandwidth limit (MiB/s)"),
       h("input", {
@@ -66,7 +68,10 @@ export function openMoveDialog({ model, vm, disk, opener, onStarted }) {
         placeholder: "no limit",
         "aria-describedby": "move-bw-hint",
       }),
-      h("p", { id: "move-bw-hint", class: "hint" }, "Optional. Limits the copy between domains; empty for no limit.")),
+      h("p", { id: "move-bw-hint", class: "hint" },
+        mode === "live"
+          ? "Optional; empty for none. Adapting to the guest, the copy never goes above it; fixed, it is the copy's only limit."
+          : "Optional. Limits the copy between domains; empty for no limit.")),
     h("div", { id: "move-error", class: "error-box", role: "alert", hidden: true }),
     h("div", { class: "dialog-actions" },
       h("button", { type: "button", class: "btn btn-secondary", "data-close": true }, "Close"),
@@ -135,7 +140,10 @@ export function openMoveDialog({ model, vm, disk, opener, onStarted }) {
     submit.textContent = "Starting…";
     const path = disk ? `/disks/${disk.id}/move` : `/vms/${vm.id}/move`;
     try {
-      const job = await call("POST", path, { to: input.value, bandwidth_mib_s: bandwidth });
+      const pace = form.querySelector("input[name=pace]:checked")?.value;
+      const request = { to: input.value, bandwidth_mib_s: bandwidth };
+      if (pace) request.pace = pace;
+      const job = await call("POST", path, request);
       dialog.close("started");
       onStarted(job, input.dataset.name);
     } catch (e) {
@@ -159,6 +167,29 @@ export function openMoveDialog({ model, vm, disk, opener, onStarted }) {
   showFit();
   dialog.showModal();
   (chosen() || form.querySelector("input[name=to]") || bw).focus();
+}
+
+/** How a live move's copy is paced: by the guest (the default) or by the bandwidth only. */
+function paceChoices() {
+  const choice = (value, name, help, checked) =>
+    h("div", { class: "choice" },
+      h("input", {
+        type: "radio",
+        name: "pace",
+        id: `move-pace-${value}`,
+        value,
+        checked: checked || null,
+        "aria-describedby": `move-pace-${value}-help`,
+      }),
+      h("label", { for: `move-pace-${value}` },
+        h("span", { class: "choice-name" }, name),
+        h("span", { class: "choice-help", id: `move-pace-${value}-help` }, help)));
+  return h("fieldset", { class: "choices pace-choices" },
+    h("legend", {}, "Copy speed"),
+    choice("guest", "Adapt to the guest (recommended)",
+      "The copy speeds up while the VM's writes take as long as before the move, and slows down when they take longer.", true),
+    choice("fixed", "Fixed: bandwidth only",
+      "The copy runs as fast as the bandwidth limit below allows (with none, as fast as the disks go).", false));
 }
 
 function modeSentence(model, mode, vm, what) {

@@ -1,17 +1,21 @@
 // Jobs, newest first, live: a progress bar per job (bytes copied of the
-// chain's total, the step of the seed's flow, rate, time left), the steps
-// with their times, why a job failed, Cancel while it can be, and Retry
-// for a job that failed after the switch to the destination.
+// chain's total, the step of the seed's flow, rate, time left), a live
+// move's pace (the copy's limit now, the guest's write latency against
+// before the move) and a small chart of both over the move's time, the
+// steps with their times, why a job failed, Cancel while it can be, and
+// Retry for a job that failed after the switch to the destination.
 
-import { h, srOnly } from "../dom.js";
-import { bytes, clock, duration, plural, rate, sentence } from "../format.js";
+import { h, srOnly, svg } from "../dom.js";
+import { bytes, clock, duration, latency, plural, rate, sentence } from "../format.js";
 import {
   JOB_STATE_WORDS,
+  PACE_WORDS,
   STEP_STATE_WORDS,
   isFinished,
   jobPercent,
   jobSubject,
   jobTitle,
+  pacingShown,
   short,
   stepHelp,
 } from "../model.js";
@@ -95,7 +99,9 @@ function jobCard(model, job) {
         stat("Rate", finished ? "—" : rate(job.rate_bps)),
         stat("Time left", finished ? "—" : job.eta_secs === null ? "—" : `about ${duration(job.eta_secs)}`),
         stat(finished ? "Took" : "Elapsed", duration(elapsed)),
-        stat("Bandwidth limit", job.bandwidth_mib_s ? `${job.bandwidth_mib_s} MiB/s` : "none")),
+        stat("Bandwidth limit", job.bandwidth_mib_s ? `${job.bandwidth_mib_s} MiB/s` : "none"),
+        job.mode === "live" && !finished ? paceStats(job) : null),
+      job.mode === "live" ? paceChart(job, model.ui?.history?.of(job.id) ?? []) : null,
       job.error
         ? h("div", { class: "error-box", "data-job-error": job.id },
             h("strong", {}, job.state === "failed" ? "Why it failed: " : "Error: "),
@@ -126,8 +132,130 @@ function finishedLine(job) {
   }
 }
 
-function stat(label, value) {
-  return h("div", {}, h("dt", {}, label), h("dd", {}, value));
+function stat(label, value, key = null) {
+  return h("div", key ? { "data-stat": key } : {}, h("dt", {}, label), h("dd", {}, value));
+}
+
+/** A running live move's pace: how, the copy's limit now, the guest's latency against before. */
+function paceStats(job) {
+  const out = [stat("Pace", PACE_WORDS[job.pace] ?? job.pace, "pace")];
+  if (job.pace !== "guest") return out;
+  if (!pacingShown(job)) {
+    out.push(stat("Guest write latency", "read once the copy runs", "guest-latency"));
+    return out;
+  }
+  const now = job.guest_latency_us == null ? "not read yet" : latency(job.guest_latency_us);
+  const before = job.guest_baseline_us == null ? "" : ` (before the move: ${latency(job.guest_baseline_us)})`;
+  out.push(
+    stat("Copy limit now", job.pace_limit_bps == null ? "none" : rate(job.pace_limit_bps), "pace-limit"),
+    stat("Guest write latency", `${now}${before}`, "guest-latency"));
+  return out;
+}
+
+// The chart's drawing box; the SVG stretches to the card's width (its
+// lines keep their thickness) and is a fixed height in the style sheet.
+// Two bands over one time axis: the copy rate above, the guest's write
+// latency below (each from zero at its bottom to its scale at its top);
+// a fixed-pace move, whose guest is not read, has the rate band only.
+const CHART_W = 600;
+const BANDS = { rate: [6, 44], latency: [58, 96], height: 100 };
+const RATE_ONLY = { rate: [6, 46], latency: null, height: 50 };
+
+/**
+ * The copy rate and the guest's write latency (with its level before the
+ * move, dashed) over the move's time as this page saw it: an inline SVG,
+ * two samples at least. Its text alternative says the latest figures.
+ */
+function paceChart(job, samples) {
+  if (samples.length < 2) return null;
+  const guest = job.pace === "guest";
+  const bands = guest ? BANDS : RATE_ONLY;
+  const t0 = samples[0].t;
+  const span = Math.max(1, samples[samples.length - 1].t - t0);
+  const x = (t) => (((t - t0) / span) * CHART_W).toFixed(1);
+  const y = ([top, bottom], scale) => (v) => (bottom - (Math.min(v, scale) / scale) * (bottom - top)).toFixed(1);
+  const rates = samples.map((s) => s.rate);
+  const rateTop = rateScale(Math.max(...rates));
+  const yRate = y(bands.rate, rateTop);
+  const ratePoints = samples.map((s) => `${x(s.t)} ${yRate(s.rate)}`);
+  const rateLine = `M${ratePoints.join(" L")}`;
+  const rateArea = `${rateLine} L${x(samples[samples.length - 1].t)} ${bands.rate[1]} L0 ${bands.rate[1]} Z`;
+
+  const latencies = samples.map((s) => s.latency).filter((v) => v !== null);
+  const baseline = lastOf(samples.map((s) => s.baseline).filter((v) => v !== null));
+  const latencyTop = niceCeil(Math.max(100, ...latencies, baseline ?? 0) * 1.1);
+  const yLatency = guest ? y(bands.latency, latencyTop) : null;
+  // The latency line breaks where a reading had none (an idle guest);
+  // each piece starts with a dot (a round cap), so one reading shows.
+  let latencyLine = "";
+  let drawing = false;
+  for (const s of guest ? samples : []) {
+    if (s.latency === null) {
+      drawing = false;
+      continue;
+    }
+    const p = `${x(s.t)} ${yLatency(s.latency)}`;
+    latencyLine += drawing ? ` L${p}` : ` M${p} L${p}`;
+    drawing = true;
+  }
+
+  const secs = span / 1000;
+  const finished = isFinished(job);
+  const now = finished ? "last" : "now";
+  const lastLatency = lastOf(latencies);
+  const said = [`copy rate ${now} ${rate(lastOf(rates))}, highest ${rate(Math.max(...rates))}`];
+  if (!guest) said.push("the pace is fixed, so the guest's latency is not read");
+  else if (lastLatency === null) said.push("the guest's write latency not read yet");
+  else said.push(`guest write latency ${now} ${latency(lastLatency)}, highest ${latency(Math.max(...latencies))}`);
+  const label =
+    `Chart of the copy rate${guest ? " and the guest's write latency" : ""} over ${duration(secs)} of the move: ` +
+    `${said.join("; ")}${guest && baseline !== null ? `, ${latency(baseline)} before the move` : ""}.`;
+
+  const axis = (yy) => svg("line", { class: "pace-axis", x1: 0, x2: CHART_W, y1: yy, y2: yy });
+  return h("figure", { class: `pace-chart${guest ? "" : " pace-chart-rate-only"}`, "data-pace-chart": job.id },
+    h("div", { class: "pace-plot" },
+      svg("svg", {
+          class: "pace-svg",
+          role: "img",
+          "aria-label": label,
+          viewBox: `0 0 ${CHART_W} ${bands.height}`,
+          preserveAspectRatio: "none",
+          "data-points": samples.length,
+          "data-latency-points": latencies.length,
+        },
+        axis(bands.rate[1]),
+        guest ? axis(bands.latency[1]) : null,
+        svg("path", { class: "pace-rate-area", d: rateArea }),
+        svg("path", { class: "pace-rate", d: rateLine }),
+        guest && baseline !== null
+          ? svg("line", { class: "pace-baseline", x1: 0, x2: CHART_W, y1: yLatency(baseline), y2: yLatency(baseline) })
+          : null,
+        latencyLine ? svg("path", { class: "pace-latency", d: latencyLine.trim() }) : null),
+      h("span", { class: "pace-scale pace-scale-rate", "aria-hidden": "true" }, rate(rateTop)),
+      guest ? h("span", { class: "pace-scale pace-scale-latency", "aria-hidden": "true" }, latency(latencyTop)) : null),
+    h("figcaption", { class: "pace-legend", "aria-hidden": "true" },
+      h("span", { class: "key key-rate" }, "Copy rate"),
+      guest ? h("span", { class: "key key-latency" }, "Guest write latency") : null,
+      guest && baseline !== null ? h("span", { class: "key key-baseline" }, "before the move") : null,
+      h("span", { class: "muted" }, finished ? `${duration(secs)} as this page saw it` : `last ${duration(secs)}`)));
+}
+
+function lastOf(list) {
+  return list.length ? list[list.length - 1] : null;
+}
+
+/** The next round figure up: 1, 2 or 5 times a power of ten. */
+function niceCeil(v) {
+  if (!(v > 0)) return 1;
+  const p = 10 ** Math.floor(Math.log10(v));
+  const m = v / p;
+  return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p;
+}
+
+/** The top of the rate band: a round number of MiB/s (or KiB/s for a slow copy) above the highest rate. */
+function rateScale(max) {
+  const unit = max >= 1 << 20 ? 1 << 20 : 1 << 10;
+  return niceCeil((Math.max(max, 1 << 10) * 1.1) / unit) * unit;
 }
 
 function steps(job, now) {
