@@ -1,6 +1,8 @@
 //! `ferry-bench move` runs end to end on the smallest disk it takes and
-//! reports every figure issue 4 asks of it. The figures themselves are for
-//! people to read (docs/engine.md); this only keeps the bench working.
+//! reports every figure issue 4 asks of it, and issue 13's trade-off for a
+//! few pacing settings (the guest-paced default, one cap, none). The
+//! figures themselves are for people to read (docs/engine.md); this only
+//! keeps the bench working.
 
 use std::process::Command;
 
@@ -28,7 +30,8 @@ fn bench_move_reports_every_figure() {
     // rule (ferry_qemu::guest_dir) from next to its executable.
     ferry_testkit::guest::artifacts();
     let out = Command::new(FERRY_BENCH)
-        .args(["move", "--base-gib", "1", "--json", "--dir"])
+        .args(["move", "--base-gib", "1", "--json"])
+        .args(["--settings", "fixed-400,default,fixed-none", "--dir"])
         .arg(&dir)
         .output()
         .expect("run ferry-bench move");
@@ -40,6 +43,8 @@ fn bench_move_reports_every_figure() {
     let methods = strings(&report, "rows", "method");
     for want in [
         "ferry live move (whole job)",
+        "ferry live move, fixed 400 MiB/s",
+        "ferry live move, fixed, no cap",
         "cp --sparse=always",
         "qemu-img convert -W -m 16",
         "proxmox way: blockdev-mirror full write-blocking",
@@ -81,6 +86,37 @@ fn bench_move_reports_every_figure() {
         acks("ferry live move (whole job)") > 0.0,
         "the guest wrote during the move: {rows:#?}"
     );
+
+    // The trade-off: every setting once, the default first however they
+    // were given, each with its time, the writer's share and a pause at
+    // every switch.
+    assert_eq!(
+        strings(&report, "tradeoff", "setting"),
+        ["default", "fixed-400", "fixed-none"]
+    );
+    for t in report["tradeoff"].as_array().expect("tradeoff") {
+        for figure in ["seconds", "copy_mib_per_s", "writer_percent_of_idle"] {
+            let v = t[figure].as_f64().unwrap_or(f64::NAN);
+            assert!(v.is_finite() && v > 0.0, "{figure} of {t:#}");
+        }
+        assert!(t["worst_switch_pause_ms"].as_f64().is_some(), "{t:#}");
+        let switches: Vec<&str> = t["pauses"]
+            .as_array()
+            .map(|p| p.iter().filter_map(|x| x["switch"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(switches, ["snapshot", "reopen", "commit pivot"], "{t:#}");
+        assert!(
+            methods.contains(&t["method"].as_str().unwrap_or("")),
+            "{t:#}"
+        );
+    }
+    let default = &report["tradeoff"][0];
+    assert_eq!(default["pace"], "guest");
+    assert!(default["bandwidth_mib_s"].is_null(), "{default:#}");
+    let fixed = &report["tradeoff"][1];
+    assert_eq!(fixed["pace"], "fixed");
+    assert_eq!(fixed["bandwidth_mib_s"], 400);
+    assert_eq!(report["tradeoff"][2]["bandwidth_mib_s"], Value::Null);
 
     let steps = strings(&report["ferry"], "steps", "name");
     assert_eq!(

@@ -1,12 +1,13 @@
 //! Ferry's live move through the engine, watched as it runs: the job's
-//! steps, the agent's copy tasks and the guest's console, every [`POLL`].
+//! steps, the agent's copy tasks, the guest-paced copy's limit and the
+//! guest's console, every [`POLL`].
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use ferry_api::agent::TaskStatus;
-use ferry_api::engine::{Job, JobState, MoveRequest, StepState};
+use ferry_api::engine::{Job, JobState, MoveRequest, Step, StepState};
 use ferry_engine::EngineClient;
 use ferry_testkit::guest::{max_stall, SerialLog};
 use serde::Serialize;
@@ -23,6 +24,14 @@ pub(super) struct FerryResult {
     pub(super) acks_per_s: f64,
     pub(super) copy_seconds: f64,
     pub(super) steps: Vec<StepReport>,
+    /// The guest-paced copy's limit and the guest's latency as the job
+    /// showed them, each time they changed (empty for a fixed pace).
+    pub(super) pace: Vec<PaceSample>,
+    /// When the job was first seen past `cloneInternalVolumes`, seconds
+    /// since the move was asked for: where the last sample of `pace` ends.
+    pub(super) copy_end_seconds: f64,
+    /// The destination domain's name.
+    pub(super) to: String,
 }
 
 /// What the bench saw of one step of the move, in writer seqs.
@@ -58,16 +67,27 @@ struct Watch {
     prev_seq: u64,
     /// When the previous task query was sent.
     prev_query: Instant,
+    /// When the move was asked for.
+    t0: Instant,
+    /// The pacing as the job showed it, on each change.
+    pace: Vec<PaceSample>,
+    /// When the job was first seen past `cloneInternalVolumes`.
+    copy_end: Option<f64>,
 }
 
-/// Ferry's move through the engine, watched every [`POLL`]: the job (step
-/// states), the agent's `clone-internal-volumes` tasks (the copy's own
-/// duration, free of the engine's 300 ms task polling) and the console.
-pub(super) async fn ferry_move(s: &Services, log: &mut SerialLog) -> Result<FerryResult> {
+/// Ferry's move `req` through the engine, watched every [`POLL`]: the job
+/// (step states, the pacing), the agent's `clone-internal-volumes` tasks
+/// (the copy's own duration, free of the engine's 300 ms task polling) and
+/// the console.
+pub(super) async fn ferry_move(
+    s: &Services,
+    log: &mut SerialLog,
+    req: &MoveRequest,
+) -> Result<FerryResult> {
     log.poll();
     let seq0 = last_seq(log);
     let t0 = Instant::now();
-    let job = start_move(&s.client).await?;
+    let job = start_move(&s.client, req).await?;
     let mut watch = Watch::new(&job, seq0, t0);
     let done = watch_until_finished(s, log, &mut watch, job.id, t0).await?;
     let seconds_host = t0.elapsed().as_secs_f64();
@@ -93,21 +113,17 @@ pub(super) async fn ferry_move(s: &Services, log: &mut SerialLog) -> Result<Ferr
         seconds_host,
         copy_seconds,
         steps,
+        copy_end_seconds: watch.copy_end.unwrap_or(seconds_host),
+        pace: watch.pace,
+        to: req.to.clone(),
     })
 }
 
-/// Asks the engine to move the bench's disk to domain2.
-async fn start_move(c: &EngineClient) -> Result<Job> {
-    c.move_disk(
-        DISK,
-        &MoveRequest {
-            to: "domain2".into(),
-            bandwidth_mib_s: None,
-            pace: ferry_api::engine::PaceMode::default(),
-        },
-    )
-    .await
-    .context("cannot start the move")
+/// Asks the engine to move the bench's disk.
+async fn start_move(c: &EngineClient, req: &MoveRequest) -> Result<Job> {
+    c.move_disk(DISK, req)
+        .await
+        .with_context(|| format!("cannot start the move to {}", req.to))
 }
 
 /// Polls the console, the job and the agent's tasks until the job is
@@ -128,6 +144,7 @@ async fn watch_until_finished(
         watch.end_pending(seq);
         let j = s.client.job(job).await.context("cannot read the job")?;
         watch.see_steps(&j);
+        watch.see_pace(&j);
         let asked = Instant::now();
         let listed = s
             .agent
@@ -150,6 +167,42 @@ impl Watch {
             tasks: BTreeMap::new(),
             prev_seq: seq0,
             prev_query: t0,
+            t0,
+            pace: Vec::new(),
+            copy_end: None,
+        }
+    }
+
+    /// Records the pacing the job shows while it copies, when it changed.
+    /// Only during `cloneInternalVolumes`: the engine steers the copy
+    /// there, and keeps showing its last figures until the job ends.
+    fn see_pace(&mut self, j: &Job) {
+        let at = self.t0.elapsed().as_secs_f64();
+        let copy_step = j
+            .steps
+            .iter()
+            .find(|s| s.name == Step::CloneInternalVolumes);
+        if copy_step.is_some_and(|s| !matches!(s.state, StepState::Pending | StepState::Running)) {
+            self.copy_end.get_or_insert(at);
+        }
+        if j.step != Step::CloneInternalVolumes {
+            return;
+        }
+        let shown = (j.pace_limit_bps, j.guest_latency_us, j.guest_baseline_us);
+        if shown == (None, None, None) {
+            return; // not paced (yet)
+        }
+        let same = self
+            .pace
+            .last()
+            .is_some_and(|p| (p.limit_bps, p.guest_latency_us, p.guest_baseline_us) == shown);
+        if !same {
+            self.pace.push(PaceSample {
+                seconds: at,
+                limit_bps: shown.0,
+                guest_latency_us: shown.1,
+                guest_baseline_us: shown.2,
+            });
         }
     }
 
@@ -246,7 +299,7 @@ impl Watch {
 
 /// One step of the move as the report shows it: its time and the
 /// longest pause the guest's writer saw in it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub(super) struct StepReport {
     pub(super) name: String,
     pub(super) seconds: Option<f64>,
@@ -254,4 +307,18 @@ pub(super) struct StepReport {
     pub(super) first_seq: Option<u64>,
     pub(super) last_seq: Option<u64>,
     pub(super) max_stall_ms: Option<f64>,
+}
+
+/// The guest-paced copy as the job showed it at one moment.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct PaceSample {
+    /// Since the move was asked for, by the bench's clock.
+    pub(super) seconds: f64,
+    /// The copy's limit, bytes per second; `None`: unlimited (the
+    /// controller lets the disks decide).
+    pub(super) limit_bps: Option<u64>,
+    /// The guest's write latency the controller last saw, smoothed.
+    pub(super) guest_latency_us: Option<u64>,
+    /// Its latency before the move.
+    pub(super) guest_baseline_us: Option<u64>,
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use ferry_api::engine::DirectBoot;
-use ferry_testkit::guest::{SerialLog, WriterConfig};
+use ferry_testkit::guest::{max_stall, SerialLog, WriterConfig};
 
 use super::{IDLE, POLL};
 
@@ -60,14 +60,29 @@ pub(super) fn wait_seq(log: &mut SerialLog, seq: u64) -> Result<()> {
     .map_err(|e| anyhow!("the guest stopped writing: {e}"))
 }
 
-/// The writer's rate with nothing else going on: acknowledged writes per
-/// host second over [`IDLE`].
-pub(super) async fn idle_rate(log: &mut SerialLog) -> f64 {
+/// The writer with nothing else going on.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Idle {
+    /// Acknowledged writes per host second over [`IDLE`].
+    pub(super) acks_per_s: f64,
+    /// Its longest write (or gap between writes) then: what a switch's
+    /// pause is compared with, since the writer's own jitter is not the
+    /// move's doing.
+    pub(super) worst_write: Duration,
+}
+
+/// The writer's rate and worst write with nothing else going on, over
+/// [`IDLE`].
+pub(super) async fn idle_rate(log: &mut SerialLog) -> Idle {
     log.poll();
     let (seq0, t0) = (last_seq(log), Instant::now());
     tokio::time::sleep(IDLE).await;
     log.poll();
-    (last_seq(log) - seq0) as f64 / t0.elapsed().as_secs_f64()
+    let seq1 = last_seq(log);
+    Idle {
+        acks_per_s: (seq1 - seq0) as f64 / t0.elapsed().as_secs_f64(),
+        worst_write: max_stall(log.acks(), seq0, seq1),
+    }
 }
 
 /// Drives `fut` to completion while reading the guest's console every

@@ -51,12 +51,13 @@ struct MirrorRun {
 }
 
 /// The Proxmox way on the moved chain: a QEMU of the bench's own on the
-/// same three volumes (domain2) with the same writer, a raw target of the
-/// disk's size added with `blockdev-add`, `blockdev-mirror sync=full
-/// copy-mode=write-blocking` from the active node (flattening the chain),
-/// and `job-complete` once ready. Timed from the mirror command to the
-/// job's end; the pivot's pause is [`max_stall`] from the last ack seen
-/// at ready to [`AFTER_ACKS`] after the last one seen at the end.
+/// same three volumes (where the last move left them) with the same
+/// writer, a raw target of the disk's size added with `blockdev-add`,
+/// `blockdev-mirror sync=full copy-mode=write-blocking` from the active
+/// node (flattening the chain), and `job-complete` once ready. Timed from
+/// the mirror command to the job's end; the pivot's pause is
+/// [`max_stall`] from the last ack seen at ready to [`AFTER_ACKS`] after
+/// the last one seen at the end.
 pub(super) async fn mirror_move(
     dir: &Path,
     disk: &Disk,
@@ -71,7 +72,7 @@ pub(super) async fn mirror_move(
         .kill_on_drop();
     let mut log = SerialLog::new(&serial);
     wait_writing(&mut log)?;
-    let idle = idle_rate(&mut log).await;
+    let idle = idle_rate(&mut log).await.acks_per_s;
 
     let qmp = vm.qmp();
     let target = add_target(qmp, dir, disk.size).await?;

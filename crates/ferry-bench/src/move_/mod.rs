@@ -22,10 +22,18 @@
 //! last one seen before the step was seen started to a few after it was
 //! seen done (the engine is polled every 20 ms, and so is the serial log).
 //!
+//! Ferry's move runs once per pacing setting (`--settings`: the default,
+//! paced by the guest, and fixed caps), the disk going back and forth
+//! between domain1 and domain2 on the same VM, so every setting moves the
+//! same chain on the same disk under the same writer. Before each move the
+//! previous one's writeback is flushed (`sync`), the writer's idle rate
+//! measured afresh (the disk is not the same after gigabytes were written)
+//! and the page cache dropped, as before every other phase.
+//!
 //! Each phase is a module: `services` (engine and agent), `chain` (the
-//! disk), `guest` (the writer), `ferry_move`, `reference` (`cp`,
-//! `qemu-img`), `mirror`; `report` and `table` say what they measured;
-//! `workdir` holds the files.
+//! disk), `guest` (the writer), `settings` (the pacing settings),
+//! `ferry_move`, `reference` (`cp`, `qemu-img`), `mirror`; `report` and
+//! `table` say what they measured; `workdir` holds the files.
 
 mod chain;
 mod ferry_move;
@@ -34,6 +42,7 @@ mod mirror;
 mod reference;
 mod report;
 mod services;
+mod settings;
 mod table;
 mod workdir;
 
@@ -49,8 +58,9 @@ use ferry_host::Accel;
 use ferry_testkit::guest::{SerialLog, WriterConfig};
 
 use crate::common::{drop_caches, GIB, MIB};
-use report::{LayerReport, Report, ReportParts};
+use report::{LayerReport, Report, ReportParts, SettingRun};
 use services::Services;
+use settings::Setting;
 use workdir::{prepare_dir, Cleanup};
 
 /// How often the bench looks at the engine's job, the agent's copy tasks
@@ -90,6 +100,12 @@ pub struct MoveBenchArgs {
     /// Print the figures as JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// The pacing settings to move the disk with, comma-separated, each a
+    /// whole live move: `default` (paced by the guest, no cap; required:
+    /// the main table's rows are its move, and it runs first), `fixed-N`
+    /// (`pace: fixed`, N MiB/s) and `fixed-none` (as fast as the disks go).
+    #[arg(long, value_delimiter = ',', default_value = settings::ALL)]
+    settings: Vec<Setting>,
 }
 
 /// Runs `ferry-bench move`.
@@ -98,6 +114,9 @@ pub fn run(args: &MoveBenchArgs) -> Result<()> {
         bail!("--base-gib must be at least 1");
     }
     let accel: Accel = args.accel.parse()?;
+    let Some(settings) = settings::run_order(&args.settings) else {
+        bail!("--settings must include default: the main table's rows are its move");
+    };
     let dir = std::path::absolute(&args.dir)
         .with_context(|| format!("cannot resolve {}", args.dir.display()))?;
     prepare_dir(&dir)?;
@@ -110,7 +129,7 @@ pub fn run(args: &MoveBenchArgs) -> Result<()> {
         .thread_name("ferry-bench")
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(bench(&dir, args.base_gib, accel));
+    let result = runtime.block_on(bench(&dir, args.base_gib, accel, &settings));
     // A copy task still running on a blocking thread after a failure must
     // not hold the process: the guard below removes its files anyway.
     runtime.shutdown_timeout(Duration::from_secs(5));
@@ -125,16 +144,23 @@ pub fn run(args: &MoveBenchArgs) -> Result<()> {
     Ok(())
 }
 
-async fn bench(dir: &Path, base_gib: u64, accel: Accel) -> Result<Report> {
+async fn bench(dir: &Path, base_gib: u64, accel: Accel, settings: &[Setting]) -> Result<Report> {
     let services = Services::start(dir, accel).await?;
-    let result = phases(&services, dir, base_gib, accel).await;
+    let result = phases(&services, dir, base_gib, accel, settings).await;
     services.stop().await;
     result
 }
 
-/// The bench's phases in order: the chain, the writing VM and its idle
-/// rate, Ferry's move, the reference copies, the mirror.
-async fn phases(s: &Services, dir: &Path, base_gib: u64, accel: Accel) -> Result<Report> {
+/// The bench's phases in order: the chain, the writing VM, Ferry's move
+/// once per setting (each after the writer's idle rate), the reference
+/// copies, the mirror.
+async fn phases(
+    s: &Services,
+    dir: &Path,
+    base_gib: u64,
+    accel: Accel,
+    settings: &[Setting],
+) -> Result<Report> {
     let c = &s.client;
     let span = 2 * base_gib * GIB;
     let writer = WriterConfig::new(span, WRITER_LEN);
@@ -145,13 +171,16 @@ async fn phases(s: &Services, dir: &Path, base_gib: u64, accel: Accel) -> Result
 
     eprintln!("starting the VM and its writer ...");
     let mut log = start_vm(s, &boot).await?;
-    eprintln!("measuring the idle writer ({} s) ...", IDLE.as_secs());
-    let idle = guest::idle_rate(&mut log).await;
-
-    let mut dropped = drop_caches();
-    eprintln!("moving {DISK} to domain2 ...");
-    let ferry = ferry_move::ferry_move(s, &mut log).await?;
+    let mut dropped = true;
+    let mut moves = Vec::new();
+    for (i, &setting) in settings.iter().enumerate() {
+        // Back and forth: the first move goes to domain2, as it always did.
+        let to = if i % 2 == 0 { "domain2" } else { "domain1" };
+        moves.push(move_with(s, &mut log, setting, to, &mut dropped).await?);
+    }
     c.kill_vm(VM).await.context("cannot stop the VM")?;
+    let mut moves = moves.into_iter();
+    let default = moves.next().context("no move ran")?;
 
     let moved = c.disk(DISK).await?;
     let chain = layers(&moved)?;
@@ -169,11 +198,37 @@ async fn phases(s: &Services, dir: &Path, base_gib: u64, accel: Accel) -> Result
         chain,
         writer,
         dropped,
-        idle,
-        ferry,
+        default,
+        others: moves.collect(),
         refs,
         mirror,
     }))
+}
+
+/// One setting's move of the disk to `to`: the previous move's writeback
+/// flushed, the writer's idle rate measured, the page cache dropped, then
+/// the move, watched. `dropped` stays true only if every drop worked.
+async fn move_with(
+    s: &Services,
+    log: &mut SerialLog,
+    setting: Setting,
+    to: &str,
+    dropped: &mut bool,
+) -> Result<SettingRun> {
+    // The idle rate must not pay for the last move's dirty pages.
+    let _ = std::process::Command::new("sync").status();
+    eprintln!("measuring the idle writer ({} s) ...", IDLE.as_secs());
+    let idle = guest::idle_rate(log).await;
+    *dropped &= drop_caches();
+    eprintln!("moving {DISK} to {to}, {} ...", setting.describe());
+    let ferry = ferry_move::ferry_move(s, log, &setting.request(to))
+        .await
+        .with_context(|| format!("the move with setting {setting}"))?;
+    Ok(SettingRun {
+        setting,
+        idle,
+        ferry,
+    })
 }
 
 /// Creates and starts the bench's VM on the local host through the engine

@@ -27,10 +27,10 @@ pub(super) fn copies(dir: &Path, disk: &Disk, dropped: &mut bool) -> Result<Vec<
     Ok(refs)
 }
 
-/// One reference tool copying every volume file of the moved chain (on
-/// domain2, VM stopped, so the files hold still) into a scratch directory,
-/// page cache dropped first. Returns (seconds, bytes the sources take on
-/// disk, whether the cache was dropped).
+/// One reference tool copying every volume file of the moved chain (where
+/// the last move left it, VM stopped, so the files hold still) into a
+/// scratch directory, page cache dropped first. Returns (seconds, bytes
+/// the sources take on disk, whether the cache was dropped).
 fn reference_copy(dir: &Path, disk: &Disk, method: RefCopy) -> Result<(f64, u64, bool)> {
     let out = reference_dir(dir);
     let _ = fs::remove_dir_all(&out);

@@ -1,17 +1,20 @@
 //! What `ferry-bench move` reports, as JSON or as a table: the rows (each
-//! method's time, bytes, rate, the writer's throughput and pauses) and the
-//! details behind them, derived from what each phase measured.
+//! method's time, bytes, rate, the writer's throughput and pauses), the
+//! trade-off between the pacing settings, and the details behind them,
+//! derived from what each phase measured.
 
-use ferry_api::engine::Job;
+use ferry_api::engine::{Job, PaceMode};
 use ferry_api::VolumeFormat;
 use ferry_host::Accel;
 use ferry_testkit::guest::WriterConfig;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::ferry_move::{FerryResult, StepReport};
+use super::ferry_move::{FerryResult, PaceSample, StepReport};
+use super::guest::Idle;
 use super::mirror::MirrorResult;
 use super::reference::RefResult;
+use super::settings::Setting;
 use super::{mib, ms, IDLE};
 use crate::common::RefCopy;
 
@@ -28,6 +31,9 @@ pub(super) struct Report {
     /// Whether the page cache was dropped before each copy (needs root).
     pub(super) caches_dropped: bool,
     pub(super) rows: Vec<Row>,
+    /// One live move per pacing setting, the default first (its figures
+    /// are also the row `ferry live move (whole job)`).
+    pub(super) tradeoff: Vec<TradeoffRow>,
     pub(super) ratio: Ratio,
     pub(super) ferry: FerryDetail,
     pub(super) mirror: MirrorDetail,
@@ -60,6 +66,62 @@ pub(super) struct Row {
     pub(super) pauses: Vec<Pause>,
     /// The longest single write (or gap between writes) while copying.
     pub(super) worst_write_during_copy_ms: Option<f64>,
+}
+
+/// One pacing setting's live move: what it cost the guest, and what it
+/// took.
+#[derive(Debug, Serialize)]
+pub(super) struct TradeoffRow {
+    /// As `--settings` spells it: `default`, `fixed-100`, `fixed-none`.
+    pub(super) setting: String,
+    /// Its row in `rows`.
+    pub(super) method: String,
+    pub(super) pace: PaceMode,
+    pub(super) bandwidth_mib_s: Option<u64>,
+    pub(super) job: Uuid,
+    /// From where to where, by domain name.
+    pub(super) to: String,
+    /// job.created → job.finished, by the engine's clock.
+    pub(super) seconds: f64,
+    /// The agent's clone tasks (see [`FerryDetail::copy_seconds`]).
+    pub(super) copy_seconds: f64,
+    pub(super) copy_mib_per_s: f64,
+    /// The writer just before this move, idle.
+    pub(super) idle_acks_per_s: f64,
+    pub(super) idle_worst_write_ms: f64,
+    /// The writer during the whole move.
+    pub(super) writer_acks_per_s: f64,
+    /// `writer_acks_per_s` as a percentage of `idle_acks_per_s`.
+    pub(super) writer_percent_of_idle: f64,
+    /// The longest pause the writer saw at each switch.
+    pub(super) pauses: Vec<Pause>,
+    /// The longest of `pauses`.
+    pub(super) worst_switch_pause_ms: Option<f64>,
+    pub(super) worst_write_during_copy_ms: Option<f64>,
+    pub(super) steps: Vec<StepReport>,
+    /// The guest-paced copy's limit over the move, as the job showed it.
+    pub(super) pace_summary: Option<PaceSummary>,
+    pub(super) pace_samples: Vec<PaceSample>,
+}
+
+/// The controller of a guest-paced copy, over the copy.
+#[derive(Debug, Serialize)]
+pub(super) struct PaceSummary {
+    /// The lowest and highest limit it set, MiB/s (the highest is `None`
+    /// if it let the copy run unlimited).
+    pub(super) limit_min_mib_s: Option<f64>,
+    pub(super) limit_max_mib_s: Option<f64>,
+    /// The limit weighted by how long it held, MiB/s, over the time it was
+    /// a limit (unlimited time left out).
+    pub(super) limit_mean_mib_s: Option<f64>,
+    /// How long (of what the bench saw) the copy ran unlimited.
+    pub(super) unlimited_seconds: f64,
+    /// How often it lowered the limit.
+    pub(super) decreases: usize,
+    pub(super) guest_baseline_us: Option<u64>,
+    /// The guest's latency as the controller saw it: median and highest.
+    pub(super) guest_latency_median_us: Option<u64>,
+    pub(super) guest_latency_max_us: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -107,6 +169,13 @@ pub(super) struct MirrorDetail {
     pub(super) target_allocated_bytes: u64,
 }
 
+/// One setting's move and the writer's idle rate just before it.
+pub(super) struct SettingRun {
+    pub(super) setting: Setting,
+    pub(super) idle: Idle,
+    pub(super) ferry: FerryResult,
+}
+
 /// What each phase of the bench measured, for [`report`].
 pub(super) struct ReportParts {
     pub(super) accel: Accel,
@@ -115,8 +184,10 @@ pub(super) struct ReportParts {
     pub(super) chain: Vec<LayerReport>,
     pub(super) writer: WriterConfig,
     pub(super) dropped: bool,
-    pub(super) idle: f64,
-    pub(super) ferry: FerryResult,
+    /// The default setting's move: the main rows, the ratio, the steps.
+    pub(super) default: SettingRun,
+    /// The other settings' moves, in the order they ran.
+    pub(super) others: Vec<SettingRun>,
     pub(super) refs: Vec<RefResult>,
     pub(super) mirror: MirrorResult,
 }
@@ -128,13 +199,24 @@ const SWITCHES: [(&str, &str); 3] = [
     ("merge", "commit pivot"),
 ];
 
-/// The report: every row of the table, the ratio of Ferry's copy rate to
-/// the fastest reference, and the details of Ferry's move and the mirror.
+/// The report: every row of the table, the trade-off of the settings, the
+/// ratio of Ferry's copy rate to the fastest reference, and the details of
+/// Ferry's move and the mirror.
 pub(super) fn report(p: ReportParts) -> Report {
-    let total_seconds = total_seconds(&p.ferry);
-    let bytes = p.ferry.job.total_bytes;
-    let ferry_rate = mib(bytes) / p.ferry.copy_seconds;
-    let mut rows = ferry_rows(&p, total_seconds, ferry_rate);
+    let ferry = &p.default.ferry;
+    let total_seconds = total_seconds(ferry);
+    let bytes = ferry.job.total_bytes;
+    let ferry_rate = mib(bytes) / ferry.copy_seconds;
+    let mut rows = ferry_rows(&p, ferry_rate);
+    rows.extend(
+        p.others
+            .iter()
+            .map(|run| move_row(run, &run.setting.row_name())),
+    );
+    let tradeoff = std::iter::once(&p.default)
+        .chain(&p.others)
+        .map(TradeoffRow::of)
+        .collect();
     let (reference_rows, best) = reference_rows(&p.refs);
     rows.extend(reference_rows);
     rows.extend(mirror_rows(&p.mirror));
@@ -147,13 +229,14 @@ pub(super) fn report(p: ReportParts) -> Report {
         writer: WriterReport::of(&p.writer),
         caches_dropped: p.dropped,
         rows,
+        tradeoff,
         ratio: Ratio {
             ferry_copy_mib_per_s: ferry_rate,
             fastest_reference: best_method.label().into(),
             fastest_reference_mib_per_s: best_rate,
             ratio: ferry_rate / best_rate,
         },
-        ferry: FerryDetail::of(p.ferry, total_seconds),
+        ferry: FerryDetail::of(p.default.ferry, total_seconds),
         mirror: MirrorDetail::of(&p.mirror),
     }
 }
@@ -173,27 +256,117 @@ fn total_seconds(f: &FerryResult) -> f64 {
     })
 }
 
-/// The writer idle on the engine's VM, Ferry's whole move, and its copy
-/// alone.
-fn ferry_rows(p: &ReportParts, total_seconds: f64, ferry_rate: f64) -> Vec<Row> {
-    let f = &p.ferry;
+/// The writer idle on the engine's VM before the default setting's move,
+/// that whole move, and its copy alone.
+fn ferry_rows(p: &ReportParts, ferry_rate: f64) -> Vec<Row> {
+    let f = &p.default.ferry;
     let bytes = f.job.total_bytes;
     vec![
-        Row::idle("writer idle (engine's VM)", p.idle),
-        Row {
-            bytes: Some(bytes),
-            mib_per_s: Some(mib(bytes) / total_seconds),
-            writer_acks_per_s: Some(f.acks_per_s),
-            pauses: switch_pauses(&f.steps),
-            worst_write_during_copy_ms: step_stall(&f.steps, "cloneInternalVolumes"),
-            ..Row::plain("ferry live move (whole job)", total_seconds)
-        },
+        Row::idle("writer idle (engine's VM)", p.default.idle.acks_per_s),
+        move_row(&p.default, &p.default.setting.row_name()),
         Row {
             bytes: Some(bytes),
             mib_per_s: Some(ferry_rate),
             ..Row::plain("  ferry copy + verify (agent clone tasks)", f.copy_seconds)
         },
     ]
+}
+
+/// One setting's whole move as a row of the main table.
+fn move_row(run: &SettingRun, method: &str) -> Row {
+    let f = &run.ferry;
+    let bytes = f.job.total_bytes;
+    let seconds = total_seconds(f);
+    Row {
+        bytes: Some(bytes),
+        mib_per_s: Some(mib(bytes) / seconds),
+        writer_acks_per_s: Some(f.acks_per_s),
+        pauses: switch_pauses(&f.steps),
+        worst_write_during_copy_ms: step_stall(&f.steps, "cloneInternalVolumes"),
+        ..Row::plain(method, seconds)
+    }
+}
+
+impl TradeoffRow {
+    fn of(run: &SettingRun) -> TradeoffRow {
+        let f = &run.ferry;
+        let pauses = switch_pauses(&f.steps);
+        TradeoffRow {
+            setting: run.setting.to_string(),
+            method: run.setting.row_name(),
+            pace: run.setting.pace(),
+            bandwidth_mib_s: run.setting.cap_mib_s(),
+            job: f.job.id,
+            to: f.to.clone(),
+            seconds: total_seconds(f),
+            copy_seconds: f.copy_seconds,
+            copy_mib_per_s: mib(f.job.total_bytes) / f.copy_seconds,
+            idle_acks_per_s: run.idle.acks_per_s,
+            idle_worst_write_ms: ms(run.idle.worst_write),
+            writer_acks_per_s: f.acks_per_s,
+            writer_percent_of_idle: 100.0 * f.acks_per_s / run.idle.acks_per_s,
+            worst_switch_pause_ms: pauses.iter().map(|p| p.ms).reduce(f64::max),
+            pauses,
+            worst_write_during_copy_ms: step_stall(&f.steps, "cloneInternalVolumes"),
+            steps: f.steps.clone(),
+            pace_summary: PaceSummary::of(&f.pace, f.copy_end_seconds),
+            pace_samples: f.pace.clone(),
+        }
+    }
+}
+
+impl PaceSummary {
+    /// Over `samples` (each holding until the next; the last until
+    /// `end`, seconds since the move began). `None` without samples: the
+    /// copy was not paced by the guest.
+    fn of(samples: &[PaceSample], end: f64) -> Option<PaceSummary> {
+        let first = samples.first()?;
+        let mbps = |bps: u64| mib(bps);
+        let mut held = 0.0;
+        let mut weighted = 0.0;
+        let mut unlimited_seconds = 0.0;
+        for (i, s) in samples.iter().enumerate() {
+            let until = samples.get(i + 1).map_or(end, |n| n.seconds);
+            let d = (until - s.seconds).max(0.0);
+            match s.limit_bps {
+                Some(l) => {
+                    held += d;
+                    weighted += d * mbps(l);
+                }
+                None => unlimited_seconds += d,
+            }
+        }
+        let limits: Vec<u64> = samples.iter().filter_map(|s| s.limit_bps).collect();
+        let decreases = samples
+            .windows(2)
+            .filter(|w| match (w[0].limit_bps, w[1].limit_bps) {
+                (Some(a), Some(b)) => b < a,
+                (None, Some(_)) => true,
+                _ => false,
+            })
+            .count();
+        let mut lat: Vec<u64> = samples.iter().filter_map(|s| s.guest_latency_us).collect();
+        lat.sort_unstable();
+        let all_limited = samples.iter().all(|s| s.limit_bps.is_some());
+        Some(PaceSummary {
+            limit_min_mib_s: limits.iter().min().map(|&l| mbps(l)),
+            limit_max_mib_s: if all_limited {
+                limits.iter().max().map(|&l| mbps(l))
+            } else {
+                None
+            },
+            limit_mean_mib_s: (held > 0.0).then(|| weighted / held),
+            unlimited_seconds,
+            decreases,
+            guest_baseline_us: samples
+                .iter()
+                .rev()
+                .find_map(|s| s.guest_baseline_us)
+                .or(first.guest_baseline_us),
+            guest_latency_median_us: lat.get(lat.len() / 2).copied(),
+            guest_latency_max_us: lat.last().copied(),
+        })
+    }
 }
 
 /// The longest pause at each switch of the move that has one.

@@ -1,7 +1,10 @@
 //! The report as a table for people: a heading saying what was measured,
-//! one row per method, and a summary of what the rows mean.
+//! one row per method, a summary of what the rows mean, then the
+//! trade-off: one row per pacing setting, and how the guest-paced
+//! controller steered.
 
-use super::report::{LayerReport, Report, Row};
+use super::report::{LayerReport, PaceSummary, Report, Row, TradeoffRow};
+use super::settings::Setting;
 use super::{mib, GIB, MIB};
 
 /// What a cell shows when there is nothing to show.
@@ -13,6 +16,7 @@ pub(super) fn print_table(r: &Report) {
         .into_iter()
         .chain(rows(&r.rows))
         .chain(summary(r))
+        .chain(tradeoff(&r.tradeoff))
     {
         println!("{line}");
     }
@@ -149,8 +153,8 @@ fn writer_share(rows: &[Row]) -> String {
             .unwrap_or(f64::NAN)
     };
     format!(
-        "writer during the move vs idle: ferry {:.0} %, proxmox way {:.0} %",
-        100.0 * acks("ferry live move") / acks("writer idle (engine"),
+        "writer during the move vs idle: ferry (default) {:.0} %, proxmox way {:.0} %",
+        100.0 * acks(&Setting::Default.row_name()) / acks("writer idle (engine"),
         100.0 * acks("proxmox way") / acks("writer idle (mirror")
     )
 }
@@ -167,4 +171,100 @@ fn steps_line(r: &Report) -> String {
         })
         .collect();
     format!("ferry steps: {}", steps.join(", "))
+}
+
+/// A blank line, the trade-off table (one row per setting), then for each
+/// guest-paced move how its controller steered.
+fn tradeoff(rows: &[TradeoffRow]) -> Vec<String> {
+    let mut lines = vec![
+        String::new(),
+        "the trade-off: one live move of the same disk per pacing setting, back and forth between the domains; writer idle measured before each".into(),
+        format!(
+            "{:<31} {:>8} {:>10} {:>11}  {:<34} {:>11} {:>11}",
+            "setting",
+            "move s",
+            "copy MiB/s",
+            "writer/idle",
+            "worst pause at a switch",
+            "worst write",
+            "idle worst"
+        ),
+    ];
+    lines.extend(rows.iter().map(tradeoff_line));
+    lines.extend(
+        rows.iter()
+            .filter_map(|row| {
+                let p = row.pace_summary.as_ref()?;
+                Some(controller_lines(row, p))
+            })
+            .flatten(),
+    );
+    lines
+}
+
+fn tradeoff_line(row: &TradeoffRow) -> String {
+    let worst = row
+        .pauses
+        .iter()
+        .max_by(|a, b| a.ms.total_cmp(&b.ms))
+        .map_or(DASH.to_string(), |p| {
+            format!("{:.0} ms ({})", p.ms, p.switch)
+        });
+    let describe = row
+        .setting
+        .parse::<Setting>()
+        .map_or_else(|_| row.setting.clone(), Setting::describe);
+    format!(
+        "{:<31} {:>8.2} {:>10.0} {:>9.0} %  {:<34} {:>11} {:>8.0} ms",
+        describe,
+        row.seconds,
+        row.copy_mib_per_s,
+        row.writer_percent_of_idle,
+        worst,
+        row.worst_write_during_copy_ms
+            .map_or(DASH.to_string(), |v| format!("{v:.0} ms")),
+        row.idle_worst_write_ms,
+    )
+}
+
+/// How the controller of a guest-paced move steered: its limits, the
+/// guest's latency it saw, and the limit over time.
+fn controller_lines(row: &TradeoffRow, p: &PaceSummary) -> Vec<String> {
+    let us = |v: Option<u64>| v.map_or(DASH.to_string(), |v| format!("{v} us"));
+    let mibs = |v: Option<f64>| v.map_or("unlimited".to_string(), |v| format!("{v:.0}"));
+    vec![
+        format!(
+            "controller ({}): limit min {} / mean {} / max {} MiB/s, unlimited {:.1} s, lowered {} times; guest write latency baseline {}, median {}, max {}",
+            row.setting,
+            mibs(p.limit_min_mib_s),
+            mibs(p.limit_mean_mib_s),
+            mibs(p.limit_max_mib_s),
+            p.unlimited_seconds,
+            p.decreases,
+            us(p.guest_baseline_us),
+            us(p.guest_latency_median_us),
+            us(p.guest_latency_max_us),
+        ),
+        format!("  limit over the copy (s since start: MiB/s): {}", timeline(row)),
+    ]
+}
+
+/// The most entries the limit's timeline shows; longer ones are thinned.
+const TIMELINE_MAX: usize = 40;
+
+/// `1.2: 64, 1.7: 96, 2.2: -` (`-`: unlimited).
+fn timeline(row: &TradeoffRow) -> String {
+    let n = row.pace_samples.len();
+    let step = n.div_ceil(TIMELINE_MAX).max(1);
+    row.pace_samples
+        .iter()
+        .step_by(step)
+        .map(|s| {
+            let limit = s
+                .limit_bps
+                .map_or("unlimited".to_string(), |l| format!("{:.0}", mib(l)));
+            format!("{:.1}: {limit}", s.seconds)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
