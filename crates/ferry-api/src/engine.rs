@@ -458,8 +458,13 @@ pub struct Job {
     /// How its copy is paced.
     #[serde(default)]
     pub pace: PaceMode,
+    /// Whether the engine paces the copy by its guest now (it has read
+    /// the guest at least once and the copy runs): then a `None`
+    /// `pace_limit_bps` means unlimited.
+    #[serde(default)]
+    pub pacing: bool,
     /// While a guest-paced copy runs: its limit now, bytes per second
-    /// (`None`: unlimited, or not paced now).
+    /// (`None`: unlimited, when `pacing`; else not paced now).
     #[serde(default)]
     pub pace_limit_bps: Option<u64>,
     /// While a guest-paced copy runs: the guest's write latency over the

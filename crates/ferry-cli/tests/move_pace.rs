@@ -32,7 +32,7 @@ async fn a_live_move_is_paced_by_its_guest_under_its_bandwidth() {
     assert_eq!(job.pace, PaceMode::Guest);
     let paced = cluster
         .wait_job_until(job.id, "the guest's latency shown", |j| {
-            j.guest_latency_us.is_some() && j.pace_limit_bps.is_some()
+            j.pacing && j.guest_latency_us.is_some() && j.pace_limit_bps.is_some()
         })
         .await;
     let limit = paced.pace_limit_bps.expect("a limit");
@@ -62,6 +62,7 @@ async fn a_live_move_is_paced_by_its_guest_under_its_bandwidth() {
     let done = cluster.wait_end(job.id).await;
     assert_succeeded(&done);
     assert_eq!(done.pace_limit_bps, None, "{done:#?}");
+    assert!(!done.pacing, "{done:#?}");
     cluster.assert_vm_writing("vm1", &mut log).await;
     cluster.stop_now();
     log.poll();

@@ -194,7 +194,7 @@ export class PaceHistory {
  * runs.
  */
 export function pacingShown(job) {
-  return job.pace === "guest" && (job.guest_latency_us != null || job.guest_baseline_us != null || job.pace_limit_bps != null);
+  return job.pace === "guest" && job.pacing === true;
 }
 
 export const PACE_WORDS = {

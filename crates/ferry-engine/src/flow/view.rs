@@ -35,6 +35,7 @@ pub fn job_view(engine: &Engine, row: &JobRow, steps: Vec<JobStep>) -> Job {
         eta_secs,
         bandwidth_mib_s: row.bandwidth_mib_s,
         pace: super::plan::pace_of(&row.data),
+        pacing: pace.is_some(),
         pace_limit_bps: pace.and_then(|p| p.limit_bps),
         guest_latency_us: pace.and_then(|p| p.latency_us),
         guest_baseline_us: pace.and_then(|p| p.baseline_us),
