@@ -2,7 +2,6 @@
 //! the token, behind one `Arc` that the REST handlers, the monitor and the
 //! move flow all hold.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::{Mutex, MutexGuard};
@@ -15,6 +14,7 @@ use crate::error::Result;
 use crate::events::Events;
 use crate::flow::pace::PaceView;
 use crate::flow::queue::MoveQueue;
+use crate::live::LiveMap;
 
 /// The engine core. It knows nothing of HTTP: the REST layer translates
 /// requests into calls of `crate::ops` and `crate::flow` on it.
@@ -39,10 +39,10 @@ pub struct Engine {
     limits: EngineLimits,
     /// Why each paused VM is paused, as its host last said: a live
     /// condition, so kept in memory and learnt again after a restart.
-    pauses: std::sync::Mutex<HashMap<Uuid, String>>,
+    pauses: LiveMap<String>,
     /// How each job's guest-paced copy stands now: live figures, kept in
     /// memory while the copy runs.
-    paces: std::sync::Mutex<HashMap<Uuid, PaceView>>,
+    paces: LiveMap<PaceView>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -75,48 +75,30 @@ impl Engine {
             inventory: Mutex::new(()),
             moves: MoveQueue::new(limits.max_moves),
             limits,
-            pauses: std::sync::Mutex::new(HashMap::new()),
-            paces: std::sync::Mutex::new(HashMap::new()),
+            pauses: LiveMap::new(),
+            paces: LiveMap::new(),
         }))
     }
 
     /// Why VM `vm`'s guest is paused, if it is.
     pub fn vm_pause(&self, vm: Uuid) -> Option<String> {
-        self.pause_map().get(&vm).cloned()
+        self.pauses.get(vm)
     }
 
     /// Records why VM `vm` is paused (`None`: it is not); returns what was
     /// recorded before.
     pub(crate) fn set_vm_pause(&self, vm: Uuid, pause: Option<String>) -> Option<String> {
-        let mut map = self.pause_map();
-        match pause {
-            Some(p) => map.insert(vm, p),
-            None => map.remove(&vm),
-        }
+        self.pauses.set(vm, pause)
     }
 
     /// How job `job`'s guest-paced copy stands, while it runs.
     pub(crate) fn pace_of(&self, job: Uuid) -> Option<PaceView> {
-        self.pace_map().get(&job).copied()
+        self.paces.get(job)
     }
 
     /// Records how job `job`'s copy stands (`None`: it is not paced now).
     pub(crate) fn set_pace(&self, job: Uuid, pace: Option<PaceView>) {
-        let mut map = self.pace_map();
-        match pace {
-            Some(p) => map.insert(job, p),
-            None => map.remove(&job),
-        };
-    }
-
-    fn pace_map(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, PaceView>> {
-        // Plain inserts and removes: a poisoned map is still consistent.
-        self.paces.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn pause_map(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, String>> {
-        // Plain inserts and removes: a poisoned map is still consistent.
-        self.pauses.lock().unwrap_or_else(|p| p.into_inner())
+        self.paces.set(job, pace);
     }
 
     /// The bounds it was started with.

@@ -36,6 +36,7 @@ mod engine;
 mod error;
 mod events;
 pub mod flow;
+mod live;
 pub mod monitor;
 pub mod ops;
 mod refresh;

@@ -11,6 +11,12 @@ use uuid::Uuid;
 
 use crate::state::AgentState;
 
+/// A slot of the control block: one assignment or clone under the lock,
+/// so a poisoned lock still holds a consistent value.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Why a task is asked to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {
@@ -61,18 +67,12 @@ impl Control {
 
     /// The directory a copy writes under, if its runner said.
     pub(crate) fn writes_to(&self) -> Option<std::path::PathBuf> {
-        self.writes_to
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        lock(&self.writes_to).clone()
     }
 
     /// The copy's limit, if its runner made one.
     pub(crate) fn throttle(&self) -> Option<Arc<Throttle>> {
-        self.throttle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        lock(&self.throttle).clone()
     }
 
     pub(crate) fn progress(&self) -> (u64, u64) {
@@ -162,11 +162,7 @@ impl TaskContext {
     /// `POST /v1/tasks/{id}/pace`. Made once per task; a second call gets
     /// the same limit, set anew.
     pub fn throttle(&self, limit_bps: Option<u64>) -> Arc<Throttle> {
-        let mut slot = self
-            .control
-            .throttle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut slot = lock(&self.control.throttle);
         let t = slot
             .get_or_insert_with(|| Arc::new(Throttle::unlimited()))
             .clone();
@@ -178,11 +174,7 @@ impl TaskContext {
     /// copy then also flushes that filesystem, so what the copy wrote is
     /// on disk before the switch the hold is for.
     pub fn set_writes_to(&self, dir: std::path::PathBuf) {
-        *self
-            .control
-            .writes_to
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(dir);
+        *lock(&self.control.writes_to) = Some(dir);
     }
 
     /// Whether the task has been asked to stop.
