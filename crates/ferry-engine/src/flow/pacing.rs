@@ -4,6 +4,8 @@
 //! loop). Best effort throughout: a reading or a setting that fails leaves
 //! the copy at its last limit, and the next poll tries again.
 
+use std::time::Duration;
+
 use ferry_agent_client::AgentClient;
 use ferry_api::agent::PaceTask;
 use ferry_api::engine::{MoveMode, PaceMode};
@@ -11,6 +13,10 @@ use ferry_api::engine::{MoveMode, PaceMode};
 use super::job::JobCtx;
 use super::pace::{Pacer, START_BPS};
 use super::tasks::Watched;
+
+/// The longest a hold (which flushes the copy's writes) may delay a
+/// switch.
+const HOLD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Whether the job's copies are paced by its guest: a live move (not
 /// turned cold) whose pace is [`PaceMode::Guest`].
@@ -76,19 +82,28 @@ pub async fn pace(job: &mut JobCtx, running: &[&Watched]) {
     }
 }
 
-/// Holds the job's running copies (`held`) or lets them go at their
-/// current limit: the quiet moment around a switch, so the guest's own
-/// writes do not queue behind the copy's while QEMU switches.
-pub async fn hold(job: &JobCtx, spm: &AgentClient, held: bool) {
+/// Holds the job's early copies (`held`) or lets them go at their current
+/// limit: the quiet moment around a switch, so the guest's own writes do
+/// not queue behind the copy's while QEMU switches. Best effort and
+/// brief: an SPM that is not known or does not answer within
+/// [`HOLD_TIMEOUT`] is not waited for.
+pub async fn hold(job: &JobCtx, held: bool) {
     let tasks: Vec<_> = job
         .plan
         .disks
         .iter()
         .filter_map(|d| d.early_clone)
         .collect();
+    if tasks.is_empty() {
+        return;
+    }
+    let Ok((_, spm)) = job.engine.agents().spm().await else {
+        return;
+    };
+    let spm = spm.with_timeout(HOLD_TIMEOUT);
     let each = initial_limit(job, tasks.len());
     for task in tasks {
-        send(spm, task, each, held).await;
+        send(&spm, task, each, held).await;
     }
 }
 

@@ -117,11 +117,11 @@ pub async fn block_migrate(job: &mut JobCtx) -> Result<Switched, Failure> {
         }
         let sent = Instant::now();
         // The early copies wait while QEMU switches, so the guest's own
-        // writes do not queue behind theirs.
-        let spm = job.spm().await?;
-        super::pacing::hold(job, &spm, true).await;
+        // writes do not queue behind theirs (best effort: the switch does
+        // not wait for an SPM that does not answer).
+        super::pacing::hold(job, true).await;
         let switched = host.block_migrate(vm, &req).await.map_err(Failure::from);
-        super::pacing::hold(job, &spm, false).await;
+        super::pacing::hold(job, false).await;
         match switched {
             Ok(_) => return Ok(Switched::Live),
             Err(Failure::Transient(msg)) => {
