@@ -53,6 +53,13 @@ fn bench_move_reports_every_figure() {
     }
     let ratio = report["ratio"]["ratio"].as_f64().unwrap_or(f64::NAN);
     assert!(ratio.is_finite() && ratio > 0.0, "{:#}", report["ratio"]);
+    // The ratio is of the fastest setting's copy, whichever that was.
+    let fastest = report["ratio"]["setting"].as_str().unwrap_or_default();
+    assert!(
+        strings(&report, "tradeoff", "setting").contains(&fastest),
+        "{:#}",
+        report["ratio"]
+    );
 
     let rows = report["rows"].as_array().expect("rows");
     let pauses = |method: &str| -> Vec<String> {

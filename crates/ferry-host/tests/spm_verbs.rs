@@ -665,10 +665,12 @@ async fn a_running_copy_is_held_sped_up_and_finished_verified() {
     };
     let held = c.pace_task(task, &hold).await.expect("hold");
     assert!(held.held);
-    // Once the chunk in flight is done, nothing more is copied while held:
-    // two readings a second apart agree (a copy that ignored the hold
-    // would move another MiB between them).
-    let mut last = c.task(task).await.expect("status").done_bytes;
+    // The hold answers once the chunks in flight are written (and their
+    // file flushed): from then on nothing more is copied while held, so
+    // readings a second apart agree with the first (a copy that ignored
+    // the hold would move another MiB between them).
+    let at_hold = c.task(task).await.expect("status").done_bytes;
+    let mut last = at_hold;
     let mut steady = 0;
     let deadline = std::time::Instant::now() + WAIT;
     while steady < 3 {
@@ -682,6 +684,10 @@ async fn a_running_copy_is_held_sped_up_and_finished_verified() {
         );
     }
     assert!(last < 32 << 20, "the copy finished while held");
+    assert_eq!(
+        last, at_hold,
+        "a chunk was still being copied after the hold answered"
+    );
 
     // Let go, unlimited: it finishes at once, verified.
     let go = ferry_api::agent::PaceTask {

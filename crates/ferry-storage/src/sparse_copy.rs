@@ -261,13 +261,15 @@ impl<'a> ChunkedCopy<'a> {
             });
         }
         let n = chunk.end - chunk.start;
-        if let Some(t) = self.ctl.throttle {
-            if !t.acquire(n, self.ctl.cancel) {
-                return Err(Error::Cancelled {
-                    path: self.src.to_path_buf(),
-                });
-            }
-        }
+        let _moving = match self.ctl.throttle {
+            Some(t) => Some(
+                t.acquire(n, self.ctl.cancel)
+                    .ok_or_else(|| Error::Cancelled {
+                        path: self.src.to_path_buf(),
+                    })?,
+            ),
+            None => None,
+        };
         copy_range(&self.input, &self.output, chunk.clone(), buf)
             .map_err(|e| Error::io("copy data into", self.dst, e))?;
         start_writeback(&self.output, chunk);

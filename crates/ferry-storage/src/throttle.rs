@@ -2,7 +2,7 @@
 //! may change or pause while the copy runs (the engine's guest-aware
 //! pacing, the quiet moments around a switch).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,21 @@ const CANCEL_CHECK: Duration = Duration::from_millis(100);
 pub struct Throttle {
     state: Mutex<Pace>,
     paused: AtomicBool,
+    /// Bookings let through whose bytes are still being moved: a holder
+    /// waits for none to be left before it flushes what the copy wrote.
+    in_flight: AtomicUsize,
+}
+
+/// Bytes let through by [`Throttle::acquire`], being moved until this is
+/// dropped.
+#[derive(Debug)]
+#[must_use = "the bytes count as moving until the passage is dropped"]
+pub struct Passage<'a>(&'a Throttle);
+
+impl Drop for Passage<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Release);
+    }
 }
 
 /// The current rate and what was booked since it was set.
@@ -39,6 +54,7 @@ impl Throttle {
                 booked: 0,
             }),
             paused: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
         }
     }
 
@@ -94,14 +110,15 @@ impl Throttle {
 
     /// Waits while paused, then books `bytes` and sleeps until they may
     /// move; a limit changed meanwhile books them again at the new rate.
-    /// Returns false, at once or within [`CANCEL_CHECK`], if `cancel` is or
-    /// becomes set.
-    pub fn acquire(&self, bytes: u64, cancel: Option<&AtomicBool>) -> bool {
+    /// The bytes count as in flight until the returned passage is dropped.
+    /// Returns `None`, at once or within [`CANCEL_CHECK`], if `cancel` is
+    /// or becomes set.
+    pub fn acquire(&self, bytes: u64, cancel: Option<&AtomicBool>) -> Option<Passage<'_>> {
         let cancelled = || cancel.is_some_and(|c| c.load(Ordering::Relaxed));
         'booking: loop {
             while self.is_paused() {
                 if cancelled() {
-                    return false;
+                    return None;
                 }
                 std::thread::sleep(CANCEL_CHECK);
             }
@@ -109,17 +126,43 @@ impl Throttle {
             let until = Instant::now() + self.book(bytes);
             loop {
                 if cancelled() {
-                    return false;
+                    return None;
                 }
                 if self.is_paused() || self.pace().since != since {
                     continue 'booking;
                 }
                 let left = until.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    return true;
+                    self.in_flight.fetch_add(1, Ordering::AcqRel);
+                    // A hold set between the check and the count must not
+                    // see this passage as already done: look once more.
+                    if self.is_paused() {
+                        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+                        continue 'booking;
+                    }
+                    return Some(Passage(self));
                 }
                 std::thread::sleep(left.min(CANCEL_CHECK));
             }
+        }
+    }
+
+    /// Waits, until `deadline`, for a held throttle's last passages to be
+    /// dropped: after that no byte moves until it is let go. Returns
+    /// whether that point was reached (false: not held, or still moving at
+    /// the deadline).
+    pub fn wait_until_still(&self, deadline: Instant) -> bool {
+        loop {
+            if !self.is_paused() {
+                return false;
+            }
+            if self.in_flight.load(Ordering::Acquire) == 0 {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }
@@ -141,10 +184,13 @@ mod tests {
     #[test]
     fn a_cancelled_wait_gives_up_instead_of_sleeping_out_its_booking() {
         let t = Throttle::new(1_000_000);
-        assert!(t.acquire(1_000_000, None), "the first second is free");
+        assert!(
+            t.acquire(1_000_000, None).is_some(),
+            "the first second is free"
+        );
         let cancel = AtomicBool::new(true);
         // Ten seconds booked; a wait that ignored the switch would sleep them.
-        assert!(!t.acquire(10_000_000, Some(&cancel)));
+        assert!(t.acquire(10_000_000, Some(&cancel)).is_none());
     }
 
     #[test]
@@ -162,14 +208,35 @@ mod tests {
         let t = std::sync::Arc::new(Throttle::unlimited());
         t.set_paused(true);
         let cancel = AtomicBool::new(true);
-        assert!(!t.acquire(1, Some(&cancel)), "cancelled while paused");
+        assert!(
+            t.acquire(1, Some(&cancel)).is_none(),
+            "cancelled while paused"
+        );
         let worker = {
             let t = t.clone();
-            std::thread::spawn(move || t.acquire(1, None))
+            std::thread::spawn(move || t.acquire(1, None).is_some())
         };
         std::thread::sleep(Duration::from_millis(250));
         assert!(!worker.is_finished(), "a paused worker went on");
         t.set_paused(false);
         assert!(worker.join().expect("the worker"));
+    }
+
+    #[test]
+    fn a_holder_waits_for_the_bytes_already_let_through() {
+        let t = Throttle::unlimited();
+        let deadline = || Instant::now() + Duration::from_millis(50);
+        assert!(
+            !t.wait_until_still(deadline()),
+            "not held: nothing to wait for"
+        );
+        let moving = t.acquire(1, None).expect("unlimited");
+        t.set_paused(true);
+        assert!(
+            !t.wait_until_still(deadline()),
+            "a chunk is still being moved"
+        );
+        drop(moving);
+        assert!(t.wait_until_still(deadline()));
     }
 }

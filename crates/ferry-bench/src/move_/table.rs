@@ -119,7 +119,8 @@ fn summary(r: &Report) -> Vec<String> {
     vec![
         String::new(),
         format!(
-            "ratio ferry copy / fastest reference ({}): {:.2}  ({:.0} vs {:.0} MiB/s; goal >= 0.90: {})",
+            "ratio ferry copy ({}, the fastest setting, guest writing) / fastest reference ({}): {:.2}  ({:.0} vs {:.0} MiB/s; goal >= 0.90: {})",
+            r.ratio.setting,
             r.ratio.fastest_reference,
             r.ratio.ratio,
             r.ratio.ferry_copy_mib_per_s,

@@ -44,7 +44,7 @@ impl TaskVerb for CloneInternalVolumesVerb {
         // hold it while the copy runs.
         let throttle = ctx.throttle(params.bandwidth_mib_s.map(|m| m.saturating_mul(1 << 20)));
         if let Some(dest) = domains.get(params.dst_domain) {
-            ctx.set_writes_to(dest.path().to_path_buf());
+            ctx.set_writes_to(dest.image_dir(params.image));
         }
         blocking(move || {
             let (chain, dest) = plan(&domains, &params)?;

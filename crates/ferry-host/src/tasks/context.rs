@@ -46,8 +46,9 @@ pub(crate) struct Control {
     /// A copy's bandwidth limit, once its runner has made one: what
     /// `POST /v1/tasks/{id}/pace` changes.
     throttle: std::sync::Mutex<Option<Arc<Throttle>>>,
-    /// Where a copy writes: flushed when the copy is held, so a switch
-    /// that follows does not wait behind its writeback.
+    /// The directory of the files a copy writes: they are flushed when the
+    /// copy is held, so a switch that follows does not wait behind their
+    /// writeback.
     writes_to: std::sync::Mutex<Option<std::path::PathBuf>>,
 }
 
@@ -170,9 +171,10 @@ impl TaskContext {
         t
     }
 
-    /// Says where the copy writes (its destination domain): holding the
-    /// copy then also flushes that filesystem, so what the copy wrote is
-    /// on disk before the switch the hold is for.
+    /// Says where the copy writes (the image's directory on its
+    /// destination): holding the copy then also flushes the files there,
+    /// and only those, so what the copy wrote is on disk before the switch
+    /// the hold is for while other writers' dirty pages are left alone.
     pub fn set_writes_to(&self, dir: std::path::PathBuf) {
         *lock(&self.control.writes_to) = Some(dir);
     }

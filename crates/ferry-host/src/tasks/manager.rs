@@ -251,8 +251,7 @@ impl TaskManager {
     }
 
     /// Changes a running copy's limit or holds it (answer: its status); a
-    /// copy newly held has its destination's filesystem flushed before the
-    /// answer.
+    /// copy newly held has the files it writes flushed before the answer.
     /// Refused for a task that has ended, and for one that copies nothing
     /// (or has not begun to).
     pub async fn pace(&self, id: Uuid, pace: PaceTask) -> Result<TaskStatus> {
@@ -283,11 +282,7 @@ impl TaskManager {
             // What the copy wrote reaches the disk now, while it is held,
             // not during the switch the hold is for. Best effort: a flush
             // that fails only loses the quiet.
-            let flushed = blocking(move || {
-                let d = std::fs::File::open(&dir).map_err(|e| Error::io("open", &dir, e))?;
-                rustix::fs::syncfs(&d).map_err(|e| Error::io("flush", &dir, e.into()))
-            })
-            .await;
+            let flushed = blocking(move || flush_held_copy(&throttle, &dir)).await;
             if let Err(e) = flushed {
                 tracing::warn!(task = %id, "cannot flush the held copy's writes: {}", e.full_text());
             }
@@ -531,4 +526,42 @@ async fn persist(store: &TaskStore, record: TaskRecord) {
     if let Err(e) = blocking(move || store.save(&record)).await {
         tracing::error!(task = %id, "could not persist the task: {}", e.full_text());
     }
+}
+
+/// How long a hold waits for the chunks already being written (at most one
+/// per worker) before it flushes anyway.
+const HOLD_STILL_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Flushes the files of a held copy (`fdatasync` of each file in `dir`,
+/// the image's directory on the destination) once the chunks it had in
+/// flight are written: the copy's own dirty pages, not the filesystem's.
+fn flush_held_copy(
+    throttle: &ferry_storage::throttle::Throttle,
+    dir: &std::path::Path,
+) -> Result<()> {
+    let still = throttle.wait_until_still(std::time::Instant::now() + HOLD_STILL_WITHIN);
+    if !still {
+        tracing::debug!(dir = %dir.display(), "the held copy was still writing; flushing what is there");
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        // The copy has not created its image directory yet: nothing to flush.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("list", dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("list", dir, e))?;
+        let path = entry.path();
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            // Removed meanwhile (a temporary file): nothing of it to flush.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("open", &path, e)),
+        };
+        file.sync_data().map_err(|e| Error::io("flush", &path, e))?;
+    }
+    Ok(())
 }
