@@ -251,6 +251,24 @@ pub struct MoveRequest {
     /// by `bandwidth_mib_s` (as fast as it allows).
     #[serde(default)]
     pub pace: PaceMode,
+    /// A caller's own id for the job (oVirt's correlation id): 1 to 50
+    /// letters, digits, `.`, `_` or `-`. Jobs can be found by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 50, pattern = "^[A-Za-z0-9._-]{1,50}$")]
+    pub correlation_id: Option<String>,
+}
+
+impl MoveRequest {
+    /// A move to `to` with every option at its default: paced by the
+    /// guest, no bandwidth limit, no correlation id.
+    pub fn new(to: impl Into<String>) -> MoveRequest {
+        MoveRequest {
+            to: to.into(),
+            bandwidth_mib_s: None,
+            pace: PaceMode::default(),
+            correlation_id: None,
+        }
+    }
 }
 
 /// How a live move's copy is paced.
@@ -489,6 +507,10 @@ pub struct Job {
     pub queued: bool,
     /// Why it failed, in words.
     pub error: Option<String>,
+    /// The caller's own id for it, as given with the move (oVirt's
+    /// correlation id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
     /// When it was created, milliseconds since the Unix epoch.
     pub created: u64,
     /// When it finished.

@@ -26,6 +26,8 @@ pub struct EngineArgs {
     db_dir: PathBuf,
     #[command(flatten)]
     limits: crate::limits::LimitArgs,
+    #[command(flatten)]
+    admin: crate::admin_password::AdminPasswordArgs,
 }
 
 /// Runs the engine until it is told to stop.
@@ -36,6 +38,7 @@ pub fn run(args: EngineArgs) -> Result<()> {
         .build()
         .context("cannot start the engine's async runtime")?;
     runtime.block_on(async move {
+        let admin = args.admin.hash()?;
         let database = args
             .database
             .unwrap_or_else(|| EngineConfig::sqlite_url(&args.db_dir));
@@ -46,6 +49,7 @@ pub fn run(args: EngineArgs) -> Result<()> {
             limits: args.limits.limits(),
         })
         .await?;
+        crate::admin_password::AdminPasswordArgs::apply(admin, &server);
         println!("listening on {}", server.local_addr());
         server.run().await?;
         Ok(())

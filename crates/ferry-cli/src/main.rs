@@ -5,6 +5,7 @@
 //! `host`, `disk`, `vm`, `job`) talk to an engine; `storage` and `demo`
 //! work on storage domains directly; `bench` runs the `ferry-bench` binary.
 
+mod admin_password;
 mod agent_cmd;
 mod bench;
 mod client;

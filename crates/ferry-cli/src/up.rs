@@ -43,6 +43,8 @@ pub struct UpArgs {
     accel: String,
     #[command(flatten)]
     limits: crate::limits::LimitArgs,
+    #[command(flatten)]
+    admin: crate::admin_password::AdminPasswordArgs,
 }
 
 /// What `ferry up` keeps between runs besides the database, so the
@@ -190,6 +192,7 @@ async fn start_agent(dir: &Path, accel: &str) -> Result<AgentRunning> {
 async fn start_engine(dir: &Path, args: &UpArgs) -> Result<EngineRunning> {
     // The engine keeps its token in client.json.
     let token = ClientFile::read(dir).map_or_else(|_| secret(), |f| f.token);
+    let admin = args.admin.hash()?;
     let engine = ferry_engine::Server::bind(EngineConfig {
         listen: args.listen,
         token: token.clone(),
@@ -198,6 +201,7 @@ async fn start_engine(dir: &Path, args: &UpArgs) -> Result<EngineRunning> {
     })
     .await
     .context("cannot start the engine")?;
+    crate::admin_password::AdminPasswordArgs::apply(admin, &engine);
     let url = format!("http://{}", engine.local_addr());
     let client_file = ClientFile {
         url: url.clone(),

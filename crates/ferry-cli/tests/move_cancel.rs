@@ -123,11 +123,7 @@ async fn a_move_cancelled_before_finalize_leaves_the_vm_where_it_was() {
     let out = cluster.cli(&["vm", "move", "vm1", "--to", "domain2", "--wait"]);
     let stderr = expect_failure(&out, "a VM move of a locked disk");
     assert!(stderr.contains(&job.id.to_string()), "{stderr}");
-    let req = MoveRequest {
-        to: "domain2".into(),
-        bandwidth_mib_s: None,
-        pace: ferry_api::engine::PaceMode::default(),
-    };
+    let req = MoveRequest::new("domain2");
     let err = c
         .move_disk("disk1", &req)
         .await

@@ -63,14 +63,7 @@ async fn a_move_to_a_domain_without_room_is_refused_or_rolled_back() {
     );
     let err = cluster
         .client()
-        .move_disk(
-            "disk1",
-            &ferry_api::engine::MoveRequest {
-                to: "small".into(),
-                bandwidth_mib_s: None,
-                pace: ferry_api::engine::PaceMode::default(),
-            },
-        )
+        .move_disk("disk1", &ferry_api::engine::MoveRequest::new("small"))
         .await
         .expect_err("a move to a domain too small, over REST");
     assert_eq!(err.status().map(|s| s.as_u16()), Some(507), "{err}");

@@ -16,19 +16,17 @@
 mod common;
 
 use std::future::Future;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{files_under, tail, FERRY, POLL, WAIT};
+use common::demo::Demo;
+use common::{files_under, POLL, WAIT};
 use fantoccini::{Client, ClientBuilder, Locator};
-use ferry_api::engine::{Disk, JobState, MoveRequest, PaceMode, VmState};
-use ferry_engine::EngineClient;
-use ferry_testkit::agent::KillVmsOnDrop;
+use ferry_api::engine::{JobState, MoveRequest, PaceMode};
 use serde_json::{json, Value};
 
 /// How long the browser gets for one page condition.
@@ -444,14 +442,7 @@ async fn a_move_that_failed_after_the_switch_is_offered_for_retry_in_the_web_ui(
     .await;
     let job = demo
         .client()
-        .move_disk(
-            "demo-disk",
-            &MoveRequest {
-                to: "domain2".into(),
-                bandwidth_mib_s: None,
-                pace: ferry_api::engine::PaceMode::default(),
-            },
-        )
+        .move_disk("demo-disk", &MoveRequest::new("domain2"))
         .await
         .expect("start the move");
     let id = job.id.to_string();
@@ -556,167 +547,6 @@ fn http_get(url: &str, path: &str) -> (u16, String) {
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
     (status, head)
-}
-
-/// `ferry up --demo` in a temporary data directory, on a free port;
-/// stopped with SIGINT (which stops the VMs it runs), its VMs reaped
-/// whatever happens.
-struct Demo {
-    child: Option<Child>,
-    url: String,
-    token: String,
-    output: Arc<Mutex<String>>,
-    _reap: KillVmsOnDrop,
-    data: tempfile::TempDir,
-}
-
-impl Demo {
-    fn start() -> Demo {
-        Demo::start_with(&[])
-    }
-
-    /// With extra environment for `ferry up` (the engine's test hooks).
-    fn start_with(env: &[(&str, &str)]) -> Demo {
-        let data = tempfile::Builder::new()
-            .prefix("ferry-ui-")
-            .tempdir_in(ferry_testkit::scratch_root())
-            .expect("a data directory");
-        // Panics if the guest is not built; `ferry up` finds it by the same
-        // rule (ferry_qemu::guest_dir) from next to its executable.
-        ferry_testkit::guest::artifacts();
-        let mut child = Command::new(FERRY)
-            .args(["up", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data.path())
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run ferry up");
-        let output = Arc::new(Mutex::new(String::new()));
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let out = output.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if let Ok(mut o) = out.lock() {
-                        o.push_str(&line);
-                        o.push('\n');
-                    }
-                }
-            });
-        }
-        let mut demo = Demo {
-            child: Some(child),
-            url: String::new(),
-            token: String::new(),
-            output,
-            _reap: KillVmsOnDrop(data.path().join("agent")),
-            data,
-        };
-        let deadline = Instant::now() + WAIT;
-        while !demo.log().contains("Ferry is up:") {
-            if let Some(status) = demo
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!("ferry up --demo exited {status}:\n{}", demo.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ferry up --demo was not up within {WAIT:?}:\n{}",
-                demo.log()
-            );
-            std::thread::sleep(POLL);
-        }
-        let file: Value = serde_json::from_slice(
-            &std::fs::read(demo.data.path().join("client.json")).expect("client.json"),
-        )
-        .expect("client.json is JSON");
-        demo.url = file["url"].as_str().expect("url").to_string();
-        demo.token = file["token"].as_str().expect("token").to_string();
-        demo
-    }
-
-    fn log(&self) -> String {
-        self.output.lock().map(|o| tail(&o)).unwrap_or_default()
-    }
-
-    fn client(&self) -> EngineClient {
-        EngineClient::new(&self.url, &self.token)
-    }
-
-    async fn disk(&self, name: &str) -> Disk {
-        self.client().disk(name).await.expect("read the disk")
-    }
-
-    /// The pid of a VM's QEMU, from the agent's run directory.
-    async fn qemu_pid(&self, vm: &str) -> u32 {
-        let v = self.client().vm(vm).await.expect("read the VM");
-        assert_eq!(v.state, VmState::Running, "{vm} is not running");
-        let file = self
-            .data
-            .path()
-            .join("agent/vms")
-            .join(v.id.to_string())
-            .join("qemu.pid");
-        std::fs::read_to_string(&file)
-            .unwrap_or_else(|e| panic!("read {}: {e}", file.display()))
-            .trim()
-            .parse()
-            .expect("a pid")
-    }
-
-    /// Ctrl-C, as an operator would; `ferry up` must exit cleanly.
-    fn stop(mut self) {
-        let child = self.child.take().expect("running");
-        let status = interrupt(child, Duration::from_secs(60));
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "ferry up did not stop cleanly on SIGINT ({status:?}):\n{}",
-            self.log()
-        );
-    }
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.take() {
-            let _ = interrupt(child, Duration::from_secs(30));
-        }
-        if std::thread::panicking() {
-            eprintln!("ferry up's output:\n{}", self.log());
-        }
-    }
-}
-
-/// SIGINT, then SIGKILL if the process has not exited within `grace`.
-fn interrupt(mut child: Child, grace: Duration) -> Option<std::process::ExitStatus> {
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        std::thread::sleep(POLL);
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    None
 }
 
 /// chromedriver on a free port, in a process group of its own so that it

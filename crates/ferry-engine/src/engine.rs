@@ -15,6 +15,7 @@ use crate::events::Events;
 use crate::flow::pace::PaceView;
 use crate::flow::queue::MoveQueue;
 use crate::live::LiveMap;
+use crate::ovirt::Sso;
 
 /// The engine core. It knows nothing of HTTP: the REST layer translates
 /// requests into calls of `crate::ops` and `crate::flow` on it.
@@ -43,6 +44,8 @@ pub struct Engine {
     /// How each job's guest-paced copy stands now: live figures, kept in
     /// memory while the copy runs.
     paces: LiveMap<PaceView>,
+    /// The oVirt API's sign-ins and administrator password.
+    sso: Sso,
 }
 
 impl std::fmt::Debug for Engine {
@@ -77,6 +80,7 @@ impl Engine {
             limits,
             pauses: LiveMap::new(),
             paces: LiveMap::new(),
+            sso: Sso::default(),
         }))
     }
 
@@ -99,6 +103,12 @@ impl Engine {
     /// Records how job `job`'s copy stands (`None`: it is not paced now).
     pub(crate) fn set_pace(&self, job: Uuid, pace: Option<PaceView>) {
         self.paces.set(job, pace);
+    }
+
+    /// The oVirt API's single sign-on: its sessions, and the
+    /// administrator's password hash the operator set at start.
+    pub fn sso(&self) -> &Sso {
+        &self.sso
     }
 
     /// The bounds it was started with.

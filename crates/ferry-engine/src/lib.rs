@@ -12,6 +12,8 @@
 //!   `--retention-days`.
 //! - [`api`]: the REST API under `/api/v1`, which only translates HTTP to
 //!   those calls; [`client`]: its typed client.
+//! - [`ovirt`]: oVirt's REST API (v4, XML) for disk moves, over the same
+//!   calls, so oVirt's SDK and scripts drive Ferry unchanged.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), ferry_engine::Error> {
@@ -39,6 +41,7 @@ pub mod flow;
 mod live;
 pub mod monitor;
 pub mod ops;
+pub mod ovirt;
 mod refresh;
 pub mod retention;
 mod server;

@@ -113,15 +113,7 @@ async fn unknown_names_paths_and_methods_are_404_and_405_with_a_sentence() {
     .await;
     assert_json_error(&by_name, 404, "jobs are named by their UUID");
     assert_refused(
-        c.move_disk(
-            "nope",
-            &MoveRequest {
-                to: "domain2".into(),
-                bandwidth_mib_s: None,
-                pace: ferry_api::engine::PaceMode::default(),
-            },
-        )
-        .await,
+        c.move_disk("nope", &MoveRequest::new("domain2")).await,
         404,
         "there is no disk",
     );
@@ -331,15 +323,7 @@ async fn bad_inventory_requests_are_refused_with_what_to_do_and_change_nothing()
     assert!(c.vms().await.expect("vms").is_empty());
     assert!(agent.client.vms().await.expect("agent vms").is_empty());
     assert_refused(
-        c.move_disk(
-            "d1",
-            &MoveRequest {
-                to: "nowhere".into(),
-                bandwidth_mib_s: None,
-                pace: ferry_api::engine::PaceMode::default(),
-            },
-        )
-        .await,
+        c.move_disk("d1", &MoveRequest::new("nowhere")).await,
         404,
         "there is no storage domain",
     );

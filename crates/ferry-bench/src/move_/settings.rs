@@ -32,9 +32,9 @@ impl Setting {
             Setting::Fixed(cap) => (PaceMode::Fixed, cap),
         };
         MoveRequest {
-            to: to.into(),
             bandwidth_mib_s,
             pace,
+            ..MoveRequest::new(to)
         }
     }
 

@@ -60,6 +60,10 @@ pub enum DiskCommand {
         /// it, as fast as the disks go).
         #[arg(long, value_enum, default_value_t = super::pace::PaceArg::Guest)]
         pace: super::pace::PaceArg,
+        /// Your own id for the job (1 to 50 letters, digits, '.', '_' or
+        /// '-'), as oVirt's correlation id: jobs can be found by it.
+        #[arg(long, value_name = "ID")]
+        correlation_id: Option<String>,
     },
 }
 
@@ -109,6 +113,7 @@ pub(super) async fn run(c: EngineClient, cmd: DiskCommand, as_json: bool) -> Res
             wait,
             bandwidth,
             pace,
+            correlation_id,
         } => {
             let job = c
                 .move_disk(
@@ -117,6 +122,7 @@ pub(super) async fn run(c: EngineClient, cmd: DiskCommand, as_json: bool) -> Res
                         to,
                         bandwidth_mib_s: bandwidth,
                         pace: pace.into(),
+                        correlation_id,
                     },
                 )
                 .await?;

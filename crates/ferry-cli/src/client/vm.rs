@@ -75,6 +75,10 @@ pub enum VmCommand {
         /// it, as fast as the disks go).
         #[arg(long, value_enum, default_value_t = super::pace::PaceArg::Guest)]
         pace: super::pace::PaceArg,
+        /// Your own id for the job (1 to 50 letters, digits, '.', '_' or
+        /// '-'), as oVirt's correlation id: jobs can be found by it.
+        #[arg(long, value_name = "ID")]
+        correlation_id: Option<String>,
     },
 }
 
@@ -166,6 +170,7 @@ pub(super) async fn run(c: EngineClient, cmd: VmCommand, as_json: bool) -> Resul
             wait,
             bandwidth,
             pace,
+            correlation_id,
         } => {
             let job = c
                 .move_vm(
@@ -174,6 +179,7 @@ pub(super) async fn run(c: EngineClient, cmd: VmCommand, as_json: bool) -> Resul
                         to,
                         bandwidth_mib_s: bandwidth,
                         pace: pace.into(),
+                        correlation_id,
                     },
                 )
                 .await?;

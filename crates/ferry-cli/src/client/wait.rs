@@ -47,6 +47,9 @@ pub fn describe(job: &Job) {
         MoveMode::Cold => "cold",
     };
     println!("  {mode} {kind} to domain {}", job.dst_domain);
+    if let Some(id) = &job.correlation_id {
+        println!("  correlation id {id}");
+    }
     if let Some(pace) = pace_line(job) {
         println!("  {pace}");
     }

@@ -19,6 +19,8 @@ use ferry_testkit::agent::{AgentProcess, KillVmsOnDrop};
 use ferry_testkit::engine::{EngineProcess, TOKEN};
 use ferry_testkit::guest::{self, Ack, SerialLog, WriterConfig};
 use ferry_testkit::Lab;
+
+pub mod demo;
 use uuid::Uuid;
 
 pub const FERRY: &str = env!("CARGO_BIN_EXE_ferry");

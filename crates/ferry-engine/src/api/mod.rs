@@ -29,7 +29,9 @@ const HINTS: ApiHints = ApiHints {
     methods: "see /api/v1/openapi.json for the methods it takes",
 };
 
-/// The whole API, authenticated, and the web UI at `/`, bound to `engine`.
+/// The whole API, authenticated, the web UI at `/` and oVirt's API under
+/// `/ovirt-engine/` (which authenticates in oVirt's ways), bound to
+/// `engine`.
 pub fn router(engine: Arc<Engine>) -> Router {
     let routes = Router::new()
         .route("/api/v1/health", get(health::health))
@@ -52,7 +54,8 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/api/v1/jobs/{job}/cancel", post(jobs::cancel))
         .route("/api/v1/jobs/{job}/retry", post(jobs::retry))
         .route("/api/v1/events", get(jobs::events))
-        .merge(ui::routes());
+        .merge(ui::routes())
+        .merge(crate::ovirt::routes());
     auth::bearer(engine.token())
         .protect(with_fallbacks(routes, HINTS))
         .with_state(engine)

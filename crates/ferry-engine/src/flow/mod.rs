@@ -58,6 +58,9 @@ pub struct MoveSpec {
     pub bandwidth_mib_s: Option<u64>,
     /// How a live move's copy is paced.
     pub pace: PaceMode,
+    /// The caller's own id for the job (checked by
+    /// [`ops::check_correlation_id`](crate::ops::check_correlation_id)).
+    pub correlation_id: Option<String>,
 }
 
 /// Room left free on the destination beyond the chain's size: a copy that
@@ -83,6 +86,7 @@ pub async fn start_move(engine: &Arc<Engine>, spec: MoveSpec) -> Result<Job> {
     let (_, spm) = engine.agents().spm().await?;
     let mut plan = plan::MovePlan::new(src, dst.id, vm, host);
     plan.pace = spec.pace;
+    plan.correlation_id.clone_from(&spec.correlation_id);
     read_chains(&spm, &mut plan, &spec.disks).await?;
     let row = {
         // The space check and the job that reserves the space are one

@@ -74,6 +74,9 @@ pub struct MovePlan {
     /// How a live move's copy is paced.
     #[serde(default)]
     pub pace: PaceMode,
+    /// The caller's own id for the job (oVirt's correlation id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
 }
 
 impl MovePlan {
@@ -90,6 +93,7 @@ impl MovePlan {
             rollback_halted: false,
             retired_tasks: Vec::new(),
             pace: PaceMode::default(),
+            correlation_id: None,
         }
     }
 
@@ -137,15 +141,22 @@ pub enum RollbackCause {
 /// Reads the rollback cause, also as an engine before typed causes wrote
 /// it (`failed_step`: the word "cancel" or the failure's message), so a
 /// job rolling back across an upgrade ends as it should.
-/// How the plan stored as `data` paces its copy, read without decoding the
-/// whole plan (the job list asks it of every job).
-pub fn pace_of(data: &serde_json::Value) -> PaceMode {
-    #[derive(Deserialize)]
-    struct Flags {
-        #[serde(default)]
-        pace: PaceMode,
-    }
-    serde_json::from_value::<Flags>(data.clone()).map_or(PaceMode::default(), |f| f.pace)
+/// What the job list shows of the plan stored as `data`, read without
+/// decoding the whole plan (the list asks it of every job).
+#[derive(Debug, Default, Deserialize)]
+pub struct PlanFlags {
+    /// How the copy is paced.
+    #[serde(default)]
+    pub pace: PaceMode,
+    /// The caller's own id for the job.
+    #[serde(default)]
+    pub correlation_id: Option<String>,
+}
+
+/// The [`PlanFlags`] of the plan stored as `data` (defaults for a job
+/// without a plan yet).
+pub fn flags_of(data: &serde_json::Value) -> PlanFlags {
+    PlanFlags::deserialize(data).unwrap_or_default()
 }
 
 /// Whether the plan stored as `data` has a halted rollback, read without

@@ -14,6 +14,7 @@ use crate::Engine;
 pub fn job_view(engine: &Engine, row: &JobRow, steps: Vec<JobStep>) -> Job {
     let left = row.total_bytes.saturating_sub(row.done_bytes);
     let pace = engine.pace_of(row.id).filter(|_| !row.state.is_finished());
+    let flags = super::plan::flags_of(&row.data);
     let eta_secs =
         (row.rate_bps > 0 && !row.state.is_finished()).then(|| left.div_ceil(row.rate_bps));
     Job {
@@ -34,13 +35,14 @@ pub fn job_view(engine: &Engine, row: &JobRow, steps: Vec<JobStep>) -> Job {
         rate_bps: row.rate_bps,
         eta_secs,
         bandwidth_mib_s: row.bandwidth_mib_s,
-        pace: super::plan::pace_of(&row.data),
+        pace: flags.pace,
         pacing: pace.is_some(),
         pace_limit_bps: pace.and_then(|p| p.limit_bps),
         guest_latency_us: pace.and_then(|p| p.latency_us),
         guest_baseline_us: pace.and_then(|p| p.baseline_us),
         queued: engine.moves().is_waiting(row.id),
         error: row.error.clone(),
+        correlation_id: flags.correlation_id,
         created: row.created,
         finished: row.finished,
     }

@@ -221,6 +221,7 @@ pub async fn move_disk(
     key: &str,
     req: MoveRequest,
 ) -> Result<Job> {
+    super::check_correlation_id(req.correlation_id.as_deref())?;
     let disk = resolve_disk(engine, key).await?;
     let dst = resolve_domain(engine, &req.to).await?;
     let vm = engine.db().vm_of_disk(disk.id).await?;
@@ -233,6 +234,7 @@ pub async fn move_disk(
             dst_domain: dst.id,
             bandwidth_mib_s: req.bandwidth_mib_s,
             pace: req.pace,
+            correlation_id: req.correlation_id,
         },
     )
     .await

@@ -44,6 +44,21 @@ pub fn validate_name(what: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks a move's correlation id (a caller's own id for the job, as
+/// oVirt's API takes it): 1 to 50 letters, digits, `.`, `_` or `-`.
+pub fn check_correlation_id(id: Option<&str>) -> Result<()> {
+    let Some(id) = id else { return Ok(()) };
+    let ok_chars = id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if id.is_empty() || id.len() > MAX_NAME || !ok_chars {
+        return Err(Error::BadRequest(format!(
+            "'{id}' is not a valid correlation id: use 1 to {MAX_NAME} letters, digits, '.', '_' or '-'"
+        )));
+    }
+    Ok(())
+}
+
 /// Finds a host by name or UUID, or says how to find the right one.
 pub async fn resolve_host(engine: &Engine, key: &str) -> Result<HostRow> {
     engine

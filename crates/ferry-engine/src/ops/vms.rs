@@ -285,6 +285,7 @@ pub async fn stop_vm(engine: &Engine, key: &str, force: bool) -> Result<Vm> {
 
 /// Starts moving every disk of a VM together.
 pub async fn move_vm(engine: &Arc<Engine>, key: &str, req: MoveRequest) -> Result<Job> {
+    super::check_correlation_id(req.correlation_id.as_deref())?;
     let row = resolve_vm(engine, key).await?;
     let dst = resolve_domain(engine, &req.to).await?;
     let disks = engine.db().vm_disks(row.id).await?;
@@ -297,6 +298,7 @@ pub async fn move_vm(engine: &Arc<Engine>, key: &str, req: MoveRequest) -> Resul
             dst_domain: dst.id,
             bandwidth_mib_s: req.bandwidth_mib_s,
             pace: req.pace,
+            correlation_id: req.correlation_id,
         },
     )
     .await
