@@ -138,9 +138,6 @@ pub enum RollbackCause {
     Failed(String),
 }
 
-/// Reads the rollback cause, also as an engine before typed causes wrote
-/// it (`failed_step`: the word "cancel" or the failure's message), so a
-/// job rolling back across an upgrade ends as it should.
 /// What the job list shows of the plan stored as `data`, read without
 /// decoding the whole plan (the list asks it of every job).
 #[derive(Debug, Default, Deserialize)]

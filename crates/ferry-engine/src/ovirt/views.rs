@@ -53,7 +53,26 @@ pub(crate) fn disk_status(d: &Disk) -> &'static str {
     }
 }
 
-/// A disk: an image on one storage domain, its format its leaf's.
+/// The domains a disk's chain is on, base first: one, or two while a live
+/// move has its new leaf on the destination (as oVirt lists both during
+/// a live storage migration).
+fn disk_domains(d: &Disk) -> Vec<Ref> {
+    let mut ids: Vec<Uuid> = Vec::new();
+    for v in &d.volumes {
+        if !ids.contains(&v.domain) {
+            ids.push(v.domain);
+        }
+    }
+    if ids.is_empty() {
+        ids.push(d.domain);
+    }
+    ids.into_iter()
+        .map(|id| Ref::to("storagedomains", id))
+        .collect()
+}
+
+/// A disk: an image on one storage domain (two during a live move), its
+/// format its leaf's.
 pub(crate) fn disk(d: &Disk) -> xml::Disk {
     let r = Ref::to("disks", d.id);
     let leaf = d.volumes.last();
@@ -81,7 +100,7 @@ pub(crate) fn disk(d: &Disk) -> xml::Disk {
         total_size: allocated,
         wipe_after_delete: false,
         storage_domains: xml::StorageDomainRefs {
-            storage_domain: vec![Ref::to("storagedomains", d.domain)],
+            storage_domain: disk_domains(d),
         },
     }
 }
