@@ -14,6 +14,7 @@ use ferry_storage::{copy_chain, Chain, CopyControl, DomainSet, StorageDomain, Vo
 use uuid::Uuid;
 
 use crate::progress;
+use crate::stdout::out;
 use crate::storage_cmd::print_chain;
 
 /// The file that marks a directory as made by `ferry demo`, so a rerun may
@@ -36,17 +37,17 @@ pub struct DemoArgs {
 /// so the demo shows the result rather than asserting it.
 pub fn run(args: &DemoArgs) -> Result<()> {
     let root = prepare_dir(&args.data_dir)?;
-    println!("== Ferry storage demo in {}", root.display());
+    out!("== Ferry storage demo in {}", root.display());
     let d1 = StorageDomain::create(&root, "domain1")?;
     let d2 = StorageDomain::create(&root, "domain2")?;
-    println!("created storage domains {d1} and {d2}");
+    out!("created storage domains {d1} and {d2}");
 
     let image = Uuid::new_v4();
     let size = args.size_gib.max(1) << 30;
     make_chain(&d1, image, size)?;
     let domains = DomainSet::new([d1.clone(), d2.clone()]);
     let chain = Chain::of_image(&domains, &d1, image)?;
-    println!(
+    out!(
         "\ndisk demo-disk (image {image}, {} virtual) on domain1: base(raw) <- snap1(qcow2) <- snap2(qcow2)",
         indicatif::HumanBytes(size)
     );
@@ -54,11 +55,11 @@ pub fn run(args: &DemoArgs) -> Result<()> {
 
     copy(&domains, &chain, &d2, size)?;
     let copied = Chain::of_image(&domains, &d2, image)?;
-    println!("\ndisk demo-disk on domain2:");
+    out!("\ndisk demo-disk on domain2:");
     print_chain(&copied);
 
     compare_layers(&chain, &copied)?;
-    println!("\ndemo finished: demo-disk's whole chain is on domain2, byte for byte as the guest sees it.");
+    out!("\ndemo finished: demo-disk's whole chain is on domain2, byte for byte as the guest sees it.");
     Ok(())
 }
 
@@ -100,7 +101,7 @@ fn make_chain(domain: &StorageDomain, image: Uuid, size: u64) -> Result<()> {
 /// was copied against how much is virtual: the gap is what a layer-exact
 /// copy saves.
 fn copy(domains: &DomainSet, chain: &Chain, dst: &StorageDomain, size: u64) -> Result<()> {
-    println!("\ncopying every layer of demo-disk to domain2, layer-exact ...");
+    out!("\ncopying every layer of demo-disk to domain2, layer-exact ...");
     let pb = progress::bar("copying", false);
     let report = |p| progress::update(&pb, p);
     let ctl = CopyControl {
@@ -112,7 +113,7 @@ fn copy(domains: &DomainSet, chain: &Chain, dst: &StorageDomain, size: u64) -> R
     let secs = started.elapsed().as_secs_f64();
     pb.finish_and_clear();
     let bytes: u64 = outcomes.iter().map(|o| o.bytes_copied).sum();
-    println!(
+    out!(
         "copied {} of data ({} virtual) in {secs:.2} s; each copy verified (imago content + qemu-img map allocation) and marked LEGAL",
         indicatif::HumanBytes(bytes),
         indicatif::HumanBytes(size * 3)
@@ -124,10 +125,10 @@ fn copy(domains: &DomainSet, chain: &Chain, dst: &StorageDomain, size: u64) -> R
 /// chain, so a layer that is wrong shows even where a layer above hides
 /// it.
 fn compare_layers(chain: &Chain, copied: &Chain) -> Result<()> {
-    println!("\nindependent check with `qemu-img compare`, every layer through its own chain:");
+    out!("\nindependent check with `qemu-img compare`, every layer through its own chain:");
     for (src, dst) in chain.volumes().zip(copied.volumes()) {
         let same = compare(&src.path(), &dst.path())?;
-        println!(
+        out!(
             "  {}  {}",
             src.id(),
             if same { "identical" } else { "DIFFERENT" }

@@ -8,6 +8,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 use ferry_engine::{EngineConfig, Server};
 
+use crate::stdout::note;
+
 /// Arguments of `ferry engine`.
 #[derive(Debug, Args)]
 pub struct EngineArgs {
@@ -50,7 +52,7 @@ pub fn run(args: EngineArgs) -> Result<()> {
         })
         .await?;
         crate::admin_password::AdminPasswordArgs::apply(admin, &server);
-        println!("listening on {}", server.local_addr());
+        note!("listening on {}", server.local_addr());
         server.run().await?;
         Ok(())
     })

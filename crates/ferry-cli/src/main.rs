@@ -13,6 +13,8 @@ mod demo;
 mod engine_cmd;
 mod limits;
 mod progress;
+mod shell_docs;
+mod stdout;
 mod storage_cmd;
 mod up;
 
@@ -20,7 +22,7 @@ use clap::{Parser, Subcommand};
 
 /// Ferry moves the disks of running QEMU/KVM VMs between storage domains.
 #[derive(Debug, Parser)]
-#[command(name = "ferry", version, about, long_about = None)]
+#[command(name = "ferry", version, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -56,6 +58,11 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Run the host agent daemon (VMs, HSM and SPM verbs) on this host.
     Agent(agent_cmd::AgentArgs),
+    /// Print the shell completion script (bash, zsh, fish, elvish,
+    /// powershell).
+    Completions(shell_docs::CompletionArgs),
+    /// Print the man page, or write one per command with --out-dir.
+    Man(shell_docs::ManArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -79,6 +86,8 @@ fn main() -> std::process::ExitCode {
         Command::Storage(cmd) => storage_cmd::run(cmd),
         Command::Bench(args) => bench::run(args),
         Command::Agent(args) => agent_cmd::run(args),
+        Command::Completions(args) => shell_docs::completions::<Cli>(&args),
+        Command::Man(args) => shell_docs::man::<Cli>(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -13,6 +13,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::progress;
+use crate::stdout::out;
 
 /// Storage tools.
 #[derive(Debug, Subcommand)]
@@ -96,13 +97,17 @@ fn rows(chain: &Chain) -> Vec<VolumeRow> {
 
 /// Prints a chain as a table, base first.
 pub fn print_chain(chain: &Chain) {
-    println!(
+    out!(
         "{:<38} {:<7} {:<9} {:<8} {:>10}",
-        "VOLUME", "FORMAT", "VOLTYPE", "LEGALITY", "ALLOCATED"
+        "VOLUME",
+        "FORMAT",
+        "VOLTYPE",
+        "LEGALITY",
+        "ALLOCATED"
     );
     for l in chain.links() {
         let alloc = l.volume.allocated_bytes().unwrap_or(0);
-        println!(
+        out!(
             "{:<38} {:<7} {:<9} {:<8} {:>10}",
             l.volume.id(),
             l.metadata.format.qemu_name(),
@@ -117,7 +122,7 @@ pub fn run(cmd: StorageCommand) -> Result<()> {
     match cmd {
         StorageCommand::CreateDomain { path, name } => {
             let d = StorageDomain::create(&path, &name)?;
-            println!("{}", d.path().display());
+            out!("{}", d.path().display());
             Ok(())
         }
         StorageCommand::Chain(args) => {
@@ -125,7 +130,7 @@ pub fn run(cmd: StorageCommand) -> Result<()> {
             let domains = sibling_domains(&domain)?;
             let chain = Chain::of_image(&domains, &domain, args.image)?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&rows(&chain))?);
+                out!("{}", serde_json::to_string_pretty(&rows(&chain))?);
             } else {
                 print_chain(&chain);
             }
@@ -173,10 +178,10 @@ fn copy_image(args: &CopyImageArgs) -> Result<()> {
     pb.finish_and_clear();
     let copied = Chain::of_image(&domains, &dst, args.image)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows(&copied))?);
+        out!("{}", serde_json::to_string_pretty(&rows(&copied))?);
     } else {
         let bytes: u64 = outcomes.iter().map(|o| o.bytes_copied).sum();
-        println!(
+        out!(
             "copied image {} to {dst}: {} volumes, {} moved, every layer verified",
             args.image,
             outcomes.len(),

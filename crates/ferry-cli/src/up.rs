@@ -19,6 +19,7 @@ use ferry_host::{Accel, AgentConfig, AgentState};
 use serde::{Deserialize, Serialize};
 
 use crate::client::ClientFile;
+use crate::stdout::note;
 
 /// Arguments of `ferry up`.
 #[derive(Debug, Args)]
@@ -225,13 +226,13 @@ async fn start_engine(dir: &Path, args: &UpArgs) -> Result<EngineRunning> {
 /// Printed only once the setup worked, so "Ferry is up" means the engine
 /// answers and the demo is ready (the tests wait for that line).
 fn print_banner(url: &str, dir: &Path) {
-    println!("Ferry is up: {url}");
-    println!(
+    note!("Ferry is up: {url}");
+    note!(
         "  web UI and REST API at {url} (token in {})",
         ClientFile::path(dir).display()
     );
-    println!("  try: ferry disk list --data-dir {}", dir.display());
-    println!("  Ctrl-C stops Ferry and the VMs it runs");
+    note!("  try: ferry disk list --data-dir {}", dir.display());
+    note!("  Ctrl-C stops Ferry and the VMs it runs");
 }
 
 async fn ensure_local_host(c: &EngineClient, addr: SocketAddr, token: &str) -> Result<()> {

@@ -40,6 +40,20 @@ async fn a_running_vm_with_two_disks_moves_to_domain2_through_the_cli() {
     for step in &job.steps {
         assert_eq!(step.state, StepState::Done, "{step:?}");
     }
+    // Human output names things as the user named them.
+    let shown = cluster.cli(&["job", "show", &job.id.to_string()]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("live VM move of disk-a, disk-b from domain1 to domain2 (VM vm1)"),
+        "{shown}"
+    );
+    assert!(!shown.contains(&job.dst_domain.to_string()), "{shown}");
+    let listed = cluster.cli(&["job", "list"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains("disk-a,disk-b") && listed.contains("domain2"),
+        "{listed}"
+    );
     // The agents no longer keep the ended job's tasks (copies, merges).
     for agent in [&cluster.host1, &cluster.host2] {
         let tasks = agent.client().tasks().await.expect("list the tasks");

@@ -137,6 +137,9 @@ impl Error {
             Error::Qemu(e) => match e {
                 ferry_qemu::Error::InvalidRequest(_) => ErrorKind::BadRequest,
                 ferry_qemu::Error::Command { .. } => ErrorKind::Conflict,
+                // The host cannot run VMs as it is set up (503): not a
+                // fault of the request, nor a bug of the agent.
+                ferry_qemu::Error::KvmStart { .. } => ErrorKind::Unavailable,
                 _ => ErrorKind::Internal,
             },
             Error::Storage(e) if e.is_no_space() => ErrorKind::NoSpace,

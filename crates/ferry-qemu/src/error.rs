@@ -22,6 +22,16 @@ pub enum Error {
         /// What QEMU printed, or why Ferry gave up waiting.
         message: String,
     },
+    /// QEMU, asked to run the VM under KVM, did not start: on a host
+    /// whose KVM cannot run the guest this is how it shows, and the
+    /// operator's way out is to check KVM or run under TCG.
+    #[error("QEMU for VM {vm} did not start under KVM: {message}. If this host cannot run guests under KVM (nested virtualisation without the CPU features QEMU needs, /dev/kvm missing or not usable), start the agent with --accel tcg, or check the host's KVM (dmesg, ls -l /dev/kvm)")]
+    KvmStart {
+        /// The VM's name.
+        vm: String,
+        /// What QEMU printed, first line.
+        message: String,
+    },
     /// QEMU answered a command with an error.
     #[error("QEMU refused {command}: {desc} ({class})")]
     Command {

@@ -241,12 +241,34 @@ async fn launch_qemu(spec: &VmSpec) -> Result<()> {
             message: format!("could not run qemu-system-x86_64: {e}"),
         })?;
     if !output.status.success() {
-        return Err(Error::Start {
-            vm: spec.name.clone(),
-            message: start_failure(spec, &output),
+        let message = start_failure(spec, &output);
+        return Err(match spec.accel {
+            // QEMU's words (an assertion deep in its KVM code) alone do
+            // not tell an operator what to do; the accelerator does.
+            Accel::Kvm => Error::KvmStart {
+                vm: spec.name.clone(),
+                message: first_lines(&message),
+            },
+            Accel::Tcg => Error::Start {
+                vm: spec.name.clone(),
+                message,
+            },
         });
     }
     Ok(())
+}
+
+/// The first two lines of QEMU's complaint, without the trailing period
+/// the sentence around it adds.
+fn first_lines(message: &str) -> String {
+    message
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" / ")
+        .trim_end_matches('.')
+        .to_string()
 }
 
 /// Why QEMU did not start, in QEMU's own words where it gave any.

@@ -58,12 +58,7 @@ impl StorageDomain {
     /// re-creating a domain a database already knows).
     pub fn create_with_uuid(root: &Path, name: &str, uuid: Uuid) -> Result<Self> {
         validate_name(name)?;
-        if !root.is_dir() {
-            return Err(Error::InvalidRequest(format!(
-                "cannot create storage domain '{name}': {} is not a directory; create it (or mount the storage there) first",
-                root.display()
-            )));
-        }
+        let root = &crate::domain_root::check_root(root, name)?;
         let path = root.join(uuid.to_string());
         if path.exists() {
             return Err(Error::DomainExists { path });

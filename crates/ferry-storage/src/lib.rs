@@ -10,6 +10,7 @@ pub mod create_volume;
 pub mod delete;
 mod dir_entries;
 pub mod domain;
+mod domain_root;
 pub mod error;
 pub mod garbage;
 pub mod metadata;

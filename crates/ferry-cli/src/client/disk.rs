@@ -8,6 +8,7 @@ use ferry_engine::EngineClient;
 
 use super::output::{bytes, json, parse_size, short, table};
 use super::wait::started_job;
+use crate::stdout::out;
 
 /// Disk commands.
 #[derive(Debug, Subcommand)]
@@ -90,7 +91,7 @@ pub(super) async fn run(c: EngineClient, cmd: DiskCommand, as_json: bool) -> Res
             if as_json {
                 return json(&d);
             }
-            println!("created disk {} ({}), {}", d.name, d.id, bytes(d.size));
+            out!("created disk {} ({}), {}", d.name, d.id, bytes(d.size));
         }
         DiskCommand::List => list(&c, as_json).await?,
         DiskCommand::Show { disk } => {
@@ -173,19 +174,23 @@ async fn print_disk(c: &EngineClient, d: &Disk) -> Result<()> {
             .find(|x| x.id == id)
             .map_or_else(|| id.to_string(), |x| x.name.clone())
     };
-    println!("disk {} ({})", d.name, d.id);
-    println!("  size    {}", bytes(d.size));
-    println!("  domain  {}", name_of(d.domain));
+    out!("disk {} ({})", d.name, d.id);
+    out!("  size    {}", bytes(d.size));
+    out!("  domain  {}", name_of(d.domain));
     if let Some(vm) = d.vm {
-        println!("  vm      {vm}");
+        let name = c
+            .vm(&vm.to_string())
+            .await
+            .map_or_else(|_| vm.to_string(), |v| v.name);
+        out!("  vm      {name}");
     }
     if let Some(job) = d.locked_by {
-        println!("  locked  by job {job}");
+        out!("  locked  by job {job}");
     }
-    println!("  chain (base first):");
+    out!("  chain (base first):");
     volume_table(&d.volumes, &name_of);
     if !d.outside_chain.is_empty() {
-        println!("  outside the chain (a move's copies, or the source awaiting cleanup):");
+        out!("  outside the chain (a move's copies, or the source awaiting cleanup):");
         volume_table(&d.outside_chain, &name_of);
     }
     Ok(())

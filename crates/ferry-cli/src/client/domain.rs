@@ -8,6 +8,7 @@ use ferry_api::engine::CreateDomain;
 use ferry_engine::EngineClient;
 
 use super::output::{bytes, json, table};
+use crate::stdout::out;
 
 /// Storage domain commands.
 #[derive(Debug, Subcommand)]
@@ -33,7 +34,7 @@ pub(super) async fn run(c: EngineClient, cmd: DomainCommand, as_json: bool) -> R
             if as_json {
                 return json(&d);
             }
-            println!(
+            out!(
                 "created storage domain {} ({}) at {}",
                 d.name,
                 d.id,

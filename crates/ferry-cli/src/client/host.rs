@@ -6,6 +6,7 @@ use ferry_api::engine::{AddHost, HostStatus};
 use ferry_engine::EngineClient;
 
 use super::output::{json, table};
+use crate::stdout::out;
 
 /// Host commands.
 #[derive(Debug, Subcommand)]
@@ -69,7 +70,7 @@ pub(super) async fn run(
             if as_json {
                 return json(&h);
             }
-            println!("added host {} ({})", h.name, h.id);
+            out!("added host {} ({})", h.name, h.id);
         }
     }
     Ok(())

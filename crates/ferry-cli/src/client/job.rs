@@ -5,8 +5,10 @@ use clap::Subcommand;
 use ferry_engine::EngineClient;
 use uuid::Uuid;
 
-use super::output::{bytes, json, short, table};
+use super::names::Names;
+use super::output::{bytes, json, table};
 use super::wait::{describe, follow, job_word};
+use crate::stdout::out;
 
 /// Job commands.
 #[derive(Debug, Subcommand)]
@@ -48,6 +50,7 @@ pub(super) async fn run(c: EngineClient, cmd: JobCommand, as_json: bool) -> Resu
             if as_json {
                 return json(&list);
             }
+            let names = Names::load(&c).await?;
             let rows = list
                 .iter()
                 .map(|j| {
@@ -58,12 +61,19 @@ pub(super) async fn run(c: EngineClient, cmd: JobCommand, as_json: bool) -> Resu
                         job_word(j).to_string(),
                         j.step.to_string(),
                         format!("{}/{}", bytes(j.done_bytes), bytes(j.total_bytes)),
-                        j.disks.iter().map(short).collect::<Vec<_>>().join(","),
+                        j.disks
+                            .iter()
+                            .map(|d| names.of(*d))
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        names.of(j.dst_domain),
                     ]
                 })
                 .collect::<Vec<_>>();
             table(
-                &["ID", "KIND", "MODE", "STATE", "STEP", "COPIED", "DISKS"],
+                &[
+                    "ID", "KIND", "MODE", "STATE", "STEP", "COPIED", "DISKS", "TO",
+                ],
                 &rows,
             );
         }
@@ -72,7 +82,7 @@ pub(super) async fn run(c: EngineClient, cmd: JobCommand, as_json: bool) -> Resu
             if as_json {
                 return json(&job);
             }
-            describe(&job);
+            describe(&job, &Names::load(&c).await?);
         }
         JobCommand::Wait { id } => {
             let job = c.job(id).await?;
@@ -83,7 +93,7 @@ pub(super) async fn run(c: EngineClient, cmd: JobCommand, as_json: bool) -> Resu
             if as_json {
                 return json(&job);
             }
-            println!("cancel of job {id} requested; it rolls back now (ferry job wait {id})");
+            out!("cancel of job {id} requested; it rolls back now (ferry job wait {id})");
         }
         JobCommand::Retry { id, wait } => {
             let job = c.retry_job(id).await?;
@@ -93,7 +103,7 @@ pub(super) async fn run(c: EngineClient, cmd: JobCommand, as_json: bool) -> Resu
             if as_json {
                 return json(&job);
             }
-            println!(
+            out!(
                 "job {id} runs again from {} (ferry job wait {id})",
                 job.step
             );

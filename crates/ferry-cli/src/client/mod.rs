@@ -9,6 +9,7 @@ mod disk;
 mod domain;
 mod host;
 mod job;
+mod names;
 mod output;
 mod pace;
 mod vm;

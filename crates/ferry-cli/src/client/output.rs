@@ -3,9 +3,11 @@
 use anyhow::Result;
 use serde::Serialize;
 
+use crate::stdout::out;
+
 /// Prints `value` as pretty JSON.
 pub fn json<T: Serialize>(value: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    out!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
@@ -25,7 +27,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
             .enumerate()
             .map(|(i, c)| format!("{c:<w$}", w = widths.get(i).copied().unwrap_or(0)))
             .collect();
-        println!("{}", parts.join("  ").trim_end());
+        out!("{}", parts.join("  ").trim_end());
     };
     line(header.iter().map(|h| h.to_string()).collect());
     for row in rows {

@@ -9,6 +9,7 @@ use ferry_engine::EngineClient;
 
 use super::output::{json, short, table};
 use super::wait::started_job;
+use crate::stdout::out;
 
 /// VM commands.
 #[derive(Debug, Subcommand)]
@@ -108,16 +109,16 @@ async fn print_vm(c: &EngineClient, vm: &Vm, as_json: bool) -> Result<()> {
         .iter()
         .find(|h| h.id == vm.host)
         .map_or_else(|| vm.host.to_string(), |h| h.name.clone());
-    println!("vm {} ({})", vm.name, vm.id);
-    println!("  state   {}", state_word(vm));
+    out!("vm {} ({})", vm.name, vm.id);
+    out!("  state   {}", state_word(vm));
     if let Some(why) = &vm.paused {
-        println!("  paused  {why}");
+        out!("  paused  {why}");
     }
-    println!("  host    {host}");
-    println!("  memory  {} MiB", vm.memory_mib);
+    out!("  host    {host}");
+    out!("  memory  {} MiB", vm.memory_mib);
     for d in &vm.disks {
         let disk = c.disk(&d.to_string()).await?;
-        println!("  disk    {} ({})", disk.name, disk.id);
+        out!("  disk    {} ({})", disk.name, disk.id);
     }
     Ok(())
 }

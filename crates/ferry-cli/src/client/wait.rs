@@ -7,7 +7,9 @@ use ferry_api::engine::{Job, JobKind, JobState, MoveMode, PaceMode, StepState};
 use ferry_engine::EngineClient;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::names::Names;
 use super::output::{bytes, json};
+use crate::stdout::out;
 
 /// How often a followed job is read.
 const POLL: Duration = Duration::from_millis(500);
@@ -32,11 +34,11 @@ pub fn job_word(job: &Job) -> &'static str {
     }
 }
 
-/// Prints a job and its steps.
-pub fn describe(job: &Job) {
-    println!("job {} ({})", job.id, job_word(job));
+/// Prints a job and its steps, things by name.
+pub fn describe(job: &Job, names: &Names) {
+    out!("job {} ({})", job.id, job_word(job));
     if job.queued {
-        println!("  queued: as many moves as the engine runs at once are running; it starts when one ends");
+        out!("  queued: as many moves as the engine runs at once are running; it starts when one ends");
     }
     let kind = match job.kind {
         JobKind::DiskMove => "disk move",
@@ -46,14 +48,22 @@ pub fn describe(job: &Job) {
         MoveMode::Live => "live",
         MoveMode::Cold => "cold",
     };
-    println!("  {mode} {kind} to domain {}", job.dst_domain);
+    let vm = job
+        .vm
+        .map_or_else(String::new, |vm| format!(" (VM {})", names.of(vm)));
+    out!(
+        "  {mode} {kind} of {} from {} to {}{vm}",
+        names.list(&job.disks),
+        names.of(job.src_domain),
+        names.of(job.dst_domain)
+    );
     if let Some(id) = &job.correlation_id {
-        println!("  correlation id {id}");
+        out!("  correlation id {id}");
     }
     if let Some(pace) = pace_line(job) {
-        println!("  {pace}");
+        out!("  {pace}");
     }
-    println!(
+    out!(
         "  copied {} of {}",
         bytes(job.done_bytes),
         bytes(job.total_bytes)
@@ -71,7 +81,7 @@ pub fn describe(job: &Job) {
             StepState::Failed => "FAILED",
             StepState::RolledBack => "rolled back",
         };
-        println!(
+        out!(
             "  {:<22} {:<12} {:>8}  {}",
             s.name,
             state,
@@ -80,7 +90,7 @@ pub fn describe(job: &Job) {
         );
     }
     if let Some(e) = &job.error {
-        println!("  error: {e}");
+        out!("  error: {e}");
     }
 }
 
@@ -118,7 +128,7 @@ pub async fn started_job(c: &EngineClient, job: Job, wait: bool, as_json: bool) 
         if as_json {
             return json(&job);
         }
-        println!("{}", job.id);
+        out!("{}", job.id);
         return Ok(());
     }
     if !as_json {
@@ -166,7 +176,7 @@ pub async fn follow(c: &EngineClient, mut job: Job, as_json: bool) -> Result<()>
     if as_json {
         json(&job)?;
     } else {
-        describe(&job);
+        describe(&job, &Names::load(c).await?);
     }
     match job.state {
         JobState::Succeeded => Ok(()),
