@@ -16,6 +16,15 @@ use crate::{Legality, VolumeFormat, VolumeRole};
 
 pub use crate::error::{ApiError, ErrorKind};
 
+/// What a name may be, for the OpenAPI document: 1 to 50 letters, digits,
+/// `-`, `_` or `.`, starting with a letter or a digit (the engine also
+/// refuses UUID-shaped names).
+pub const NAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$";
+
+/// The largest disk, in bytes: 8 TiB, which every file system Ferry's
+/// domains live on holds as one file.
+pub const MAX_DISK_SIZE: u64 = 8 << 40;
+
 /// `GET /api/v1/health` (no token needed).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct EngineHealth {
@@ -59,6 +68,11 @@ pub struct Host {
 #[serde(deny_unknown_fields)]
 pub struct AddHost {
     /// Its name: letters, digits, `-`, `_`, `.`.
+    #[schema(
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$",
+        min_length = 1,
+        max_length = 50
+    )]
     pub name: String,
     /// Its agent's base URL (`http://host:54321`).
     pub url: String,
@@ -91,10 +105,16 @@ pub struct Domain {
 #[serde(deny_unknown_fields)]
 pub struct CreateDomain {
     /// Its name.
+    #[schema(
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$",
+        min_length = 1,
+        max_length = 50
+    )]
     pub name: String,
-    /// The directory it is created in (absolute; the domain becomes
-    /// `<path>/<uuid>`).
-    #[schema(value_type = String)]
+    /// The directory it is created in: absolute, existing (404 if not),
+    /// and empty or holding only storage domains, never a system
+    /// directory (409 if not); the domain becomes `<path>/<uuid>`.
+    #[schema(value_type = String, pattern = "^/", min_length = 1)]
     pub path: PathBuf,
 }
 
@@ -153,10 +173,18 @@ pub struct Disk {
 #[serde(deny_unknown_fields)]
 pub struct CreateDisk {
     /// Its name.
+    #[schema(
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$",
+        min_length = 1,
+        max_length = 50
+    )]
     pub name: String,
     /// The domain, by name or UUID.
+    #[schema(min_length = 1)]
     pub domain: String,
-    /// Virtual size in bytes.
+    /// Virtual size in bytes, 1 to 8 TiB.
+    #[serde(deserialize_with = "crate::whole::u64")]
+    #[schema(minimum = 1, maximum = 8796093022208_u64)]
     pub size: u64,
     /// Raw or qcow2 (default raw).
     #[serde(default = "raw")]
@@ -223,12 +251,19 @@ pub struct DirectBoot {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateVm {
-    /// Its name.
+    /// Its name: letters, digits, `-` and `_`, starting with a letter.
+    #[schema(
+        pattern = "^[A-Za-z][A-Za-z0-9_-]{0,49}$",
+        min_length = 1,
+        max_length = 50
+    )]
     pub name: String,
-    /// Its disks, by name or UUID, in device order.
+    /// Its disks, by name or UUID, in device order, each once.
+    #[schema(min_items = 1)]
     pub disks: Vec<String>,
-    /// Guest memory in MiB (default 256).
-    #[serde(default)]
+    /// Guest memory in MiB, 16 to 1048576 (default 256).
+    #[serde(default, deserialize_with = "crate::whole::opt_u64")]
+    #[schema(minimum = 16, maximum = 1048576)]
     pub memory_mib: Option<u64>,
     /// The host, by name or UUID (default: the first host that is up).
     #[serde(default)]
@@ -244,8 +279,10 @@ pub struct CreateVm {
 pub struct MoveRequest {
     /// The destination domain, by name or UUID.
     pub to: String,
-    /// Bandwidth limit for the copy in MiB/s; absent for none.
-    #[serde(default)]
+    /// Bandwidth limit for the copy in MiB/s, at least 1; absent for
+    /// none.
+    #[serde(default, deserialize_with = "crate::whole::opt_u64")]
+    #[schema(minimum = 1)]
     pub bandwidth_mib_s: Option<u64>,
     /// How a live move's copy is paced: by the guest (the default) or only
     /// by `bandwidth_mib_s` (as fast as it allows).

@@ -11,6 +11,7 @@ mod error;
 mod progress;
 pub mod vm;
 mod volume;
+pub mod whole;
 
 pub use error::{ApiError, ErrorKind};
 pub use progress::Progress;

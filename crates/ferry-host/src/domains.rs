@@ -110,13 +110,15 @@ impl DomainRegistry {
     /// domain with that UUID and name already there is connected and
     /// returned; one with another name is a conflict. Blocking.
     pub(crate) fn create(&self, root: &Path, name: &str, uuid: Uuid) -> Result<StorageDomain> {
-        let root = checked_path(root, "directory for the new domain")?;
-        if !root.is_dir() {
-            return Err(Error::BadRequest(format!(
-                "{} is not a directory; create it (or mount the storage there) first",
-                root.display()
-            )));
+        if root.is_absolute() && !root.is_dir() {
+            // Nothing there (404), rather than a malformed request.
+            return Err(ferry_storage::Error::RootMissing {
+                name: name.to_string(),
+                path: root.to_path_buf(),
+            }
+            .into());
         }
+        let root = checked_path(root, "directory for the new domain")?;
         let path = root.join(uuid.to_string());
         if path.exists() {
             let existing = StorageDomain::open(&path)?;

@@ -145,8 +145,11 @@ impl Error {
             Error::Storage(e) if e.is_no_space() => ErrorKind::NoSpace,
             Error::Storage(e) => match e {
                 S::InvalidRequest(_) | S::NotADomain { .. } => ErrorKind::BadRequest,
-                S::VolumeNotFound { .. } | S::UnknownDomain { .. } => ErrorKind::NotFound,
+                S::VolumeNotFound { .. } | S::UnknownDomain { .. } | S::RootMissing { .. } => {
+                    ErrorKind::NotFound
+                }
                 S::DomainExists { .. }
+                | S::RootUnsuitable { .. }
                 | S::VolumeExists { .. }
                 | S::VolumeInUse { .. }
                 | S::NotLegal { .. }

@@ -26,21 +26,22 @@ const ALLOWED_ENTRIES: &[&str] = &["lost+found", "__DIRECT_IO_TEST__"];
 
 /// Checks `root` for a new domain named `name`; returns it canonical.
 pub(crate) fn check_root(root: &Path, name: &str) -> Result<PathBuf> {
-    let refuse = |why: String| {
-        Error::InvalidRequest(format!(
-            "cannot create storage domain '{name}' in {}: {why}",
-            root.display()
-        ))
+    let refuse = |why: String| Error::RootUnsuitable {
+        name: name.to_string(),
+        path: root.to_path_buf(),
+        why,
     };
     if !root.is_absolute() {
-        return Err(refuse(
-            "the path is relative; give an absolute path, as every host must see the domain at the same place".into(),
-        ));
+        return Err(Error::InvalidRequest(format!(
+            "cannot create storage domain '{name}' in {}: the path is relative; give an absolute path, as every host must see the domain at the same place",
+            root.display()
+        )));
     }
     if !root.is_dir() {
-        return Err(refuse(
-            "it is not a directory; create it (or mount the storage there) first".into(),
-        ));
+        return Err(Error::RootMissing {
+            name: name.to_string(),
+            path: root.to_path_buf(),
+        });
     }
     let canonical = root
         .canonicalize()
@@ -102,7 +103,11 @@ mod tests {
 
     fn refused(root: &Path) -> String {
         match check_root(root, "d") {
-            Err(Error::InvalidRequest(why)) => why,
+            Err(
+                e @ (Error::InvalidRequest(_)
+                | Error::RootMissing { .. }
+                | Error::RootUnsuitable { .. }),
+            ) => e.to_string(),
             other => panic!("{} was not refused: {other:?}", root.display()),
         }
     }

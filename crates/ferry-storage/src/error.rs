@@ -34,6 +34,27 @@ pub enum Error {
         reason: String,
     },
 
+    /// The directory a domain is to be created in does not exist.
+    #[error("cannot create storage domain '{name}' in {}: it is not a directory; create it (or mount the storage there) first", path.display())]
+    RootMissing {
+        /// The domain's name.
+        name: String,
+        /// The directory asked for.
+        path: PathBuf,
+    },
+
+    /// The directory a domain is to be created in is not one for storage:
+    /// a system directory, or one holding other things.
+    #[error("cannot create storage domain '{name}' in {}: {why}", path.display())]
+    RootUnsuitable {
+        /// The domain's name.
+        name: String,
+        /// The directory asked for.
+        path: PathBuf,
+        /// What is wrong with it, and what to give instead.
+        why: String,
+    },
+
     /// A domain that is being created exists already.
     #[error("a storage domain already exists at {}", path.display())]
     DomainExists {

@@ -71,6 +71,7 @@ pub(crate) async fn retry(
 #[serde(deny_unknown_fields)]
 pub(crate) struct EventsQuery {
     /// How many events, newest first (default 100, at most 10000).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
 }
 

@@ -35,7 +35,7 @@ use crate::api::{disks, domains, health, hosts, jobs, vms};
         CreateDisk, VmState, Vm, DirectBoot, CreateVm, MoveRequest, JobKind, MoveMode, JobState,
         StepState, Step, JobStep, Job, Event, VolumeFormat, Legality, VolumeRole, ErrorKind,
     )),
-    modifiers(&BearerToken),
+    modifiers(&BearerToken, &CommonAnswers),
     security(("bearer" = [])),
     tags(
         (name = "engine", description = "The engine itself"),
@@ -59,6 +59,68 @@ impl Modify for BearerToken {
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
+    }
+}
+
+/// The refusals any operation may answer with, added to each so the
+/// document lists every status the engine answers (the handlers' own
+/// annotations list the ones particular to them): 401 without the token
+/// (all but health), 400 for a malformed body, path or query, 404 for a
+/// name or UUID in the path that names nothing, 503 when an operation
+/// that needs a host finds none up (every POST).
+struct CommonAnswers;
+
+impl Modify for CommonAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let answer = |why: &str| {
+            ResponseBuilder::new()
+                .description(why)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ApiError")))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in &mut openapi.paths.paths {
+            let has_path_params = path.contains('{');
+            let ops = [
+                (item.get.as_mut(), false),
+                (item.post.as_mut(), true),
+                (item.put.as_mut(), true),
+                (item.delete.as_mut(), true),
+            ];
+            for (op, changes) in ops {
+                let Some(op) = op else { continue };
+                let answers = &mut op.responses.responses;
+                let mut add = |status: &str, why: &str| {
+                    answers
+                        .entry(status.to_string())
+                        .or_insert_with(|| answer(why).into());
+                };
+                if path != super::auth::HEALTH_PATH {
+                    add("401", "No token, or the wrong one");
+                }
+                let has_query = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+                if op.request_body.is_some() || has_path_params || has_query || changes {
+                    add(
+                        "400",
+                        "The request is malformed (body, path or query); nothing was changed",
+                    );
+                }
+                if has_path_params {
+                    add("404", "Nothing has that name or UUID");
+                }
+                if changes {
+                    add(
+                        "503",
+                        "A host the operation needs is down, or no host is SPM",
+                    );
+                }
+            }
+        }
     }
 }
 

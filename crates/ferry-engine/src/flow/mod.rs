@@ -59,7 +59,7 @@ pub struct MoveSpec {
     /// How a live move's copy is paced.
     pub pace: PaceMode,
     /// The caller's own id for the job (checked by
-    /// [`ops::check_correlation_id`](crate::ops::check_correlation_id)).
+    /// [`ops::check_move_request`](crate::ops::check_move_request)).
     pub correlation_id: Option<String>,
 }
 

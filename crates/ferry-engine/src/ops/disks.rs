@@ -60,12 +60,12 @@ pub async fn create_disk(engine: &Engine, req: CreateDisk) -> Result<Disk> {
 /// nothing and waits for nobody.
 fn check_request(req: &CreateDisk) -> Result<()> {
     validate_name("disk", &req.name)?;
-    if req.size == 0 {
-        return Err(Error::BadRequest(
-            "a disk's size must be more than 0 bytes".into(),
-        ));
+    if req.size == 0 || req.size > ferry_api::engine::MAX_DISK_SIZE {
+        return Err(Error::BadRequest(format!(
+            "a disk's size must be 1 byte to 8 TiB, not {} bytes",
+            req.size
+        )));
     }
-    crate::db::codec::to_i64(req.size, "the disk's size")?;
     Ok(())
 }
 
@@ -221,7 +221,7 @@ pub async fn move_disk(
     key: &str,
     req: MoveRequest,
 ) -> Result<Job> {
-    super::check_correlation_id(req.correlation_id.as_deref())?;
+    super::check_move_request(&req)?;
     let disk = resolve_disk(engine, key).await?;
     let dst = resolve_domain(engine, &req.to).await?;
     let vm = engine.db().vm_of_disk(disk.id).await?;

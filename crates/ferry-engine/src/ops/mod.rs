@@ -24,16 +24,27 @@ use crate::error::{Error, Result};
 /// metadata, which allows 50).
 const MAX_NAME: usize = 50;
 
+/// [`validate_name`]'s rule as a regular expression, for the OpenAPI
+/// document (which cannot say "not a UUID").
+pub const NAME_PATTERN: &str = ferry_api::engine::NAME_PATTERN;
+
 /// Checks a host, domain or disk name: 1 to 50 letters, digits, `-`, `_`
-/// or `.`, and not a UUID (a UUID-shaped name would be ambiguous wherever
-/// a name or a UUID is accepted).
+/// or `.`, the first a letter or a digit (a name starting with `-` reads
+/// as an option on a command line, one starting with `.` as a hidden
+/// file), and not a UUID (a UUID-shaped name would be ambiguous wherever
+/// a name or a UUID is accepted). The OpenAPI document states the same
+/// rule as [`NAME_PATTERN`].
 pub fn validate_name(what: &str, name: &str) -> Result<()> {
     let ok_chars = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if name.is_empty() || name.len() > MAX_NAME || !ok_chars || name == "." || name == ".." {
+    let first_ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
+    if name.len() > MAX_NAME || !ok_chars || !first_ok {
         return Err(Error::BadRequest(format!(
-            "'{name}' is not a valid {what} name: use 1 to {MAX_NAME} letters, digits, '-', '_' or '.'"
+            "'{name}' is not a valid {what} name: use 1 to {MAX_NAME} letters, digits, '-', '_' or '.', starting with a letter or a digit"
         )));
     }
     if Uuid::parse_str(name).is_ok() {
@@ -44,10 +55,19 @@ pub fn validate_name(what: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Checks a move's correlation id (a caller's own id for the job, as
-/// oVirt's API takes it): 1 to 50 letters, digits, `.`, `_` or `-`.
-pub fn check_correlation_id(id: Option<&str>) -> Result<()> {
-    let Some(id) = id else { return Ok(()) };
+/// Checks what a move request asks beyond its names: a bandwidth limit
+/// of at least 1 MiB/s, and a correlation id (a caller's own id for the
+/// job, as oVirt's API takes it) of 1 to 50 letters, digits, `.`, `_` or
+/// `-`.
+pub fn check_move_request(req: &ferry_api::engine::MoveRequest) -> Result<()> {
+    if req.bandwidth_mib_s == Some(0) {
+        return Err(Error::BadRequest(
+            "a bandwidth limit of 0 MiB/s would never finish: give at least 1, or leave it out for no limit".into(),
+        ));
+    }
+    let Some(id) = req.correlation_id.as_deref() else {
+        return Ok(());
+    };
     let ok_chars = id
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
@@ -113,6 +133,8 @@ mod tests {
         for bad in [
             "",
             "..",
+            ".hidden",
+            "-rf",
             "a/b",
             "a b",
             "0f8fad5b-d9cb-469f-a165-70867728950e",

@@ -80,12 +80,11 @@ fn check_request(req: &CreateVm) -> Result<u64> {
         ));
     }
     let memory_mib = req.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB);
-    if memory_mib < 16 {
+    if !(16..=MAX_MEMORY_MIB).contains(&memory_mib) {
         return Err(Error::BadRequest(format!(
-            "{memory_mib} MiB is too little memory for a VM; give at least 16"
+            "{memory_mib} MiB of memory is out of range: give 16 to {MAX_MEMORY_MIB} MiB"
         )));
     }
-    crate::db::codec::to_i64(memory_mib, "memory_mib")?;
     Ok(memory_mib)
 }
 
@@ -135,6 +134,9 @@ async fn chosen_host(engine: &Engine, key: Option<&str>) -> Result<(HostRow, Age
 
 /// VM names go into QEMU's command line and the agent's files: the agent
 /// takes letters, digits, `-` and `_`, starting with a letter.
+/// The most memory a VM may be given, MiB (1 TiB).
+const MAX_MEMORY_MIB: u64 = 1 << 20;
+
 fn validate_vm_name(name: &str) -> Result<()> {
     validate_name("VM", name)?;
     let starts_with_letter = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
@@ -285,7 +287,7 @@ pub async fn stop_vm(engine: &Engine, key: &str, force: bool) -> Result<Vm> {
 
 /// Starts moving every disk of a VM together.
 pub async fn move_vm(engine: &Arc<Engine>, key: &str, req: MoveRequest) -> Result<Job> {
-    super::check_correlation_id(req.correlation_id.as_deref())?;
+    super::check_move_request(&req)?;
     let row = resolve_vm(engine, key).await?;
     let dst = resolve_domain(engine, &req.to).await?;
     let disks = engine.db().vm_disks(row.id).await?;
