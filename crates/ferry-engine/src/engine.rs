@@ -15,11 +15,13 @@ use crate::events::Events;
 use crate::flow::pace::PaceView;
 use crate::flow::queue::MoveQueue;
 use crate::live::LiveMap;
+use crate::pki::EnginePki;
 
 /// The engine core. It knows nothing of HTTP: the REST layer translates
 /// requests into calls of `crate::ops` and `crate::flow` on it.
 pub struct Engine {
     db: Db,
+    pki: Arc<EnginePki>,
     agents: Agents,
     events: Events,
     token: String,
@@ -63,10 +65,16 @@ impl Engine {
         database: &str,
         token: impl Into<String>,
         limits: EngineLimits,
+        pki: EnginePki,
     ) -> Result<Arc<Engine>> {
         let db = Db::open(database).await?;
+        let pki = Arc::new(pki);
+        for host in db.hosts().await? {
+            pki.pins().set(&host);
+        }
         Ok(Arc::new(Engine {
-            agents: Agents::new(db.clone(), limits.unreachable_after),
+            agents: Agents::new(db.clone(), pki.clone(), limits.unreachable_after)?,
+            pki,
             events: Events::new(db.clone()),
             db,
             token: token.into(),
@@ -109,6 +117,11 @@ impl Engine {
     /// The move queue.
     pub(crate) fn moves(&self) -> &MoveQueue {
         &self.moves
+    }
+
+    /// The engine's CA, its certificates and the hosts' pins.
+    pub fn pki(&self) -> &EnginePki {
+        &self.pki
     }
 
     /// The inventory database.

@@ -2,21 +2,26 @@
 //! UI's static files.
 //!
 //! The engine drives storage and VMs on every host, so nothing but the
-//! liveness probe and the UI's page (which holds no data: it asks for the
-//! token and sends it to the API) is answered without the token
-//! (`ferry_http::auth`).
+//! liveness probe, the UI's page (which holds no data: it asks for the
+//! token and sends it to the API) and enrolment (whose one-time token is
+//! its credential) is answered without the token (`ferry_http::auth`).
 
 use ferry_http::auth::BearerAuth;
 
-/// The only API path answered without a token.
+/// The health path, answered without a token.
 pub(crate) const HEALTH_PATH: &str = "/api/v1/health";
 
-/// The engine's token check: every path but health and the UI's files.
+/// Where agents enroll: its credential is the one-time token in the body,
+/// checked by the enrolment itself (`ops::enrol`).
+pub(crate) const ENROLL_PATH: &str = "/api/v1/enroll";
+
+/// The engine's token check: every path but health, enrolment and the
+/// UI's files.
 pub(crate) fn bearer(token: &str) -> BearerAuth {
     BearerAuth::new(
         token,
         "the engine's",
         "use the token the engine was started with",
-        |path| path == HEALTH_PATH || super::ui::is_public(path),
+        |path| path == HEALTH_PATH || path == ENROLL_PATH || super::ui::is_public(path),
     )
 }
