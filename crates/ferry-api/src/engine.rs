@@ -119,6 +119,16 @@ pub struct EnrolRequest {
     pub csr_pem: String,
 }
 
+/// `GET /api/v1/ca` (no token needed): the engine's CA certificate, which
+/// an enrolling agent checks against its token before it sends the token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EngineCa {
+    /// The CA certificate, PEM.
+    pub ca_pem: String,
+    /// Its SHA-256, hex.
+    pub fingerprint: String,
+}
+
 /// The answer to an enrolment: the agent's certificate and the CA that
 /// signed it (whose client certificate the agent will accept).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -10,9 +10,9 @@
 
 use std::path::Path;
 
-use ferry_api::engine::{EnrolAnswer, EnrolRequest};
+use ferry_api::engine::{EngineCa, EnrolAnswer, EnrolRequest};
 use ferry_http::{ClientTls, HttpClient};
-use ferry_pki::{CertInfo, EnrolToken, KeyRequest};
+use ferry_pki::{CertInfo, EnrolToken, Fingerprint, KeyRequest};
 
 use crate::error::{Error, Result};
 use crate::identity;
@@ -42,6 +42,14 @@ pub async fn enroll(engine_url: &str, token: &str, run_dir: &Path) -> Result<Cer
         None,
         (!plain).then_some(&tls),
     );
+    // The token goes only to the engine of the token's CA: over HTTPS the
+    // handshake proved it; over plain HTTP (an engine on loopback) its CA
+    // is asked for and checked first.
+    let ca: EngineCa = client.get(&["ca"]).await.map_err(Error::Engine)?;
+    let served = CertInfo::from_pem(&ca.ca_pem, "the engine's CA certificate")?;
+    if served.fingerprint != token.ca {
+        return Err(wrong_ca(url, served.fingerprint, token.ca));
+    }
     let request = KeyRequest::generate("ferry-agent")?;
     let answer: EnrolAnswer = client
         .post(
@@ -55,12 +63,15 @@ pub async fn enroll(engine_url: &str, token: &str, run_dir: &Path) -> Result<Cer
         .map_err(Error::Engine)?;
     let ca = CertInfo::from_pem(&answer.ca_pem, "the engine's CA certificate")?;
     if ca.fingerprint != token.ca {
-        return Err(Error::BadRequest(format!(
-            "the engine at {url} answered with CA sha256:{}, not the CA of the token (sha256:{}); check that the URL is the engine that issued the token",
-            ca.fingerprint, token.ca
-        )));
+        return Err(wrong_ca(url, ca.fingerprint, token.ca));
     }
     let info = identity::store(run_dir, &answer.cert_pem, &request.key_pem, &answer.ca_pem)?;
     tracing::info!(host = %answer.host, fingerprint = %info.fingerprint, "enrolled");
     Ok(info)
+}
+
+fn wrong_ca(url: &str, served: Fingerprint, expected: Fingerprint) -> Error {
+    Error::BadRequest(format!(
+        "the engine at {url} has CA sha256:{served}, not the CA of the token (sha256:{expected}); check that the URL is the engine that issued the token. Nothing was sent or changed"
+    ))
 }

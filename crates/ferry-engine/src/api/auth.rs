@@ -15,13 +15,21 @@ pub(crate) const HEALTH_PATH: &str = "/api/v1/health";
 /// checked by the enrolment itself (`ops::enrol`).
 pub(crate) const ENROLL_PATH: &str = "/api/v1/enroll";
 
-/// The engine's token check: every path but health, enrolment and the
-/// UI's files.
+/// The engine's CA certificate: public, what clients and agents trust.
+pub(crate) const CA_PATH: &str = "/api/v1/ca";
+
+/// The engine's token check: every path but health, enrolment, the CA
+/// certificate and the UI's files.
 pub(crate) fn bearer(token: &str) -> BearerAuth {
     BearerAuth::new(
         token,
         "the engine's",
         "use the token the engine was started with",
-        |path| path == HEALTH_PATH || path == ENROLL_PATH || super::ui::is_public(path),
+        |path| {
+            path == HEALTH_PATH
+                || path == ENROLL_PATH
+                || path == CA_PATH
+                || super::ui::is_public(path)
+        },
     )
 }

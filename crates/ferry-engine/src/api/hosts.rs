@@ -6,8 +6,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use ferry_api::engine::{
-    AddHost, ApiError, Certificates, EnrolAnswer, EnrolRequest, Host, HostEnrolment, Reenrol,
-    RotateCertificates,
+    AddHost, ApiError, Certificates, EngineCa, EnrolAnswer, EnrolRequest, Host, HostEnrolment,
+    Reenrol, RotateCertificates,
 };
 
 use crate::api::extract::{ApiJson, ApiPath};
@@ -75,6 +75,16 @@ pub(crate) async fn enroll(
     ApiJson(req): ApiJson<EnrolRequest>,
 ) -> Result<Json<EnrolAnswer>> {
     ops::enrol::enroll(&engine, req).await.map(Json)
+}
+
+/// The engine's CA certificate (no token needed).
+#[utoipa::path(get, path = "/api/v1/ca", tag = "hosts", security(()),
+    responses((status = 200, description = "The CA certificate every peer trusts", body = EngineCa)))]
+pub(crate) async fn ca(State(engine): State<Arc<Engine>>) -> Json<EngineCa> {
+    Json(EngineCa {
+        ca_pem: engine.pki().ca_pem().to_string(),
+        fingerprint: engine.pki().ca_fingerprint().to_string(),
+    })
 }
 
 /// Every certificate the engine knows, with its end.

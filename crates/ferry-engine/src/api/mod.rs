@@ -41,6 +41,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         )
         .route("/api/v1/hosts/{host}/enrolment", post(hosts::reenrol))
         .route(auth::ENROLL_PATH, post(hosts::enroll))
+        .route(auth::CA_PATH, get(hosts::ca))
         .route("/api/v1/certificates", get(hosts::certificates))
         .route("/api/v1/certificates/rotate", post(hosts::rotate))
         .route("/api/v1/domains", get(domains::list).post(domains::create))

@@ -315,7 +315,7 @@ mod tests {
             "DROP TABLE operations",
             "DROP TABLE hosts",
             V1_HOSTS,
-            "INSERT INTO hosts (id, name, url, token, status, created) VALUES ('h', 'host1', 'http://h:1', 'secret', 'up', 0)",
+            "INSERT INTO hosts (id, name, url, token, status, created) VALUES ('0f8fad5b-d9cb-469f-a165-70867728950e', 'host1', 'http://h:1', 'secret', 'up', 0)",
             V1_VOLUMES,
             "DELETE FROM schema_version",
             "INSERT INTO schema_version (version) VALUES (1)",
