@@ -1,5 +1,5 @@
-//! The engine's shared state: the database, the agents, the event log and
-//! the token, behind one `Arc` that the REST handlers, the monitor and the
+//! The engine's shared state: the database, the agents, the event log,
+//! the PKI and the token's hash, behind one `Arc` that the REST handlers, the monitor and the
 //! move flow all hold.
 
 use std::sync::Arc;
@@ -24,7 +24,8 @@ pub struct Engine {
     pki: Arc<EnginePki>,
     agents: Agents,
     events: Events,
-    token: String,
+    /// The SHA-256 of the bearer token (hex): all it needs to check one.
+    token_hash: String,
     /// One poll at a time: a test's `monitor::poll_now` waits for the
     /// background poll instead of interleaving with it.
     poll: Mutex<()>,
@@ -52,7 +53,7 @@ impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("db", &self.db)
-            .field("token", &"<hidden>")
+            .field("token_hash", &"<hidden>")
             .finish_non_exhaustive()
     }
 }
@@ -77,7 +78,7 @@ impl Engine {
             pki,
             events: Events::new(db.clone()),
             db,
-            token: token.into(),
+            token_hash: ferry_pki::random::hash_secret(&token.into()),
             poll: Mutex::new(()),
             election: Mutex::new(()),
             inventory: Mutex::new(()),
@@ -139,9 +140,10 @@ impl Engine {
         &self.events
     }
 
-    /// The bearer token every request but health must carry.
-    pub fn token(&self) -> &str {
-        &self.token
+    /// The SHA-256 (hex) of the bearer token every request but health
+    /// must carry: the engine keeps no more of it.
+    pub fn token_hash(&self) -> &str {
+        &self.token_hash
     }
 
     /// Held while an inventory change checks and writes; the flow takes it

@@ -59,6 +59,23 @@ impl BearerAuth {
         }
     }
 
+    /// Like [`BearerAuth::new`] from the token's SHA-256 (hex,
+    /// `ferry_pki::random::hash_secret`), for a holder that keeps only the
+    /// hash.
+    pub fn from_hash(
+        token_hash: impl Into<Arc<str>>,
+        whose: &'static str,
+        hint: &'static str,
+        public: fn(&str) -> bool,
+    ) -> Self {
+        BearerAuth {
+            token_hash: token_hash.into(),
+            whose,
+            hint,
+            public,
+        }
+    }
+
     /// Puts the check in front of every route of `router`.
     pub fn protect<S: Clone + Send + Sync + 'static>(self, router: Router<S>) -> Router<S> {
         router.layer(axum::middleware::from_fn_with_state(self, require_token))

@@ -20,9 +20,9 @@ pub(crate) const CA_PATH: &str = "/api/v1/ca";
 
 /// The engine's token check: every path but health, enrolment, the CA
 /// certificate and the UI's files.
-pub(crate) fn bearer(token: &str) -> BearerAuth {
-    BearerAuth::new(
-        token,
+pub(crate) fn bearer(token_hash: &str) -> BearerAuth {
+    BearerAuth::from_hash(
+        token_hash,
         "the engine's",
         "use the token the engine was started with",
         |path| {

@@ -61,7 +61,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/api/v1/jobs/{job}/retry", post(jobs::retry))
         .route("/api/v1/events", get(jobs::events))
         .merge(ui::routes());
-    auth::bearer(engine.token())
+    auth::bearer(engine.token_hash())
         .protect(with_fallbacks(routes, HINTS))
         .with_state(engine)
 }
