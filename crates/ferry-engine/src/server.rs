@@ -51,6 +51,8 @@ impl Server {
                 "the engine would serve plain HTTP on {listen}, beyond loopback, where its token and the agents' enrolment would cross the network in clear; serve HTTPS there, or listen on 127.0.0.1"
             )));
         }
+        // Bad settings are refused before anything is written.
+        pki.check()?;
         secure_sqlite(&database)?;
         let pki = tokio::task::spawn_blocking(move || crate::pki::EnginePki::open(&pki))
             .await

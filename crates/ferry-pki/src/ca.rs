@@ -228,7 +228,7 @@ impl KeyRequest {
     /// A new key and a request naming `common_name`.
     pub fn generate(common_name: &str) -> Result<KeyRequest> {
         let key = KeyPair::generate().map_err(|e| Error::make("make a key", e))?;
-        Self::for_key(key, common_name)
+        Self::for_key(&key, common_name)
     }
 
     /// A request for an existing key (PEM).
@@ -238,14 +238,14 @@ impl KeyRequest {
             reason: e.to_string(),
             hint: "remove the key file and enroll again to make a new one",
         })?;
-        Self::for_key(key, common_name)
+        Self::for_key(&key, common_name)
     }
 
-    fn for_key(key: KeyPair, common_name: &str) -> Result<KeyRequest> {
+    fn for_key(key: &KeyPair, common_name: &str) -> Result<KeyRequest> {
         let mut params = CertificateParams::default();
         params.distinguished_name = name(common_name);
         let csr = params
-            .serialize_request(&key)
+            .serialize_request(key)
             .map_err(|e| Error::make("make a certificate signing request", e))?;
         Ok(KeyRequest {
             key_pem: key.serialize_pem(),

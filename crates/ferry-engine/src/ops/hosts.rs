@@ -55,7 +55,7 @@ pub async fn add_host(engine: &Engine, req: AddHost) -> Result<HostEnrolment> {
             Some(row.id),
         )
         .await;
-    Ok(enrolment(engine, row, &secret, expires))
+    Ok(enrolment(engine, &row, &secret, expires))
 }
 
 /// A new one-time token for a host (and a new URL, when given). Its
@@ -88,7 +88,7 @@ pub async fn reenrol(engine: &Engine, key: &str, req: Reenrol) -> Result<HostEnr
         )
         .await;
     let row = resolve_host(engine, &host.id.to_string()).await?;
-    Ok(enrolment(engine, row, &secret, expires))
+    Ok(enrolment(engine, &row, &secret, expires))
 }
 
 /// Removes a host: its certificate is accepted no more, its client
@@ -155,7 +155,7 @@ fn new_token() -> (String, u64) {
     )
 }
 
-fn enrolment(engine: &Engine, row: HostRow, secret: &str, expires_ms: u64) -> HostEnrolment {
+fn enrolment(engine: &Engine, row: &HostRow, secret: &str, expires_ms: u64) -> HostEnrolment {
     HostEnrolment {
         host: row.to_api(),
         token: ferry_pki::EnrolToken {

@@ -63,6 +63,22 @@ impl PkiConfig {
     }
 }
 
+impl PkiConfig {
+    /// Checks what can be checked without writing anything (the names,
+    /// the operator's CA files), so a bad setting is refused before the
+    /// engine creates its files.
+    pub fn check(&self) -> Result<()> {
+        for n in &self.names {
+            check_name(n).map_err(|e| Error::BadRequest(format!("{e} (--tls-name)")))?;
+        }
+        if let Some((cert, key)) = &self.ca_files {
+            let what = format!("the CA certificate {}", cert.display());
+            Authority::from_pem(&read_text(cert)?, &read_text(key)?, &what)?;
+        }
+        Ok(())
+    }
+}
+
 const API: &str = "api";
 const CLIENT: &str = "client";
 
@@ -94,9 +110,7 @@ impl EnginePki {
     /// missing, unreadable, not the CA's, near their end, or (the API's)
     /// not naming `config.names`.
     pub fn open(config: &PkiConfig) -> Result<EnginePki> {
-        for n in &config.names {
-            check_name(n).map_err(|e| Error::BadRequest(format!("{e} (--tls-name)")))?;
-        }
+        config.check()?;
         ensure_private_dir(&config.dir)?;
         let ca = match &config.ca_files {
             Some((cert, key)) => load_ca(cert, key)?,
@@ -348,6 +362,27 @@ mod tests {
     }
 
     #[test]
+    fn bad_names_and_ca_files_are_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bad = PkiConfig {
+            dir: dir.path().join("pki"),
+            names: vec!["not a name".into()],
+            https: true,
+            ca_files: None,
+        };
+        let e = EnginePki::open(&bad).expect_err("a bad name");
+        assert!(e.to_string().contains("--tls-name"), "{e}");
+        let missing = PkiConfig {
+            names: vec!["localhost".into()],
+            ca_files: Some((dir.path().join("ca.pem"), dir.path().join("ca.key"))),
+            ..bad
+        };
+        let e = EnginePki::open(&missing).expect_err("no CA files");
+        assert!(e.to_string().contains("ca.pem"), "{e}");
+        assert!(!dir.path().join("pki").exists(), "nothing was written");
+    }
+
+    #[test]
     fn the_ca_and_certificates_are_made_once_and_kept() {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = PkiConfig {
@@ -362,7 +397,7 @@ mod tests {
         assert_eq!(a.api.info().fingerprint, b.api.info().fingerprint);
         let renamed = PkiConfig {
             names: vec!["engine.example.com".into()],
-            ..config.clone()
+            ..config
         };
         let c = EnginePki::open(&renamed).expect("renamed");
         assert_eq!(c.ca_fingerprint(), a.ca_fingerprint());
