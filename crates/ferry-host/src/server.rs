@@ -70,6 +70,10 @@ impl Server {
                 addr: listen,
                 source,
             })?;
+        // An agent that is not enrolled is told how, with nothing made.
+        if !crate::identity::is_enrolled(&run_dir) {
+            return Err(Error::NotEnrolled { run_dir });
+        }
         let (run_dir, run_lock, identity) = blocking(move || {
             let run_dir = open_run_dir(&run_dir)?;
             let lock = lock_run_dir(&run_dir)?;

@@ -56,10 +56,11 @@ pub fn expiry(not_after: u64) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let date = ferry_engine::ops::certs::date(not_after);
-    if not_after <= now {
-        format!("{date} (expired)")
-    } else {
-        format!("{date} ({} days)", (not_after - now) / 86_400)
+    let left = not_after.saturating_sub(now);
+    match left {
+        0 => format!("{date} (expired)"),
+        1..172_800 => format!("{date} ({} h)", left.div_ceil(3600)),
+        _ => format!("{date} ({} days)", left / 86_400),
     }
 }
 
