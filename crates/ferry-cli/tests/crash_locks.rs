@@ -193,9 +193,12 @@ async fn the_engine_killed_in_a_snapshot_leaves_no_disk_locked() {
     after_crash(&mut cluster, "snapshot-created").await;
 
     // ...then the restarted engine finishes it: one more layer, the VM
-    // writes it, the disk unlocked.
+    // writes it, the disk unlocked. (The chain is refreshed from the SPM
+    // just after the lock's release, so both are waited for.)
     let now = cluster
-        .wait_disk_until("disk1", "unlocked", |d| d.locked_by.is_none())
+        .wait_disk_until("disk1", "unlocked with its new leaf", |d| {
+            d.locked_by.is_none() && d.volumes.len() == layers + 1
+        })
         .await;
     assert_eq!(now.volumes.len(), layers + 1, "{now:#?}");
     let leaf = now.volumes.last().expect("a leaf").id;
