@@ -14,16 +14,16 @@ use std::time::{Duration, Instant};
 pub use deadline::Deadline;
 
 use ferry_api::agent::{
-    AcquireSpm, CloneInternalVolumes, ConnectDomain, CreateDomain, CreateVolume,
-    CreateVolumeCrossSd, DeleteImage, DeleteVolumes, Deleted, DomainInfo, Health, PaceTask,
-    SpmStatus, TaskStatus, VolumeInfo,
+    AcquireSpm, CertRequest, CertStatus, CloneInternalVolumes, ConnectDomain, CreateDomain,
+    CreateVolume, CreateVolumeCrossSd, DeleteImage, DeleteVolumes, Deleted, DomainInfo, Health,
+    InstallCert, PaceTask, SpmStatus, TaskStatus, VolumeInfo,
 };
 use ferry_api::vm::{
     BlockMigrate, FinalizeBlockMigrate, Merge, RollbackBlockMigrate, StopVm, SwitchReport,
     VmDefinition, VmIo, VmStatus,
 };
 pub use ferry_http::ClientError;
-use ferry_http::HttpClient;
+use ferry_http::{ClientTls, HttpClient};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -39,11 +39,13 @@ pub struct AgentClient {
 }
 
 impl AgentClient {
-    /// A client of the agent at `url` (`http://host:port`), presenting
-    /// `token`.
-    pub fn new(url: impl Into<String>, token: impl Into<String>) -> Self {
+    /// A client of the agent at `url` (`https://host:port`) speaking
+    /// mutual TLS with `tls`: the engine's client certificate, and the
+    /// check of the agent's certificate (the engine pins each host's; see
+    /// [`ferry_http::ClientTls::to_agent`]). Agents accept nothing else.
+    pub fn new(url: impl Into<String>, tls: &ClientTls) -> Self {
         AgentClient {
-            http: HttpClient::new("the agent", url, &["v1"], token),
+            http: HttpClient::new("the agent", url, &["v1"], None, Some(tls)),
             cap: None,
         }
     }
@@ -71,7 +73,7 @@ impl AgentClient {
         self.http.url()
     }
 
-    /// `GET /v1/health` (sent with the token, which health ignores).
+    /// `GET /v1/health`.
     pub async fn health(&self) -> Result<Health, ClientError> {
         self.within(Deadline::Read).get(&["health"]).await
     }
@@ -114,6 +116,26 @@ impl AgentClient {
     /// `GET /v1/spm`.
     pub async fn spm(&self) -> Result<SpmStatus, ClientError> {
         self.within(Deadline::Read).get(&["spm"]).await
+    }
+
+    /// `POST /v1/pki/request`: a signing request for a new key of the
+    /// agent's (certificate renewal).
+    pub async fn request_cert(&self) -> Result<CertRequest, ClientError> {
+        self.within(Deadline::Storage)
+            .post_empty(&["pki", "request"])
+            .await
+    }
+
+    /// `POST /v1/pki/install`: the certificate signed for that key.
+    pub async fn install_cert(&self, cert_pem: &str) -> Result<CertStatus, ClientError> {
+        self.within(Deadline::Storage)
+            .post(
+                &["pki", "install"],
+                &InstallCert {
+                    cert_pem: cert_pem.to_string(),
+                },
+            )
+            .await
     }
 
     /// `POST /v1/spm/acquire`.

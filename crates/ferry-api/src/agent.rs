@@ -297,3 +297,31 @@ pub struct PaceTask {
     #[serde(default)]
     pub held: bool,
 }
+
+/// `POST /v1/pki/request`: the engine asks the agent for a signing request
+/// for a new key (certificate rotation); the key stays on the host, kept
+/// aside until its certificate is installed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertRequest {
+    /// A PKCS#10 certificate signing request, PEM.
+    pub csr_pem: String,
+}
+
+/// `POST /v1/pki/install`: the certificate the engine's CA signed for the
+/// key of the last [`CertRequest`]; the agent serves it from the next
+/// connection on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstallCert {
+    /// The certificate, PEM.
+    pub cert_pem: String,
+}
+
+/// The certificate an agent serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertStatus {
+    /// SHA-256 of the certificate, hex.
+    pub fingerprint: String,
+    /// When it expires, seconds since the Unix epoch.
+    pub not_after: u64,
+}

@@ -42,6 +42,21 @@ pub enum HostStatus {
     Up,
     /// Its agent does not answer; its VMs are unknown.
     Down,
+    /// Added, its agent not enrolled yet (`ferry agent enroll` with the
+    /// one-time token): the engine has no certificate to accept from it.
+    Enrolling,
+}
+
+/// The certificate the engine accepts from a host's agent (signed by the
+/// engine's CA at enrolment or renewal; nothing else is accepted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HostCertificate {
+    /// SHA-256 of the certificate, hex.
+    pub fingerprint: String,
+    /// Its serial number, hex.
+    pub serial: String,
+    /// When it expires, seconds since the Unix epoch.
+    pub not_after: u64,
 }
 
 /// A hypervisor host running a Ferry agent.
@@ -61,9 +76,12 @@ pub struct Host {
     pub last_seen: Option<u64>,
     /// Why it is down, when it is.
     pub error: Option<String>,
+    /// The certificate its agent must present; none until it enrolls.
+    pub certificate: Option<HostCertificate>,
 }
 
-/// `POST /api/v1/hosts`: add a host whose agent already runs.
+/// `POST /api/v1/hosts`: add a host. It is recorded `enrolling` and the
+/// answer carries a one-time token for its agent's enrolment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddHost {
@@ -74,10 +92,100 @@ pub struct AddHost {
         max_length = 50
     )]
     pub name: String,
-    /// Its agent's base URL (`http://host:54321`).
+    /// Its agent's base URL (`https://host:54321`).
     pub url: String,
-    /// Its agent's token.
+}
+
+/// `POST /api/v1/hosts/{host}/enrolment`: a new one-time token for a host
+/// (its token was lost or expired, its key lost, or its certificate
+/// expired), optionally at a new URL. Its current certificate stays
+/// accepted until the agent enrolls again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reenrol {
+    /// Its agent's new base URL, if it moved.
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+/// A host and the one-time token its agent enrolls with. The token is
+/// shown once: the engine keeps only its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HostEnrolment {
+    /// The host.
+    pub host: Host,
+    /// Give it to `ferry agent enroll --token` on the host. It carries
+    /// the fingerprint of the engine's CA, so the agent knows the engine.
     pub token: String,
+    /// When it stops being accepted, seconds since the Unix epoch.
+    pub expires: u64,
+}
+
+/// `POST /api/v1/enroll` (no bearer token: the one-time token is the
+/// credential): an agent's signing request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolRequest {
+    /// The one-time token `ferry host add` printed.
+    pub token: String,
+    /// A PKCS#10 certificate signing request (PEM) for the agent's key,
+    /// which stays on the host.
+    pub csr_pem: String,
+}
+
+/// `GET /api/v1/ca` (no token needed): the engine's CA certificate, which
+/// an enrolling agent checks against its token before it sends the token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EngineCa {
+    /// The CA certificate, PEM.
+    pub ca_pem: String,
+    /// Its SHA-256, hex.
+    pub fingerprint: String,
+}
+
+/// The answer to an enrolment: the agent's certificate and the CA that
+/// signed it (whose client certificate the agent will accept).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EnrolAnswer {
+    /// The host's name, as the engine knows it.
+    pub host: String,
+    /// The agent's certificate, PEM.
+    pub cert_pem: String,
+    /// The engine's CA certificate, PEM.
+    pub ca_pem: String,
+}
+
+/// One certificate and when it ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CertificateSummary {
+    /// Whose it is ("engine API", "engine client", "CA", a host's name).
+    pub owner: String,
+    /// SHA-256 of the certificate, hex.
+    pub fingerprint: String,
+    /// When it expires, seconds since the Unix epoch.
+    pub not_after: u64,
+    /// Why it could not be renewed, when it could not.
+    pub error: Option<String>,
+}
+
+/// `POST /api/v1/certificates/rotate`: renew the engine's certificates
+/// and every enrolled host's now, without a restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateCertificates {
+    /// Only these hosts (names or UUIDs); none: every enrolled host.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+}
+
+/// What a rotation renewed (and what it could not), and `GET
+/// /api/v1/certificates`: every certificate the engine knows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Certificates {
+    /// The CA, the engine's API certificate and its client certificate.
+    pub engine: Vec<CertificateSummary>,
+    /// One per enrolled host.
+    pub hosts: Vec<CertificateSummary>,
 }
 
 /// A storage domain.

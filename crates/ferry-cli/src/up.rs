@@ -3,6 +3,12 @@
 //! domain exists, until Ctrl-C. `--demo` also makes two domains, a disk
 //! with a three-volume chain holding data and a running VM using it, ready
 //! for `ferry disk move demo-disk --to domain2 --wait`.
+//!
+//! The local agent is enrolled with the engine as any other host is (a
+//! one-time token, a signing request, a certificate of the engine's CA)
+//! and spoken to over mutual TLS on loopback: one code path for every
+//! agent. The engine's API is plain HTTP on loopback (the default, so the
+//! first command needs no set-up) and HTTPS on any other address.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,9 +18,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use ferry_api::engine::{AddHost, CreateDisk, CreateDomain, CreateVm, DirectBoot, VmState};
+use ferry_api::engine::{
+    AddHost, CreateDisk, CreateDomain, CreateVm, DirectBoot, Reenrol, VmState,
+};
 use ferry_api::VolumeFormat;
-use ferry_engine::{EngineClient, EngineConfig};
+use ferry_engine::{EngineClient, EngineConfig, PkiConfig};
 use ferry_host::{Accel, AgentConfig, AgentState};
 use serde::{Deserialize, Serialize};
 
@@ -33,9 +41,18 @@ pub struct UpArgs {
         default_value = "ferry-data"
     )]
     data_dir: PathBuf,
-    /// The engine's address (REST API and web UI).
+    /// The engine's address (REST API and web UI): plain HTTP on loopback,
+    /// HTTPS beyond it.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Serve the API and web UI over HTTPS on loopback too.
+    #[arg(long)]
+    https: bool,
+    /// A name or address the engine is reached by, for its certificate
+    /// (repeat; default: localhost, 127.0.0.1, ::1, this host's name and
+    /// the --listen address).
+    #[arg(long = "tls-name", value_name = "NAME")]
+    tls_names: Vec<String>,
     /// Also create domain1, domain2, demo-disk and a running demo-vm.
     #[arg(long)]
     demo: bool,
@@ -49,12 +66,15 @@ pub struct UpArgs {
 }
 
 /// What `ferry up` keeps between runs besides the database, so the
-/// engine's record of the local host stays valid.
+/// engine's record of the local host stays valid: where the local agent
+/// listens (its identity is its certificate, in `agent/pki/`).
 #[derive(Debug, Serialize, Deserialize)]
 struct LocalAgent {
     addr: SocketAddr,
-    token: String,
 }
+
+/// How long the local agent may take to come up after its start.
+const AGENT_UP_WITHIN: Duration = Duration::from_secs(30);
 
 /// Runs engine and agent until Ctrl-C.
 pub fn run(args: UpArgs) -> Result<()> {
@@ -66,24 +86,31 @@ pub fn run(args: UpArgs) -> Result<()> {
     runtime.block_on(up(args))
 }
 
-fn secret() -> String {
-    format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    )
-}
-
 async fn up(args: UpArgs) -> Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
+    // It holds the database, client.json and keys: the owner's alone.
+    ferry_pki::files::ensure_private_dir(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let dir = std::path::absolute(&args.data_dir)?;
-    let agent = start_agent(&dir, &args.accel).await?;
+    let (listener, agent_addr) = agent_listener(&dir).await?;
     let engine = start_engine(&dir, &args).await?;
+    let client = engine.client()?;
+    let agent = match enroll_local(&client, &engine.url, agent_addr, &dir).await {
+        Ok(()) => start_agent(&dir, &args.accel, listener).await,
+        Err(e) => Err(e),
+    };
+    let agent = match agent {
+        Ok(a) => a,
+        Err(e) => {
+            engine.server.stop();
+            return Err(e);
+        }
+    };
 
-    let client = EngineClient::new(&engine.url, &engine.token);
     let setup = async {
-        ensure_local_host(&client, agent.addr, &agent.token).await?;
+        client
+            .wait_host_up("local", AGENT_UP_WITHIN)
+            .await
+            .context("the local agent did not come up")?;
         if args.demo {
             demo(&client, &dir).await?;
         }
@@ -95,7 +122,7 @@ async fn up(args: UpArgs) -> Result<()> {
         return Err(e);
     }
 
-    print_banner(&engine.url, &dir);
+    print_banner(&engine.url, &dir, engine.https);
     ferry_http::shutdown_signal().await;
     eprintln!("ferry: stopping");
     engine.server.stop_and_wait().await;
@@ -127,11 +154,9 @@ impl<T> Running<T> {
     }
 }
 
-/// The local agent while `up` runs: how the engine reaches it, and its
-/// state, whose VMs `up` stops on the way out.
+/// The local agent while `up` runs: its state, whose VMs `up` stops on
+/// the way out.
 struct AgentRunning {
-    addr: SocketAddr,
-    token: String,
     state: Arc<AgentState>,
     server: Running<ferry_host::Result<()>>,
 }
@@ -140,49 +165,111 @@ struct AgentRunning {
 struct EngineRunning {
     url: String,
     token: String,
+    https: bool,
+    ca_pem: String,
     server: Running<ferry_engine::Result<()>>,
 }
 
-/// Starts the local agent on the address and token of the last run, which
+impl EngineRunning {
+    /// A client of it, trusting its CA when it serves HTTPS.
+    fn client(&self) -> Result<EngineClient> {
+        if !self.https {
+            return Ok(EngineClient::new(&self.url, &self.token));
+        }
+        let tls = ferry_http::ClientTls::trusting(&self.ca_pem)?;
+        Ok(EngineClient::with_tls(&self.url, &self.token, &tls))
+    }
+}
+
+/// The local agent's socket, on the address of the last run, which
 /// agent.json keeps: the engine's database still records host `local`
-/// there, so the same host keeps working across restarts.
-async fn start_agent(dir: &Path, accel: &str) -> Result<AgentRunning> {
-    // The agent keeps its address and token across runs.
+/// there, so the same host keeps working across restarts. It listens
+/// before the agent is enrolled, so the host's URL is known.
+async fn agent_listener(dir: &Path) -> Result<(tokio::net::TcpListener, SocketAddr)> {
     let agent_file = dir.join("agent.json");
     let saved: Option<LocalAgent> = std::fs::read(&agent_file)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
-    let token = saved.as_ref().map_or_else(secret, |s| s.token.clone());
-    let listen = saved.as_ref().map_or_else(
-        || "127.0.0.1:0".parse().expect("a literal address"),
-        |s| s.addr,
-    );
-    let agent = ferry_host::Server::bind(AgentConfig {
-        name: "local".into(),
-        listen,
-        token: token.clone(),
-        run_dir: dir.join("agent"),
-        domains: Vec::new(),
-        accel: accel.parse::<Accel>()?,
-    })
+    let listen = saved.map_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)), |s| s.addr);
+    let (listener, addr) = ferry_http::bind(listen)
+        .await
+        .context("cannot start the local agent")?;
+    ferry_pki::files::write_private(
+        &agent_file,
+        &serde_json::to_vec_pretty(&LocalAgent { addr })?,
+    )
+    .with_context(|| format!("cannot write {}", agent_file.display()))?;
+    Ok((listener, addr))
+}
+
+/// Enrolls the local agent unless the engine already accepts the
+/// certificate it has: as a new host `local`, or (its certificate or its
+/// address changed, or the database is new) with a new one-time token.
+async fn enroll_local(
+    c: &EngineClient,
+    engine_url: &str,
+    addr: SocketAddr,
+    dir: &Path,
+) -> Result<()> {
+    let run_dir = dir.join("agent");
+    let url = format!("https://{addr}");
+    let have = ferry_host::identity::Identity::load(&run_dir)
+        .ok()
+        .map(|i| i.info().fingerprint.to_string());
+    let token = match c.host("local").await {
+        Ok(h) => {
+            let pinned = h.certificate.as_ref().map(|c| c.fingerprint.clone());
+            if have.is_some() && pinned == have && h.url == url {
+                return Ok(());
+            }
+            c.reenrol_host("local", &Reenrol { url: Some(url) })
+                .await
+                .context("cannot enroll the local agent")?
+                .token
+        }
+        Err(_) => {
+            c.add_host(&AddHost {
+                name: "local".into(),
+                url,
+            })
+            .await
+            .context("cannot add the local agent to the engine")?
+            .token
+        }
+    };
+    ferry_host::enroll::enroll(engine_url, &token, &run_dir)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.full_text()))
+        .context("cannot enroll the local agent")?;
+    Ok(())
+}
+
+/// Starts the local agent, enrolled, on its socket.
+async fn start_agent(
+    dir: &Path,
+    accel: &str,
+    listener: tokio::net::TcpListener,
+) -> Result<AgentRunning> {
+    let listen = listener.local_addr()?;
+    let agent = ferry_host::Server::bind_on(
+        AgentConfig {
+            name: Some("local".into()),
+            listen,
+            run_dir: dir.join("agent"),
+            domains: Vec::new(),
+            accel: accel.parse::<Accel>()?,
+        },
+        ferry_host::tasks::VerbRegistry::standard(),
+        listener,
+    )
     .await
     .context("cannot start the local agent")?;
-    let addr = agent.local_addr();
-    std::fs::write(
-        &agent_file,
-        serde_json::to_vec_pretty(&LocalAgent {
-            addr,
-            token: token.clone(),
-        })?,
-    )?;
     let state = agent.agent().clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(agent.run_until(async move {
         let _ = stopped.await;
     }));
     Ok(AgentRunning {
-        addr,
-        token,
         state,
         server: Running { stop, task },
     })
@@ -192,26 +279,37 @@ async fn start_agent(dir: &Path, accel: &str) -> Result<AgentRunning> {
 /// commands (and whoever opens the web UI) find it and sign in.
 async fn start_engine(dir: &Path, args: &UpArgs) -> Result<EngineRunning> {
     // The engine keeps its token in client.json.
-    let token = ClientFile::read(dir).map_or_else(|_| secret(), |f| f.token);
+    let token = ClientFile::read(dir).map_or_else(|_| ferry_pki::random::secret(), |f| f.token);
     let admin = args.admin.hash()?;
+    let https = args.https || !ferry_http::is_loopback_only(args.listen);
+    let names = if args.tls_names.is_empty() {
+        PkiConfig::default_names(args.listen)
+    } else {
+        args.tls_names.clone()
+    };
     let engine = ferry_engine::Server::bind(EngineConfig {
         listen: args.listen,
         token: token.clone(),
         database: EngineConfig::sqlite_url(dir),
         limits: args.limits.limits(),
+        pki: PkiConfig {
+            dir: dir.join("pki"),
+            names,
+            https,
+            ca_files: None,
+        },
     })
     .await
     .context("cannot start the engine")?;
     crate::admin_password::AdminPasswordArgs::apply(admin, &engine);
-    let url = format!("http://{}", engine.local_addr());
-    let client_file = ClientFile {
+    let url = engine.url();
+    let ca_pem = engine.engine().pki().ca_pem().to_string();
+    ClientFile {
         url: url.clone(),
         token: token.clone(),
-    };
-    std::fs::write(
-        ClientFile::path(dir),
-        serde_json::to_vec_pretty(&client_file)?,
-    )?;
+        ca: https.then(|| ca_pem.clone()),
+    }
+    .write(dir)?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(engine.run_until(async move {
         let _ = stopped.await;
@@ -219,34 +317,28 @@ async fn start_engine(dir: &Path, args: &UpArgs) -> Result<EngineRunning> {
     Ok(EngineRunning {
         url,
         token,
+        https,
+        ca_pem,
         server: Running { stop, task },
     })
 }
 
 /// Printed only once the setup worked, so "Ferry is up" means the engine
 /// answers and the demo is ready (the tests wait for that line).
-fn print_banner(url: &str, dir: &Path) {
+fn print_banner(url: &str, dir: &Path, https: bool) {
     note!("Ferry is up: {url}");
     note!(
         "  web UI and REST API at {url} (token in {})",
         ClientFile::path(dir).display()
     );
+    if https {
+        note!(
+            "  its certificate is signed by the CA in {} (trust it in the browser)",
+            dir.join("pki/ca.pem").display()
+        );
+    }
     note!("  try: ferry disk list --data-dir {}", dir.display());
     note!("  Ctrl-C stops Ferry and the VMs it runs");
-}
-
-async fn ensure_local_host(c: &EngineClient, addr: SocketAddr, token: &str) -> Result<()> {
-    if c.host("local").await.is_ok() {
-        return Ok(());
-    }
-    c.add_host(&AddHost {
-        name: "local".into(),
-        url: format!("http://{addr}"),
-        token: token.into(),
-    })
-    .await
-    .context("cannot add the local agent to the engine")?;
-    Ok(())
 }
 
 /// Makes whatever of the demo is missing and starts its VM, so

@@ -69,6 +69,24 @@ async fn events(cluster: &Cluster) -> Vec<String> {
         .collect()
 }
 
+/// Waits until the event log says `what`: a settled snapshot's event is
+/// written after its lock is released (and the disk's chain refreshed
+/// from the SPM), so it may come a moment after the disk is seen unlocked.
+async fn wait_event(cluster: &Cluster, what: &str) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let said = events(cluster).await;
+        if said.iter().any(|m| m.contains(what)) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no event saying {what:?} within {WAIT:?}: {said:#?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// The leaf the running VM writes for `disk`, as its host reports it.
 async fn open_leaf(cluster: &Cluster, disk: &Disk) -> Uuid {
     let vm = cluster.client().vm("vm1").await.expect("read the VM");
@@ -157,13 +175,11 @@ async fn the_engine_killed_in_a_snapshot_leaves_no_disk_locked() {
         open_leaf(&cluster, &now).await,
         w.disk.volumes[layers - 1].id
     );
-    let said = events(&cluster).await;
-    assert!(
-        said.iter().any(
-            |m| m.contains("was interrupted by an engine restart before its new leaf was made")
-        ),
-        "{said:#?}"
-    );
+    wait_event(
+        &cluster,
+        "was interrupted by an engine restart before its new leaf was made",
+    )
+    .await;
     cluster.assert_vm_writing("vm1", &mut w.log).await;
 
     // Given an engine that dies after the snapshot's new leaf was made and
@@ -177,9 +193,12 @@ async fn the_engine_killed_in_a_snapshot_leaves_no_disk_locked() {
     after_crash(&mut cluster, "snapshot-created").await;
 
     // ...then the restarted engine finishes it: one more layer, the VM
-    // writes it, the disk unlocked.
+    // writes it, the disk unlocked. (The chain is refreshed from the SPM
+    // just after the lock's release, so both are waited for.)
     let now = cluster
-        .wait_disk_until("disk1", "unlocked", |d| d.locked_by.is_none())
+        .wait_disk_until("disk1", "unlocked with its new leaf", |d| {
+            d.locked_by.is_none() && d.volumes.len() == layers + 1
+        })
         .await;
     assert_eq!(now.volumes.len(), layers + 1, "{now:#?}");
     let leaf = now.volumes.last().expect("a leaf").id;
@@ -188,12 +207,7 @@ async fn the_engine_killed_in_a_snapshot_leaves_no_disk_locked() {
         leaf,
         "the VM does not write the new leaf"
     );
-    let said = events(&cluster).await;
-    assert!(
-        said.iter()
-            .any(|m| m.contains("finished after an engine restart (live)")),
-        "{said:#?}"
-    );
+    wait_event(&cluster, "finished after an engine restart (live)").await;
     cluster.assert_vm_writing("vm1", &mut w.log).await;
 
     // A new snapshot works, and so does a move of the disk.

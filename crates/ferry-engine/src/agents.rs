@@ -1,35 +1,53 @@
 //! The agents the engine talks to: one [`AgentClient`] per host of the
-//! `hosts` table, and the answers to "who is SPM" and "where does this VM
-//! run", which every storage or VM operation starts with.
+//! `hosts` table, each speaking mutual TLS (the engine's client
+//! certificate; only the certificate pinned for that host accepted), and
+//! the answers to "who is SPM" and "where does this VM run", which every
+//! storage or VM operation starts with.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferry_agent_client::AgentClient;
 use ferry_api::engine::HostStatus;
+use ferry_http::ClientTls;
 use uuid::Uuid;
 
 use crate::db::{Db, HostRow};
 use crate::error::{Error, Result};
+use crate::pki::EnginePki;
 
 /// The registry of agent clients, built from the `hosts` table on demand.
 #[derive(Debug)]
 pub struct Agents {
     db: Db,
+    pki: Arc<EnginePki>,
     clients: Mutex<HashMap<Uuid, AgentClient>>,
+    /// Settings that no agent accepts (no client certificate), for the
+    /// case that cannot happen once the PKI opened: a host whose TLS
+    /// settings cannot be built is then refused rather than trusted.
+    refused: ClientTls,
     /// No request to an agent waits longer than this (the operator's
     /// bound for a host that does not answer).
     cap: Duration,
 }
 
 impl Agents {
-    pub(crate) fn new(db: Db, cap: Duration) -> Self {
-        Agents {
+    pub(crate) fn new(db: Db, pki: Arc<EnginePki>, cap: Duration) -> Result<Self> {
+        let refused = ClientTls::trusting(pki.ca_pem())?;
+        Ok(Agents {
             db,
+            pki,
             clients: Mutex::new(HashMap::new()),
+            refused,
             cap,
-        }
+        })
+    }
+
+    /// Forgets the client of `host` (its URL changed, it was removed or
+    /// enrolled again), so the next call builds one afresh.
+    pub fn forget(&self, host: Uuid) {
+        self.cache().remove(&host);
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, AgentClient>> {
@@ -45,7 +63,11 @@ impl Agents {
         self.cache()
             .entry(host.id)
             .or_insert_with(|| {
-                AgentClient::new(host.url.clone(), host.token.clone()).with_timeout(self.cap)
+                let tls = self.pki.agent_tls(host).unwrap_or_else(|e| {
+                    tracing::error!(host = %host.name, "cannot set up TLS to the agent: {e}");
+                    self.refused.clone()
+                });
+                AgentClient::new(host.url.clone(), &tls).with_timeout(self.cap)
             })
             .clone()
     }

@@ -6,11 +6,11 @@
 use std::time::{Duration, Instant};
 
 use ferry_api::engine::{
-    AddHost, CreateDisk, CreateDomain, CreateVm, Disk, Domain, EngineHealth, Event, Host, Job,
-    MoveRequest, Vm,
+    AddHost, Certificates, CreateDisk, CreateDomain, CreateVm, Disk, Domain, EngineHealth, Event,
+    Host, HostEnrolment, Job, MoveRequest, Reenrol, RotateCertificates, Vm,
 };
 use ferry_http::client::Method;
-use ferry_http::{ClientError, HttpClient};
+use ferry_http::{ClientError, ClientTls, HttpClient};
 use uuid::Uuid;
 
 /// How often [`EngineClient::wait_job`] asks.
@@ -25,11 +25,28 @@ pub struct EngineClient {
 }
 
 impl EngineClient {
-    /// A client of the engine at `url` (`http://host:port`), presenting
-    /// `token`.
+    /// A client of the engine at `url`, presenting `token`. An
+    /// `http://` URL (an engine on loopback) needs nothing else; an
+    /// `https://` one needs [`EngineClient::with_ca`] (this one trusts no
+    /// certificate, so it is refused).
     pub fn new(url: impl Into<String>, token: impl Into<String>) -> Self {
         EngineClient {
-            http: HttpClient::new("the engine", url, &["api", "v1"], token),
+            http: HttpClient::new("the engine", url, &["api", "v1"], Some(token.into()), None),
+        }
+    }
+
+    /// A client of the engine at `url` (`https://host:port`) that trusts
+    /// it when its certificate chains to the CA of `tls` (the engine's,
+    /// from `client.json` or its `pki/ca.pem`) and names the URL's host.
+    pub fn with_tls(url: impl Into<String>, token: impl Into<String>, tls: &ClientTls) -> Self {
+        EngineClient {
+            http: HttpClient::new(
+                "the engine",
+                url,
+                &["api", "v1"],
+                Some(token.into()),
+                Some(tls),
+            ),
         }
     }
 
@@ -58,9 +75,52 @@ impl EngineClient {
         self.http.get(&["hosts", host]).await
     }
 
-    /// `POST /api/v1/hosts`.
-    pub async fn add_host(&self, req: &AddHost) -> Result<Host> {
+    /// `POST /api/v1/hosts`: the host, enrolling, and its one-time token.
+    pub async fn add_host(&self, req: &AddHost) -> Result<HostEnrolment> {
         self.http.post(&["hosts"], req).await
+    }
+
+    /// `POST /api/v1/hosts/{host}/enrolment`: a new one-time token.
+    pub async fn reenrol_host(&self, host: &str, req: &Reenrol) -> Result<HostEnrolment> {
+        self.http.post(&["hosts", host, "enrolment"], req).await
+    }
+
+    /// `DELETE /api/v1/hosts/{host}`.
+    pub async fn remove_host(&self, host: &str) -> Result<()> {
+        self.http.delete(&["hosts", host]).await
+    }
+
+    /// `GET /api/v1/certificates`.
+    pub async fn certificates(&self) -> Result<Certificates> {
+        self.http.get(&["certificates"]).await
+    }
+
+    /// `POST /api/v1/certificates/rotate`.
+    pub async fn rotate_certificates(&self, req: &RotateCertificates) -> Result<Certificates> {
+        self.http.post(&["certificates", "rotate"], req).await
+    }
+
+    /// Waits until host `host` is up (its agent enrolled, started and
+    /// answering the engine's mutual TLS), or `within` passes.
+    pub async fn wait_host_up(&self, host: &str, within: Duration) -> Result<Host> {
+        let deadline = Instant::now() + within;
+        loop {
+            let h = self.host(host).await?;
+            if h.status == ferry_api::engine::HostStatus::Up {
+                return Ok(h);
+            }
+            if Instant::now() >= deadline {
+                return Err(ClientError::Timeout {
+                    what: format!(
+                        "host {host} is still {:?} ({})",
+                        h.status,
+                        h.error.unwrap_or_default()
+                    ),
+                    waited: within,
+                });
+            }
+            tokio::time::sleep(POLL_EVERY).await;
+        }
     }
 
     /// `GET /api/v1/domains`.

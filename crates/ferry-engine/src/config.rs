@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::pki::PkiConfig;
+
 /// How long a step keeps retrying an agent that does not answer before
 /// it fails its job: long enough for an agent restart or a network blip,
 /// short enough that an operator hears of a dead host within minutes.
@@ -13,7 +15,7 @@ pub const DEFAULT_UNREACHABLE_AFTER: Duration = Duration::from_secs(300);
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// The engine's settings: where it listens, the token callers must
-/// present, and its database.
+/// present, its database and its PKI.
 #[derive(Clone)]
 pub struct EngineConfig {
     /// The address to listen on; port 0 picks a free port (see
@@ -26,6 +28,9 @@ pub struct EngineConfig {
     pub database: String,
     /// The bounds the engine works within.
     pub limits: EngineLimits,
+    /// Its CA and certificates, and whether its API serves HTTPS (it must
+    /// when `listen` is beyond loopback).
+    pub pki: PkiConfig,
 }
 
 /// The bounds an operator may set: how much runs at once, how long an
@@ -54,7 +59,7 @@ impl Default for EngineLimits {
 
 impl EngineConfig {
     /// The default database: one SQLite file, `<data_dir>/engine.db`,
-    /// created if missing.
+    /// created if missing (mode 0600: it records who may do what).
     pub fn sqlite_url(data_dir: &Path) -> String {
         format!("sqlite://{}/engine.db?mode=rwc", data_dir.display())
     }
@@ -68,6 +73,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("token", &"<hidden>")
             .field("database", &self.database)
             .field("limits", &self.limits)
+            .field("pki", &self.pki)
             .finish()
     }
 }

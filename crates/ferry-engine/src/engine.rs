@@ -1,5 +1,5 @@
-//! The engine's shared state: the database, the agents, the event log and
-//! the token, behind one `Arc` that the REST handlers, the monitor and the
+//! The engine's shared state: the database, the agents, the event log,
+//! the PKI and the token's hash, behind one `Arc` that the REST handlers, the monitor and the
 //! move flow all hold.
 
 use std::sync::Arc;
@@ -16,14 +16,17 @@ use crate::flow::pace::PaceView;
 use crate::flow::queue::MoveQueue;
 use crate::live::LiveMap;
 use crate::ovirt::Sso;
+use crate::pki::EnginePki;
 
 /// The engine core. It knows nothing of HTTP: the REST layer translates
 /// requests into calls of `crate::ops` and `crate::flow` on it.
 pub struct Engine {
     db: Db,
+    pki: Arc<EnginePki>,
     agents: Agents,
     events: Events,
-    token: String,
+    /// The SHA-256 of the bearer token (hex): all it needs to check one.
+    token_hash: String,
     /// One poll at a time: a test's `monitor::poll_now` waits for the
     /// background poll instead of interleaving with it.
     poll: Mutex<()>,
@@ -53,7 +56,7 @@ impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("db", &self.db)
-            .field("token", &"<hidden>")
+            .field("token_hash", &"<hidden>")
             .finish_non_exhaustive()
     }
 }
@@ -66,13 +69,19 @@ impl Engine {
         database: &str,
         token: impl Into<String>,
         limits: EngineLimits,
+        pki: EnginePki,
     ) -> Result<Arc<Engine>> {
         let db = Db::open(database).await?;
+        let pki = Arc::new(pki);
+        for host in db.hosts().await? {
+            pki.pins().set(&host);
+        }
         Ok(Arc::new(Engine {
-            agents: Agents::new(db.clone(), limits.unreachable_after),
+            agents: Agents::new(db.clone(), pki.clone(), limits.unreachable_after)?,
+            pki,
             events: Events::new(db.clone()),
             db,
-            token: token.into(),
+            token_hash: ferry_pki::random::hash_secret(&token.into()),
             poll: Mutex::new(()),
             election: Mutex::new(()),
             inventory: Mutex::new(()),
@@ -121,6 +130,11 @@ impl Engine {
         &self.moves
     }
 
+    /// The engine's CA, its certificates and the hosts' pins.
+    pub fn pki(&self) -> &EnginePki {
+        &self.pki
+    }
+
     /// The inventory database.
     pub fn db(&self) -> &Db {
         &self.db
@@ -136,9 +150,10 @@ impl Engine {
         &self.events
     }
 
-    /// The bearer token every request but health must carry.
-    pub fn token(&self) -> &str {
-        &self.token
+    /// The SHA-256 (hex) of the bearer token every request but health
+    /// must carry: the engine keeps no more of it.
+    pub fn token_hash(&self) -> &str {
+        &self.token_hash
     }
 
     /// Held while an inventory change checks and writes; the flow takes it

@@ -92,6 +92,16 @@ pub enum Error {
     #[error(transparent)]
     Http(#[from] ferry_http::HttpError),
 
+    /// A credential was refused (an enrolment token unknown, used or
+    /// expired).
+    #[error("{0}")]
+    Unauthorized(String),
+
+    /// A key, certificate or secret file of the engine's PKI could not be
+    /// made, read or written.
+    #[error(transparent)]
+    Pki(#[from] ferry_pki::Error),
+
     /// Something that should not happen did.
     #[error("internal error: {0}")]
     Internal(String),
@@ -125,6 +135,9 @@ impl Error {
             Error::Unavailable(_) => ErrorKind::Unavailable,
             Error::NoSpace(_) => ErrorKind::NoSpace,
             Error::Agent { cause, .. } => agent_kind(cause),
+            Error::Unauthorized(_) => ErrorKind::Unauthorized,
+            Error::Pki(ferry_pki::Error::Io { .. }) => ErrorKind::Internal,
+            Error::Pki(_) => ErrorKind::BadRequest,
             Error::Database { .. }
             | Error::Corrupt(_)
             | Error::Bind(_)

@@ -10,6 +10,9 @@
 //!   move jobs.
 //! - [`retention`]: finished jobs and old events are pruned after
 //!   `--retention-days`.
+//! - [`pki`]: the engine's CA and certificates; agents are enrolled
+//!   (`ops::enrol`) and spoken to over mutual TLS, certificates renewed
+//!   while everything runs (`ops::certs`).
 //! - [`api`]: the REST API under `/api/v1`, which only translates HTTP to
 //!   those calls; [`client`]: its typed client.
 //! - [`ovirt`]: oVirt's REST API (v4, XML) for disk moves, over the same
@@ -17,11 +20,18 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), ferry_engine::Error> {
+//! let listen = "127.0.0.1:0".parse().expect("an address");
 //! let config = ferry_engine::EngineConfig {
-//!     listen: "127.0.0.1:0".parse().expect("an address"),
+//!     listen,
 //!     token: "secret".into(),
 //!     database: ferry_engine::EngineConfig::sqlite_url("/var/lib/ferry".as_ref()),
 //!     limits: ferry_engine::EngineLimits::default(),
+//!     pki: ferry_engine::PkiConfig {
+//!         dir: "/var/lib/ferry/pki".into(),
+//!         names: ferry_engine::PkiConfig::default_names(listen),
+//!         https: true,
+//!         ca_files: None,
+//!     },
 //! };
 //! let server = ferry_engine::Server::bind(config).await?;
 //! println!("listening on {}", server.local_addr());
@@ -42,6 +52,7 @@ mod live;
 pub mod monitor;
 pub mod ops;
 pub mod ovirt;
+pub mod pki;
 mod refresh;
 pub mod retention;
 mod server;
@@ -54,4 +65,5 @@ pub use error::{Error, Result};
 pub use events::Events;
 pub use ferry_http::ClientError;
 pub use flow::queue::DEFAULT_MAX_MOVES;
+pub use pki::PkiConfig;
 pub use server::Server;

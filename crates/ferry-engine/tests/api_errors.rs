@@ -184,7 +184,7 @@ async fn malformed_bodies_and_queries_are_400_and_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_inventory_requests_are_refused_with_what_to_do_and_change_nothing() {
     let (_root_dir, root) = domain_root();
-    let agent = TestAgent::start("host1").await;
+    let mut agent = TestAgent::start("host1").await;
     let e = TestEngine::start().await;
     let c = &e.client;
 
@@ -199,26 +199,22 @@ async fn bad_inventory_requests_are_refused_with_what_to_do_and_change_nothing()
         "no host is up",
     );
 
-    // Hosts that cannot be driven are not added.
-    let mut wrong_token = agent.add_request();
-    wrong_token.token = "not-the-agent-token".into();
-    assert_refused(c.add_host(&wrong_token).await, 400, "refused the token");
+    // Agents speak mutual TLS only: a plain-HTTP URL is refused.
     assert_refused(
         c.add_host(&AddHost {
             name: "ghost".into(),
             url: "http://127.0.0.1:9".into(),
-            token: "x".into(),
         })
         .await,
         400,
-        "does not answer",
+        "HTTPS only",
     );
     let mut bad_name = agent.add_request();
     bad_name.name = "host 1".into();
     assert_refused(c.add_host(&bad_name).await, 400, "not a valid host name");
     assert!(c.hosts().await.expect("hosts").is_empty());
 
-    e.add(&agent).await;
+    e.add(&mut agent).await;
     let mut again = agent.add_request();
     again.name = "host2".into();
     assert_refused(c.add_host(&again).await, 409, "is already host host1");

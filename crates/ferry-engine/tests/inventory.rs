@@ -33,12 +33,12 @@ fn vm_request(name: &str, disks: &[&str]) -> CreateVm {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_host_its_domains_disks_snapshots_and_a_vm_are_recorded_and_logged() {
     let (_root_dir, root) = domain_root();
-    let agent = TestAgent::start("host1").await;
+    let mut agent = TestAgent::start("host1").await;
     let e = TestEngine::start().await;
     let c = &e.client;
 
     // A host without domains is up but cannot be SPM yet.
-    let host = e.add(&agent).await;
+    let host = e.add(&mut agent).await;
     assert_eq!(host.status, HostStatus::Up);
     assert!(!host.spm, "no domain, no lease, no SPM");
 
@@ -184,10 +184,10 @@ async fn a_host_its_domains_disks_snapshots_and_a_vm_are_recorded_and_logged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_running_vm_is_snapshotted_live_and_its_state_follows_start_and_stop() {
     let (_root_dir, root) = domain_root();
-    let agent = TestAgent::start("host1").await;
+    let mut agent = TestAgent::start("host1").await;
     let e = TestEngine::start().await;
     let c = &e.client;
-    e.add(&agent).await;
+    e.add(&mut agent).await;
     e.create_domain("domain1", &root).await;
     let disk = c
         .create_disk(&disk_request("disk1", "domain1", VolumeFormat::Raw))

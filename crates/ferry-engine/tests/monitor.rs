@@ -15,12 +15,12 @@ fn spm_count(hosts: &[ferry_api::engine::Host]) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_spm_role_moves_to_the_other_host_when_the_spm_goes_down() {
     let (_root_dir, root) = domain_root();
-    let alpha = TestAgent::start("alpha").await;
-    let beta = TestAgent::start("beta").await;
+    let mut alpha = TestAgent::start("alpha").await;
+    let mut beta = TestAgent::start("beta").await;
     let e = TestEngine::start().await;
     let c = &e.client;
-    e.add(&alpha).await;
-    e.add(&beta).await;
+    e.add(&mut alpha).await;
+    e.add(&mut beta).await;
     let d1 = e.create_domain("domain1", &root).await;
     let d2 = e.create_domain("domain2", &root).await;
 

@@ -116,7 +116,7 @@ async fn ovirt_sign_in_takes_the_administrator_password_or_the_engine_token() {
         url,
         Method::GET,
         "/ovirt-engine/api",
-        Some(&bearer(e.engine.token())),
+        Some(&bearer(ENGINE_TOKEN)),
         None,
     )
     .await;
@@ -200,7 +200,7 @@ async fn ovirt_reads_answer_xml_and_refused_moves_say_why_as_ovirt_does() {
         .insert_disk(&locked)
         .await
         .expect("a locked disk");
-    let auth = format!("Bearer {}", e.engine.token());
+    let auth = format!("Bearer {}", ENGINE_TOKEN);
     let get = |path: String| {
         let (url, auth) = (e.url.clone(), auth.clone());
         async move { ovirt(&url, Method::GET, &path, Some(&auth), None).await }

@@ -5,18 +5,17 @@ use std::path::PathBuf;
 
 use ferry_qemu::Accel;
 
-/// The agent's settings: who it is, where it listens, the token callers
-/// must present, where it keeps its own state, and the storage domains it
-/// knows from the start.
-#[derive(Clone)]
+/// The agent's settings: who it is, where it listens, where it keeps its
+/// own state (its certificate included: it speaks mutual TLS only, see
+/// `identity`), and the storage domains it knows from the start.
+#[derive(Debug, Clone)]
 pub struct AgentConfig {
-    /// The host's name, shown in health, SPM status and error messages.
-    pub name: String,
+    /// The host's name, shown in health, SPM status and error messages;
+    /// it must be the one in its certificate, which is the default.
+    pub name: Option<String>,
     /// The address to listen on; port 0 picks a free port (see
     /// [`Server::local_addr`](crate::Server::local_addr)).
     pub listen: SocketAddr,
-    /// The bearer token every request except health must carry.
-    pub token: String,
     /// The agent's own directory: task records, connected domains, the
     /// run-directory lock. Two agents must not share one.
     pub run_dir: PathBuf,
@@ -25,18 +24,4 @@ pub struct AgentConfig {
     /// How VMs run: KVM on production hosts, TCG where KVM cannot run
     /// real guests (the test machines, ARCHITECTURE §8).
     pub accel: Accel,
-}
-
-impl std::fmt::Debug for AgentConfig {
-    /// Never prints the token, so configs can be logged.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AgentConfig")
-            .field("name", &self.name)
-            .field("listen", &self.listen)
-            .field("token", &"<hidden>")
-            .field("run_dir", &self.run_dir)
-            .field("domains", &self.domains)
-            .field("accel", &self.accel)
-            .finish()
-    }
 }

@@ -103,6 +103,22 @@ pub enum Error {
     #[error(transparent)]
     Http(#[from] ferry_http::HttpError),
 
+    /// A key, certificate or secret file could not be made, read or
+    /// written.
+    #[error(transparent)]
+    Pki(#[from] ferry_pki::Error),
+
+    /// The agent has no certificate yet.
+    #[error("the agent in {} is not enrolled: on the engine run `ferry host add NAME --url https://THIS_HOST:54321`, then here `ferry agent enroll --engine ENGINE_URL --token TOKEN --run-dir {}`", run_dir.display(), run_dir.display())]
+    NotEnrolled {
+        /// Its run directory.
+        run_dir: PathBuf,
+    },
+
+    /// The engine could not be asked, or refused (enrolment).
+    #[error("the engine refused or could not be reached")]
+    Engine(#[source] ferry_http::ClientError),
+
     /// Something that should not happen did (a worker thread panicked).
     #[error("internal error: {0}")]
     Internal(String),
@@ -160,6 +176,8 @@ impl Error {
                 _ => ErrorKind::Internal,
             },
             Error::Io { .. } => ErrorKind::Io,
+            Error::Pki(_) | Error::NotEnrolled { .. } => ErrorKind::BadRequest,
+            Error::Engine(e) => e.kind(),
             Error::Bind(_) | Error::Serve { .. } | Error::Internal(_) => ErrorKind::Internal,
         }
     }

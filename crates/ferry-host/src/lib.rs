@@ -1,5 +1,7 @@
 //! Ferry's host agent, the seed's VDSM: one daemon per hypervisor host,
-//! driven by the engine over an authenticated HTTP JSON API under `/v1`.
+//! driven by the engine over an HTTP JSON API under `/v1`, served over
+//! mutual TLS only: the agent accepts the engine's client certificate
+//! from its CA and nothing else ([`identity`], [`enroll`]).
 //!
 //! It holds both roles of the seed's design:
 //! - **HSM** ([`vms`] and the `hsm` module): VMs as daemonized QEMU
@@ -23,9 +25,8 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), ferry_host::Error> {
 //! let config = ferry_host::AgentConfig {
-//!     name: "host1".into(),
+//!     name: None, // the one in its certificate (`ferry agent enroll`)
 //!     listen: "127.0.0.1:0".parse().expect("an address"),
-//!     token: "secret".into(),
 //!     run_dir: "/var/lib/ferry/agent".into(),
 //!     domains: vec!["/srv/ferry/0f8fad5b-d9cb-469f-a165-70867728950e".into()],
 //!     accel: ferry_host::Accel::Kvm,
@@ -36,13 +37,14 @@
 //! # }
 //! ```
 
-mod auth;
 mod config;
 pub mod domains;
+pub mod enroll;
 mod error;
 mod fsutil;
 mod gc;
 mod hsm;
+pub mod identity;
 mod routes;
 mod server;
 pub mod spm;

@@ -18,6 +18,7 @@ use crate::domains::DomainRegistry;
 use crate::error::{Error, Result};
 use crate::fsutil::{blocking, try_lock_exclusive};
 use crate::gc;
+use crate::identity::Identity;
 use crate::routes;
 use crate::state::AgentState;
 use crate::tasks::{TaskManager, VerbRegistry};
@@ -44,28 +45,45 @@ impl Server {
     /// run directory, connects its domains, listens, and resumes the tasks
     /// a previous run left unfinished.
     pub async fn bind_with(config: AgentConfig, verbs: VerbRegistry) -> Result<Server> {
+        let (listener, _) = ferry_http::bind(config.listen).await?;
+        Self::bind_on(config, verbs, listener).await
+    }
+
+    /// Like [`Server::bind_with`] on a socket already listening (its
+    /// address is known before the agent is enrolled: `ferry up` adds its
+    /// local host at that address first).
+    pub async fn bind_on(
+        config: AgentConfig,
+        verbs: VerbRegistry,
+        listener: TcpListener,
+    ) -> Result<Server> {
         let AgentConfig {
             name,
             listen,
-            token,
             run_dir,
             domains,
             accel,
         } = config;
-        if name.trim().is_empty() {
-            return Err(Error::BadRequest(
-                "the agent's name is empty; give it the host's name (--name)".into(),
-            ));
+        let addr = listener
+            .local_addr()
+            .map_err(|source| ferry_http::BindError {
+                addr: listen,
+                source,
+            })?;
+        // An agent that is not enrolled is told how, with nothing made.
+        if !crate::identity::is_enrolled(&run_dir) {
+            return Err(Error::NotEnrolled { run_dir });
         }
-        if token.trim().is_empty() {
-            return Err(Error::BadRequest(
-                "the agent's token is empty; set --token or FERRY_AGENT_TOKEN to a secret the engine shares".into(),
-            ));
-        }
-        let host = name.clone();
-        let (run_dir, run_lock, domains, tasks) = blocking(move || {
+        let (run_dir, run_lock, identity) = blocking(move || {
             let run_dir = open_run_dir(&run_dir)?;
             let lock = lock_run_dir(&run_dir)?;
+            let identity = Identity::load(&run_dir)?;
+            Ok((run_dir, lock, identity))
+        })
+        .await?;
+        let name = checked_name(name, &identity)?;
+        let host = name.clone();
+        let (run_dir, domains, tasks) = blocking(move || {
             // Nothing of this agent writes yet and the lock keeps others
             // out: every temporary file there is a crash's leftover.
             if let Err(e) = gc::clean_run_dir(&run_dir, Duration::ZERO) {
@@ -76,15 +94,18 @@ impl Server {
             }
             let domains = DomainRegistry::load(&host, &run_dir, &domains)?;
             let tasks = TaskManager::open(&run_dir, verbs)?;
-            Ok((run_dir, lock, domains, tasks))
+            Ok((run_dir, domains, tasks))
         })
         .await?;
         let vms = VmManager::load(&run_dir, accel).await?;
-        let agent = Arc::new(AgentState::new(name, token, run_dir, domains, tasks, vms));
-        let (listener, addr) = ferry_http::bind(listen).await?;
+        let tls = identity.server_tls()?;
+        let agent = Arc::new(AgentState::new(
+            name, identity, run_dir, domains, tasks, vms,
+        ));
         let a = agent.clone();
         blocking(move || a.tasks().resume(&a)).await?;
         tracing::info!(host = agent.name(), %addr, run_dir = %agent.run_dir().display(), "agent listening");
+        drop(tls);
         Ok(Server {
             listener,
             addr,
@@ -117,7 +138,9 @@ impl Server {
             agent,
             _run_lock,
         } = self;
-        let served = ferry_http::serve(listener, routes::router(agent.clone()), shutdown).await;
+        let tls = agent.identity().server_tls()?;
+        let served =
+            ferry_http::serve(listener, routes::router(agent.clone()), shutdown, Some(tls)).await;
         tracing::info!(host = agent.name(), "agent stopping");
         agent.tasks().shutdown().await;
         // Nothing is running any more, so the release cannot be refused.
@@ -142,9 +165,26 @@ fn open_run_dir(run_dir: &Path) -> Result<PathBuf> {
     std::fs::canonicalize(run_dir).map_err(|e| Error::io("resolve the run directory", run_dir, e))
 }
 
+/// The host's name: the one its certificate gives, which a name given
+/// must match (the engine knows the host by that name).
+fn checked_name(given: Option<String>, identity: &Identity) -> Result<String> {
+    let Some(in_cert) = identity.name() else {
+        return Err(Error::BadRequest(
+            "the agent's certificate names no host; enroll it again (ferry agent enroll)".into(),
+        ));
+    };
+    match given.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()) {
+        Some(n) if n != in_cert => Err(Error::BadRequest(format!(
+            "this agent's certificate is host {in_cert}'s, not {n}'s; start it with --name {in_cert} (or none), or enroll it as {n}"
+        ))),
+        _ => Ok(in_cert),
+    }
+}
+
 /// Two agents on one run directory would run each other's tasks twice;
-/// the lock makes the second one stop at start with a clear message.
-fn lock_run_dir(run_dir: &std::path::Path) -> Result<File> {
+/// the lock makes the second one stop at start with a clear message (and
+/// an enrolment wait until the agent has stopped).
+pub(crate) fn lock_run_dir(run_dir: &std::path::Path) -> Result<File> {
     let path = run_dir.join("agent.lock");
     let file = OpenOptions::new()
         .create(true)

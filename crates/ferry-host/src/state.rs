@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::domains::DomainRegistry;
 use crate::gc::Collector;
+use crate::identity::Identity;
 use crate::spm::SpmRole;
 use crate::tasks::TaskManager;
 use crate::vms::VmManager;
@@ -16,7 +17,7 @@ use crate::vms::VmManager;
 #[derive(Debug)]
 pub struct AgentState {
     name: String,
-    token: String,
+    identity: Identity,
     run_dir: PathBuf,
     domains: DomainRegistry,
     spm: SpmRole,
@@ -32,7 +33,7 @@ pub struct AgentState {
 impl AgentState {
     pub(crate) fn new(
         name: String,
-        token: String,
+        identity: Identity,
         run_dir: PathBuf,
         domains: DomainRegistry,
         tasks: TaskManager,
@@ -41,7 +42,7 @@ impl AgentState {
         AgentState {
             spm: SpmRole::new(&name),
             name,
-            token,
+            identity,
             run_dir,
             domains,
             tasks,
@@ -56,8 +57,9 @@ impl AgentState {
         &self.name
     }
 
-    pub(crate) fn token(&self) -> &str {
-        &self.token
+    /// Its certificate, which the engine renews (`routes::pki`).
+    pub fn identity(&self) -> &Identity {
+        &self.identity
     }
 
     /// The agent's own directory.

@@ -1,10 +1,11 @@
-//! Given an agent on two domains, the API's edges: who may call it, what a
+//! Given an agent on two domains, the API's edges: who may call it (the
+//! engine of its CA, over mutual TLS, and nobody else), what a
 //! malformed request gets (a 400 with a JSON sentence, and nothing
 //! changed), and that SPM verbs need the SPM role.
 
 mod common;
 
-use common::{assert_json_error, assert_refused, raw, start, TOKEN};
+use common::{assert_json_error, assert_refused, raw, start, ENGINE};
 use ferry_api::agent::{
     CloneInternalVolumes, CreateDomain, CreateVolume, CreateVolumeCrossSd, DeleteImage,
     DeleteVolumes, VolumeRef,
@@ -14,31 +15,60 @@ use ferry_testkit::{base, tree_snapshot, Lab};
 use uuid::Uuid;
 
 #[tokio::test]
-async fn health_answers_anyone_and_everything_else_needs_the_token() {
+async fn only_the_engine_of_its_ca_gets_in_plain_http_anonymous_and_other_cas_are_refused() {
     let lab = Lab::new();
     let rd = common::run_dir();
     let agent = start("host1", rd.path(), &[lab.d1.path()]).await;
 
-    let health = raw(agent.addr, "GET", "/v1/health", None, "").await;
+    // The engine (a client certificate of the agent's CA) is answered.
+    let health = raw(agent.addr, "GET", "/v1/health", Some(ENGINE), "").await;
     assert_eq!(health.0, 200, "{}", health.1);
     let h: ferry_api::agent::Health = serde_json::from_str(&health.1).expect("health JSON");
     assert_eq!(h.name, "host1");
     assert!(!h.spm);
     assert_eq!(h.spm_domain, None);
+    agent
+        .client
+        .domains()
+        .await
+        .expect("the engine is answered");
 
-    for path in ["/v1/domains", "/v1/tasks", "/v1/spm", "/v1/no-such-thing"] {
-        let none = raw(agent.addr, "GET", path, None, "").await;
-        assert_json_error(&none, 401, "needs the agent's token");
-        let wrong = raw(agent.addr, "GET", path, Some("not-the-token"), "").await;
-        assert_json_error(&wrong, 401, "token is wrong");
+    // Plain HTTP: a JSON 400 saying to use HTTPS, and nothing served.
+    for path in ["/v1/health", "/v1/domains"] {
+        let plain = raw(agent.addr, "GET", path, None, "").await;
+        assert_json_error(&plain, 400, "HTTPS only");
     }
-    let prefix = raw(agent.addr, "GET", "/v1/domains", Some(&TOKEN[..4]), "").await;
-    assert_json_error(&prefix, 401, "token is wrong");
 
-    let ok = raw(agent.addr, "GET", "/v1/domains", Some(TOKEN), "").await;
-    assert_eq!(ok.0, 200, "{}", ok.1);
-    let bad_client = ferry_agent_client::AgentClient::new(agent.url.clone(), "nope");
-    assert_refused(bad_client.domains().await, 401, "token is wrong");
+    // A TLS client trusting the CA but with no certificate of its own.
+    let pki = ferry_testkit::pki::shared();
+    let anonymous = ferry_http::ClientTls::trusting(pki.ca.cert_pem()).expect("TLS");
+    let c = ferry_agent_client::AgentClient::new(agent.url.clone(), &anonymous);
+    let e = c.health().await.expect_err("no client certificate");
+    assert_eq!(e.kind(), ferry_api::ErrorKind::Unavailable, "{e}");
+
+    // The engine's client certificate, from another CA.
+    let other = ferry_testkit::pki::TestPki::new("another CA");
+    let c = ferry_agent_client::AgentClient::new(agent.url.clone(), &other.client_tls());
+    c.health().await.expect_err("a certificate of another CA");
+    c.domains().await.expect_err("a certificate of another CA");
+
+    // Another host's certificate (the same CA, but a server's) as a client.
+    let rd2 = common::run_dir();
+    pki.enroll(rd2.path(), "host2");
+    let host2 = std::fs::read_to_string(rd2.path().join("pki/host.pem")).expect("host2's cert");
+    let impostor = ferry_http::ClientTls::to_agent(
+        pki.ca.cert_pem(),
+        ferry_pki::LiveCert::new(&host2, &host2, "host2").expect("loaded"),
+        std::sync::Arc::new(ferry_pki::AnyFromCa),
+    )
+    .expect("TLS");
+    let c = ferry_agent_client::AgentClient::new(agent.url.clone(), &impostor);
+    c.domains()
+        .await
+        .expect_err("a host's certificate is not the engine's");
+
+    // Through all that the agent kept serving the engine.
+    agent.client.domains().await.expect("still answered");
     agent.stop().await;
 }
 
@@ -48,7 +78,7 @@ async fn malformed_bodies_unknown_paths_and_methods_get_json_errors() {
     let rd = common::run_dir();
     let agent = start("host1", rd.path(), &[lab.d1.path()]).await;
     let a = agent.addr;
-    let t = Some(TOKEN);
+    let t = Some(ENGINE);
 
     assert_json_error(
         &raw(a, "POST", "/v1/domains/connect", t, "{").await,
@@ -150,7 +180,7 @@ async fn ids_that_are_not_uuids_and_paths_that_escape_are_refused_and_change_not
         .expect("become SPM");
     let before = tree_snapshot(lab.root());
     let a = agent.addr;
-    let t = Some(TOKEN);
+    let t = Some(ENGINE);
 
     for path in [
         "/v1/tasks/not-a-uuid".to_string(),

@@ -35,21 +35,21 @@ struct Agent {
 
 impl Agent {
     async fn start(lab: &Lab) -> Agent {
+        ferry_testkit::pki::shared().enroll(&lab.root().join("agent"), "host1");
         let config = AgentConfig {
-            name: "host1".into(),
+            name: Some("host1".into()),
             listen: "127.0.0.1:0".parse().expect("address"),
-            token: "secret".into(),
             run_dir: lab.root().join("agent"),
             domains: vec![lab.d1.path().to_path_buf(), lab.d2.path().to_path_buf()],
             accel: Accel::Tcg,
         };
         let server = Server::bind(config).await.expect("bind agent");
-        let url = format!("http://{}", server.local_addr());
+        let url = format!("https://{}", server.local_addr());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(server.run_until(async move {
             let _ = rx.await;
         }));
-        let client = AgentClient::new(url, "secret");
+        let client = AgentClient::new(url, &ferry_testkit::pki::shared().client_tls());
         client.acquire_spm(lab.d1.uuid()).await.expect("become SPM");
         Agent {
             client,

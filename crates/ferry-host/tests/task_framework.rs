@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{assert_json_error, assert_refused, raw, start_with, TOKEN};
+use common::{assert_json_error, assert_refused, raw, start_with, ENGINE};
 use ferry_api::agent::TaskState;
 use ferry_host::tasks::{StopReason, TaskContext, TaskVerb, VerbRegistry};
 use ferry_host::{AgentState, Error};
@@ -94,7 +94,7 @@ async fn a_registered_verb_runs_once_per_task_id_and_reports_its_progress() {
     let id = Uuid::new_v4();
     let path = format!("/v1/tasks/{id}/count");
 
-    let first = raw(agent.addr, "POST", &path, Some(TOKEN), r#"{"n": 7}"#).await;
+    let first = raw(agent.addr, "POST", &path, Some(ENGINE), r#"{"n": 7}"#).await;
     assert_eq!(first.0, 202, "a new task is accepted: {}", first.1);
     let done = c.wait_task(id, WAIT).await.expect("ends");
     assert_eq!(done.state, TaskState::Succeeded);
@@ -106,7 +106,7 @@ async fn a_registered_verb_runs_once_per_task_id_and_reports_its_progress() {
         agent.addr,
         "POST",
         &path,
-        Some(TOKEN),
+        Some(ENGINE),
         r#"{"then": "succeed", "n": 7}"#,
     )
     .await;
@@ -130,7 +130,7 @@ async fn a_registered_verb_runs_once_per_task_id_and_reports_its_progress() {
         "n must be at least 1",
     );
     assert_json_error(
-        &raw(agent.addr, "POST", &path, Some(TOKEN), r#"{"n": -1}"#).await,
+        &raw(agent.addr, "POST", &path, Some(ENGINE), r#"{"n": -1}"#).await,
         400,
         "parameters of count are wrong",
     );

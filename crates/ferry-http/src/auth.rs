@@ -2,9 +2,10 @@
 //! APIs: every request but the public paths must carry
 //! `Authorization: Bearer <token>`.
 //!
-//! The comparison takes the same time whatever the token's first
-//! differing byte, so a token cannot be guessed byte by byte from response
-//! times.
+//! Only the token's SHA-256 is kept: the check compares hashes, in the
+//! same time whatever their first differing byte, so a token cannot be
+//! guessed byte by byte from response times, and a memory dump does not
+//! show it.
 
 use std::sync::Arc;
 
@@ -22,7 +23,8 @@ use crate::error::HttpError;
 /// sentences of its 401 answers.
 #[derive(Clone)]
 pub struct BearerAuth {
-    token: Arc<str>,
+    /// The token's SHA-256, hex.
+    token_hash: Arc<str>,
     /// Names the service ("the agent's").
     whose: &'static str,
     /// Says where the right token comes from.
@@ -48,8 +50,26 @@ impl BearerAuth {
         hint: &'static str,
         public: fn(&str) -> bool,
     ) -> Self {
+        let token: Arc<str> = token.into();
         BearerAuth {
-            token: token.into(),
+            token_hash: ferry_pki::random::hash_secret(&token).into(),
+            whose,
+            hint,
+            public,
+        }
+    }
+
+    /// Like [`BearerAuth::new`] from the token's SHA-256 (hex,
+    /// `ferry_pki::random::hash_secret`), for a holder that keeps only the
+    /// hash.
+    pub fn from_hash(
+        token_hash: impl Into<Arc<str>>,
+        whose: &'static str,
+        hint: &'static str,
+        public: fn(&str) -> bool,
+    ) -> Self {
+        BearerAuth {
+            token_hash: token_hash.into(),
             whose,
             hint,
             public,
@@ -64,7 +84,7 @@ impl BearerAuth {
     /// Checks an `Authorization` header; on refusal, a sentence that says
     /// what to send.
     pub fn check(&self, header: Option<&HeaderValue>) -> Result<(), HttpError> {
-        check(header, &self.token, self.whose, self.hint)
+        check_hashed(header, &self.token_hash, self.whose, self.hint)
             .map_err(|m| HttpError::new(ErrorKind::Unauthorized, m))
     }
 }
@@ -80,11 +100,21 @@ async fn require_token(State(auth): State<BearerAuth>, request: Request, next: N
 }
 
 /// Checks an `Authorization` header against `token`. On refusal returns a
-/// sentence for a 401 answer; `whose` names the service ("the agent's") and
-/// `hint` says where the right token comes from.
+/// sentence for a 401 answer; `whose` names the service ("the engine's")
+/// and `hint` says where the right token comes from.
 pub fn check(
     header: Option<&HeaderValue>,
     token: &str,
+    whose: &str,
+    hint: &str,
+) -> Result<(), String> {
+    check_hashed(header, &ferry_pki::random::hash_secret(token), whose, hint)
+}
+
+/// [`check`] against the token's SHA-256 (hex) instead of the token.
+fn check_hashed(
+    header: Option<&HeaderValue>,
+    token_hash: &str,
     whose: &str,
     hint: &str,
 ) -> Result<(), String> {
@@ -102,7 +132,8 @@ pub fn check(
                 "the Authorization header is not 'Bearer <token>': send {whose} token as a bearer token"
             )
         })?;
-    if constant_time_eq(presented.trim().as_bytes(), token.as_bytes()) {
+    let presented = ferry_pki::random::hash_secret(presented);
+    if constant_time_eq(presented.as_bytes(), token_hash.as_bytes()) {
         Ok(())
     } else {
         Err(format!("the bearer token is wrong: {hint}"))
@@ -137,15 +168,15 @@ mod tests {
     #[test]
     fn missing_malformed_and_wrong_headers_are_refused_with_a_reason() {
         let ok = HeaderValue::from_static("Bearer secret");
-        assert!(check(Some(&ok), "secret", "the agent's", "").is_ok());
+        assert!(check(Some(&ok), "secret", "the engine's", "").is_ok());
         let basic = HeaderValue::from_static("Basic c2VjcmV0");
         let wrong = HeaderValue::from_static("Bearer nope");
         for (h, says) in [
-            (None, "needs the agent's token"),
+            (None, "needs the engine's token"),
             (Some(&basic), "not 'Bearer <token>'"),
             (Some(&wrong), "token is wrong"),
         ] {
-            let e = check(h, "secret", "the agent's", "use the right one").expect_err("refused");
+            let e = check(h, "secret", "the engine's", "use the right one").expect_err("refused");
             assert!(e.contains(says), "{e}");
         }
     }

@@ -1,11 +1,14 @@
 //! The base of Ferry's typed HTTP clients (the agent's, the engine's):
-//! URLs built from percent-encoded segments, the bearer token on every
-//! request, a deadline on every request, and error answers read back into
-//! their [`ErrorKind`] so callers decide on the kind, not the words.
+//! URLs built from percent-encoded segments, TLS with Ferry's own trust
+//! (the engine's CA, a client certificate for mutual TLS), the bearer
+//! token where the peer wants one, a deadline on every request, and error
+//! answers read back into their [`ErrorKind`] so callers decide on the
+//! kind, not the words.
 
 use std::time::Duration;
 
 use ferry_api::{ApiError, ErrorKind};
+use ferry_pki::ClientTls;
 use reqwest::RequestBuilder;
 pub use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -52,7 +55,7 @@ pub enum ClientError {
         source: reqwest::Error,
     },
     /// The URL given for the peer is not a URL.
-    #[error("'{url}' is not a usable URL for {service} ({reason}); give http://<host>:<port>")]
+    #[error("'{url}' is not a usable URL for {service} ({reason}); give https://<host>:<port>")]
     BadUrl {
         /// Who was to be asked.
         service: &'static str,
@@ -101,37 +104,58 @@ impl ClientError {
     }
 }
 
-/// A client of one peer: its base URL, the path prefix of its API and the
-/// token it wants.
-#[derive(Debug, Clone)]
+/// A client of one peer: its base URL, the path prefix of its API, the
+/// token it wants (if any) and how it is trusted.
+#[derive(Clone)]
 pub struct HttpClient {
     service: &'static str,
     base: String,
     prefix: &'static [&'static str],
-    token: String,
+    token: Option<String>,
     http: reqwest::Client,
     timeout: Duration,
 }
 
+impl std::fmt::Debug for HttpClient {
+    /// Never prints the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("service", &self.service)
+            .field("base", &self.base)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 impl HttpClient {
-    /// A client of `service` ("the agent") at `url` (`http://host:port`),
+    /// A client of `service` ("the agent") at `url` (`https://host:port`),
     /// whose API lives under the path segments `prefix`, presenting
-    /// `token`.
+    /// `token` as a bearer token when given, and speaking TLS with `tls`
+    /// (without it, an `https://` URL is refused: no peer is trusted by
+    /// default, since Ferry's peers are trusted through Ferry's CA).
     pub fn new(
         service: &'static str,
         url: impl Into<String>,
         prefix: &'static [&'static str],
-        token: impl Into<String>,
+        token: Option<String>,
+        tls: Option<&ClientTls>,
     ) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+        let mut builder = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT);
+        if let Some(tls) = tls {
+            builder = builder.use_preconfigured_tls((*tls.0).clone());
+        }
+        // The builder fails only on a TLS setting it cannot use; the bare
+        // client that replaces it trusts no certificate, so it fails
+        // closed.
+        let http = builder.build().unwrap_or_else(|e| {
+            tracing::warn!("could not set up the HTTP client's TLS ({e}); HTTPS will be refused");
+            reqwest::Client::new()
+        });
         HttpClient {
             service,
-            base: url.into().trim_end_matches('/').to_string(),
+            base: url.into().trim().trim_end_matches('/').to_string(),
             prefix,
-            token: token.into(),
+            token,
             http,
             timeout: DEFAULT_REQUEST_TIMEOUT,
         }
@@ -216,10 +240,11 @@ impl HttpClient {
     }
 
     fn request(&self, method: Method, url: Url) -> RequestBuilder {
-        self.http
-            .request(method, url)
-            .bearer_auth(&self.token)
-            .timeout(self.timeout)
+        let req = self.http.request(method, url).timeout(self.timeout);
+        match &self.token {
+            Some(token) => req.bearer_auth(token),
+            None => req,
+        }
     }
 
     /// A successful answer, or the error it stands for.
@@ -264,13 +289,19 @@ mod tests {
 
     #[test]
     fn names_become_single_encoded_path_segments_under_the_prefix() {
-        let c = HttpClient::new("the engine", "http://127.0.0.1:8000/", &["api", "v1"], "t");
+        let c = HttpClient::new(
+            "the engine",
+            "http://127.0.0.1:8000/",
+            &["api", "v1"],
+            None,
+            None,
+        );
         let url = c.endpoint(&["disks", "a b/c", "move"]).expect("a URL");
         assert_eq!(
             url.as_str(),
             "http://127.0.0.1:8000/api/v1/disks/a%20b%2Fc/move"
         );
-        let bad = HttpClient::new("the engine", "not a url", &["api", "v1"], "t");
+        let bad = HttpClient::new("the engine", "not a url", &["api", "v1"], None, None);
         let e = bad.endpoint(&["hosts"]).expect_err("refused");
         assert!(matches!(e, ClientError::BadUrl { .. }));
         assert_eq!(e.kind(), ErrorKind::BadRequest);

@@ -3,7 +3,8 @@
 //! typed clients read answers the same way (the split cloud-hypervisor
 //! draws with its `api_client` crate):
 //!
-//! - [`serve`]: bind, serve until a shutdown signal, stop gracefully.
+//! - [`serve`]: bind, serve (plain HTTP, or TLS with or without client
+//!   certificates) until a shutdown signal, stop gracefully.
 //! - [`auth`]: the bearer-token check and the middleware that applies it.
 //! - [`error`]: every error answer is [`ferry_api::ApiError`] JSON whose
 //!   status comes from its [`ferry_api::ErrorKind`]; unknown paths and
@@ -18,7 +19,9 @@ pub mod body;
 pub mod client;
 pub mod error;
 pub mod serve;
+mod tls_serve;
 
 pub use client::{ClientError, HttpClient};
 pub use error::{chain_text, HttpError};
-pub use serve::{bind, serve, shutdown_signal, BindError};
+pub use ferry_pki::{ClientTls, ServerTls};
+pub use serve::{bind, is_loopback_only, serve, shutdown_signal, BindError};

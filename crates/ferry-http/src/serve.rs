@@ -6,6 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use axum::Router;
+use ferry_pki::ServerTls;
 use tokio::net::TcpListener;
 
 /// The listening socket could not be opened.
@@ -32,14 +33,31 @@ pub async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), BindErr
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets
-/// in-flight requests finish.
-pub async fn serve<F>(listener: TcpListener, router: Router, shutdown: F) -> std::io::Result<()>
+/// in-flight requests finish: over TLS with `tls`, else plain HTTP (which
+/// the daemons allow on loopback only, see [`is_loopback_only`]).
+pub async fn serve<F>(
+    listener: TcpListener,
+    router: Router,
+    shutdown: F,
+    tls: Option<ServerTls>,
+) -> std::io::Result<()>
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    match tls {
+        Some(tls) => crate::tls_serve::serve_tls(listener, router, shutdown, tls).await,
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
+}
+
+/// Whether an address can be reached from this machine only: where plain
+/// HTTP is allowed, since nothing it carries crosses a network.
+pub fn is_loopback_only(addr: SocketAddr) -> bool {
+    addr.ip().is_loopback()
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C): how an operator or systemd

@@ -1,7 +1,12 @@
 //! Host agent processes for tests: start `ferry agent` as a real process,
 //! learn the address it bound (it listens on port 0 and prints it), wait
-//! until its health answers, talk to it with [`AgentClient`], and stop it
-//! gently (SIGTERM) or not (SIGKILL).
+//! until its health answers, talk to it with [`AgentClient`] over mutual
+//! TLS, and stop it gently (SIGTERM) or not (SIGKILL).
+//!
+//! An agent started alone gets a certificate of the test process's CA
+//! ([`crate::pki::shared`]); one started for an engine is enrolled with it
+//! as an operator would (`ferry host add`, `ferry agent enroll`) and
+//! called with the engine's client certificate.
 //!
 //! The agent's log (`FERRY_LOG=info`) goes to `<run_dir>/agent.log`, so a
 //! failing test can show what the agent did.
@@ -15,9 +20,7 @@ use std::time::{Duration, Instant};
 
 use ferry_agent_client::AgentClient;
 use ferry_api::agent::Health;
-
-/// The token test agents are started with.
-pub const TOKEN: &str = "ferry-test-token-3c9a";
+use ferry_http::ClientTls;
 
 /// How long an agent may take to start listening and answer health.
 const START_WITHIN: Duration = Duration::from_secs(30);
@@ -32,19 +35,65 @@ pub struct AgentProcess {
     pub addr: SocketAddr,
     /// Its run directory.
     pub run_dir: PathBuf,
+    /// How a test calls it: as its engine (or the test CA's engine) would.
+    tls: ClientTls,
 }
 
 impl AgentProcess {
     /// Starts `ferry agent` (the binary at `ferry`) named `name`, with its
-    /// run directory and domains, listening on a free port of 127.0.0.1;
-    /// returns once it has printed its address and answers health.
+    /// run directory and domains, listening on a free port of 127.0.0.1,
+    /// with a certificate of the test CA; returns once it has printed its
+    /// address and answers health.
     pub async fn start(
         ferry: impl AsRef<Path>,
         name: &str,
         run_dir: &Path,
         domains: &[&Path],
     ) -> Self {
-        Self::start_on(ferry, name, run_dir, domains, "127.0.0.1:0", &[]).await
+        crate::pki::shared().enroll(run_dir, name);
+        let tls = crate::pki::shared().client_tls();
+        Self::start_on(ferry, name, run_dir, domains, "127.0.0.1:0", &[], tls).await
+    }
+
+    /// Adds host `name` to `engine` at a free port of 127.0.0.1, enrolls
+    /// its agent with `ferry agent enroll` and the one-time token, and
+    /// starts it there; returns once the engine sees the host up.
+    pub async fn start_for_engine(
+        ferry: impl AsRef<Path>,
+        engine: &crate::engine::EngineProcess,
+        name: &str,
+        run_dir: &Path,
+    ) -> Self {
+        let ferry = ferry.as_ref();
+        let port = free_port();
+        let c = engine.client();
+        let enrolment = c
+            .add_host(&ferry_api::engine::AddHost {
+                name: name.into(),
+                url: format!("https://127.0.0.1:{port}"),
+            })
+            .await
+            .expect("add host");
+        enroll_with(ferry, &engine.url(), &enrolment.token, run_dir);
+        let agent = Self::start_on(
+            ferry,
+            name,
+            run_dir,
+            &[],
+            &format!("127.0.0.1:{port}"),
+            &[],
+            engine.agent_tls(),
+        )
+        .await;
+        c.wait_host_up(name, START_WITHIN)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "host {name} did not come up: {e}; its log:\n{}",
+                    agent.log()
+                )
+            });
+        agent
     }
 
     /// Like [`AgentProcess::start`], with extra environment variables (a
@@ -56,7 +105,9 @@ impl AgentProcess {
         domains: &[&Path],
         env: &[(&str, &str)],
     ) -> Self {
-        Self::start_on(ferry, name, run_dir, domains, "127.0.0.1:0", env).await
+        crate::pki::shared().enroll(run_dir, name);
+        let tls = crate::pki::shared().client_tls();
+        Self::start_on(ferry, name, run_dir, domains, "127.0.0.1:0", env, tls).await
     }
 
     /// Kills it with SIGKILL (its VMs keep running) and starts it again on
@@ -71,7 +122,16 @@ impl AgentProcess {
     pub async fn restart_with_env(&mut self, ferry: impl AsRef<Path>, env: &[(&str, &str)]) {
         self.kill9();
         let listen = self.addr.to_string();
-        *self = Self::start_on(ferry, &self.name, &self.run_dir, &[], &listen, env).await;
+        *self = Self::start_on(
+            ferry,
+            &self.name,
+            &self.run_dir,
+            &[],
+            &listen,
+            env,
+            self.tls.clone(),
+        )
+        .await;
     }
 
     /// Waits until the process exits on its own (a test hook aborted it)
@@ -100,6 +160,7 @@ impl AgentProcess {
         domains: &[&Path],
         listen: &str,
         env: &[(&str, &str)],
+        tls: ClientTls,
     ) -> Self {
         std::fs::create_dir_all(run_dir).expect("create the agent's run directory");
         let log = std::fs::OpenOptions::new()
@@ -112,7 +173,6 @@ impl AgentProcess {
             .args(["--accel", &test_accel()])
             .arg("--run-dir")
             .arg(run_dir)
-            .env("FERRY_AGENT_TOKEN", TOKEN)
             .env("FERRY_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -153,6 +213,7 @@ impl AgentProcess {
             name: name.to_string(),
             addr,
             run_dir: run_dir.to_path_buf(),
+            tls,
         };
         agent.wait_healthy().await;
         agent
@@ -160,12 +221,12 @@ impl AgentProcess {
 
     /// The agent's base URL.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("https://{}", self.addr)
     }
 
-    /// A client presenting the test token.
+    /// A client calling it as its engine does (mutual TLS).
     pub fn client(&self) -> AgentClient {
-        AgentClient::new(self.url(), TOKEN)
+        AgentClient::new(self.url(), &self.tls)
     }
 
     /// Polls health until it answers; panics (with the agent's log) if the
@@ -272,6 +333,34 @@ impl Drop for KillVmsOnDrop {
     fn drop(&mut self) {
         kill_vms(&self.0);
     }
+}
+
+/// A port of 127.0.0.1 free now: the kernel's pick for a socket bound to
+/// port 0, released at once (an agent added to an engine needs its URL
+/// before it starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Runs `ferry agent enroll` for the agent of `run_dir` against the
+/// engine at `engine_url` with `token`; panics with its output if it
+/// fails.
+pub fn enroll_with(ferry: &Path, engine_url: &str, token: &str, run_dir: &Path) {
+    let out = Command::new(ferry)
+        .args(["agent", "enroll", "--engine", engine_url, "--run-dir"])
+        .arg(run_dir)
+        .env("FERRY_ENROLL_TOKEN", token)
+        .output()
+        .expect("run ferry agent enroll");
+    assert!(
+        out.status.success(),
+        "ferry agent enroll failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn read_log(run_dir: &Path) -> String {

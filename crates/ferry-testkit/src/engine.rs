@@ -1,6 +1,7 @@
 //! Engine processes for tests: `ferry engine` on a free port of 127.0.0.1
-//! with its SQLite database in a directory of the test's, killed with
-//! SIGKILL and started again on the same database to test resume.
+//! (HTTPS, its CA and certificates made in its directory's `pki/`) with
+//! its SQLite database in a directory of the test's, killed with SIGKILL
+//! and started again on the same database to test resume.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -39,7 +40,7 @@ impl EngineProcess {
             .open(dir.join("engine.log"))
             .expect("open the engine's log");
         let mut cmd = Command::new(ferry.as_ref());
-        cmd.args(["engine", "--listen", "127.0.0.1:0", "--db-dir"])
+        cmd.args(["engine", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
             .env("FERRY_ENGINE_TOKEN", TOKEN)
             .env("FERRY_LOG", "info")
@@ -88,12 +89,24 @@ impl EngineProcess {
 
     /// The engine's base URL.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("https://{}", self.addr)
     }
 
-    /// A client presenting the test token.
+    /// Its CA certificate file, which its clients trust.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("pki/ca.pem")
+    }
+
+    /// A client presenting the test token and trusting the engine's CA.
     pub fn client(&self) -> EngineClient {
-        EngineClient::new(self.url(), TOKEN)
+        let ca = std::fs::read_to_string(self.ca_file()).expect("the engine's CA");
+        let tls = ferry_http::ClientTls::trusting(&ca).expect("client TLS");
+        EngineClient::with_tls(self.url(), TOKEN, &tls)
+    }
+
+    /// TLS settings to call its agents as it does.
+    pub fn agent_tls(&self) -> ferry_http::ClientTls {
+        crate::pki::engine_client_tls(&self.dir)
     }
 
     /// Kills it with SIGKILL and reaps it (an engine that already died,

@@ -18,6 +18,7 @@ use uuid::Uuid;
 pub mod agent;
 pub mod engine;
 pub mod guest;
+pub mod pki;
 
 /// Two fresh storage domains in a temporary directory, removed on drop.
 #[derive(Debug)]

@@ -9,12 +9,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ferry_agent_client::AgentClient;
-use ferry_api::engine::{AddHost, CreateDomain};
-use ferry_engine::{EngineClient, EngineConfig};
+use ferry_api::engine::CreateDomain;
+use ferry_engine::{EngineClient, EngineConfig, PkiConfig};
 use ferry_host::{Accel, AgentConfig, AgentState};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use uuid::Uuid;
 
 use super::workdir::{agent_run_dir, domains_dir};
 
@@ -27,12 +26,6 @@ pub(super) struct Services {
     engine_task: JoinHandle<ferry_engine::Result<()>>,
     stop_agent: oneshot::Sender<()>,
     agent_task: JoinHandle<ferry_host::Result<()>>,
-}
-
-/// A random token, so nothing else on the machine can drive the bench's
-/// engine or agent.
-fn secret() -> String {
-    format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple())
 }
 
 /// A server's shutdown signal: send on the sender to stop it.
@@ -50,58 +43,70 @@ impl Services {
     /// Starts agent and engine as `ferry up` does, registers the agent as
     /// host `local` and creates domain1 and domain2 through the engine.
     pub(super) async fn start(dir: &Path, accel: Accel) -> Result<Services> {
-        let agent_token = secret();
-        let agent = ferry_host::Server::bind(AgentConfig {
-            name: "local".into(),
-            listen: "127.0.0.1:0".parse().context("a literal address")?,
-            token: agent_token.clone(),
-            run_dir: agent_run_dir(dir),
-            domains: Vec::new(),
-            accel,
+        // A random token, so nothing else on the machine can drive the
+        // bench's engine; the agent speaks mutual TLS with it only.
+        let engine_token = ferry_pki::random::secret();
+        let listen = "127.0.0.1:0".parse().context("a literal address")?;
+        let engine = ferry_engine::Server::bind(EngineConfig {
+            listen,
+            token: engine_token.clone(),
+            database: EngineConfig::sqlite_url(dir),
+            limits: ferry_engine::EngineLimits::default(),
+            pki: PkiConfig {
+                dir: dir.join("pki"),
+                names: PkiConfig::default_names(listen),
+                https: false,
+                ca_files: None,
+            },
         })
         .await
+        .context("cannot start the engine")?;
+        let url = engine.url();
+        let (stop_engine, stopped) = stop_signal();
+        let engine_task = tokio::spawn(engine.run_until(stopped));
+        let client = EngineClient::new(&url, &engine_token);
+
+        let run_dir = agent_run_dir(dir);
+        let listener =
+            ferry_testkit::pki::enroll_in_process(&client, &url, "local", &run_dir).await;
+        let agent = ferry_host::Server::bind_on(
+            AgentConfig {
+                name: Some("local".into()),
+                listen,
+                run_dir,
+                domains: Vec::new(),
+                accel,
+            },
+            ferry_host::tasks::VerbRegistry::standard(),
+            listener,
+        )
+        .await
         .context("cannot start the local agent")?;
-        let agent_url = format!("http://{}", agent.local_addr());
+        let agent_url = format!("https://{}", agent.local_addr());
         let agent_state = agent.agent().clone();
         let (stop_agent, stopped) = stop_signal();
         let agent_task = tokio::spawn(agent.run_until(stopped));
 
-        let engine_token = secret();
-        let engine = ferry_engine::Server::bind(EngineConfig {
-            listen: "127.0.0.1:0".parse().context("a literal address")?,
-            token: engine_token.clone(),
-            database: EngineConfig::sqlite_url(dir),
-            limits: ferry_engine::EngineLimits::default(),
-        })
-        .await
-        .context("cannot start the engine")?;
-        let url = format!("http://{}", engine.local_addr());
-        let (stop_engine, stopped) = stop_signal();
-        let engine_task = tokio::spawn(engine.run_until(stopped));
-
         let services = Services {
-            client: EngineClient::new(&url, &engine_token),
-            agent: AgentClient::new(&agent_url, &agent_token),
+            agent: AgentClient::new(&agent_url, &ferry_testkit::pki::engine_client_tls(dir)),
+            client,
             agent_state,
             stop_engine,
             engine_task,
             stop_agent,
             agent_task,
         };
-        services.set_up(dir, agent_url, agent_token).await?;
+        services.set_up(dir).await?;
         Ok(services)
     }
 
-    /// Registers the agent as host `local` and creates domain1 and domain2.
-    async fn set_up(&self, dir: &Path, agent_url: String, agent_token: String) -> Result<()> {
+    /// Waits for the agent as host `local` and creates domain1 and
+    /// domain2.
+    async fn set_up(&self, dir: &Path) -> Result<()> {
         let c = &self.client;
-        c.add_host(&AddHost {
-            name: "local".into(),
-            url: agent_url,
-            token: agent_token,
-        })
-        .await
-        .context("cannot add the local agent to the engine")?;
+        c.wait_host_up("local", Duration::from_secs(30))
+            .await
+            .context("the local agent did not come up")?;
         let domains = domains_dir(dir);
         fs::create_dir_all(&domains)?;
         for name in ["domain1", "domain2"] {

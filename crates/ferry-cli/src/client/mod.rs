@@ -2,15 +2,18 @@
 //!
 //! Where the engine is and its token come from `--engine`/`--token`, else
 //! `FERRY_URL`/`FERRY_TOKEN`, else the `client.json` that `ferry up` writes
-//! in its data directory (`--data-dir` or `FERRY_DATA_DIR`). Every command
-//! prints a table for people or, with `--json`, the API's JSON for scripts.
+//! in its data directory (`--data-dir` or `FERRY_DATA_DIR`). An `https://`
+//! engine is trusted only if its certificate chains to the CA of `--ca`
+//! (`FERRY_CA`) or of `client.json`: there is no way to skip the check.
+//! Every command prints a table for people or, with `--json`, the API's
+//! JSON for scripts.
 
 mod disk;
 mod domain;
 mod host;
 mod job;
 mod names;
-mod output;
+pub mod output;
 mod pace;
 mod vm;
 mod wait;
@@ -37,6 +40,11 @@ pub struct Connection {
     /// The engine's token (default: FERRY_TOKEN, else client.json).
     #[arg(long, global = true, value_name = "T")]
     pub token: Option<String>,
+    /// The CA certificate (PEM) the engine's HTTPS certificate must chain
+    /// to: the engine's DIR/pki/ca.pem (default: FERRY_CA, else the CA in
+    /// client.json).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
     /// Ferry's data directory: `ferry up` keeps its state there and writes
     /// client.json, which client commands read.
     #[arg(long, global = true, value_name = "DIR", env = "FERRY_DATA_DIR")]
@@ -46,19 +54,39 @@ pub struct Connection {
     pub json: bool,
 }
 
-/// `client.json`: how a client reaches the engine of a data directory.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `client.json`: how a client reaches the engine of a data directory. It
+/// holds the engine's token, so it is written mode 0600.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct ClientFile {
     /// The engine's base URL.
     pub url: String,
     /// Its bearer token.
     pub token: String,
+    /// The engine's CA certificate (PEM), which an `https://` engine's
+    /// certificate must chain to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+}
+
+impl std::fmt::Debug for ClientFile {
+    /// Never prints the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientFile")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClientFile {
     /// Where `ferry up` writes it.
     pub fn path(data_dir: &Path) -> PathBuf {
         data_dir.join("client.json")
+    }
+
+    /// Writes it into `data_dir`, mode 0600, atomically.
+    pub fn write(&self, data_dir: &Path) -> Result<()> {
+        ferry_pki::files::write_private(&Self::path(data_dir), &serde_json::to_vec_pretty(self)?)
+            .with_context(|| format!("cannot write {}", Self::path(data_dir).display()))
     }
 
     /// Reads it.
@@ -88,18 +116,44 @@ impl Connection {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let mut url = self.engine.clone().or_else(|| env("FERRY_URL"));
         let mut token = self.token.clone().or_else(|| env("FERRY_TOKEN"));
+        let mut ca = match self
+            .ca
+            .clone()
+            .or_else(|| env("FERRY_CA").map(PathBuf::from))
+        {
+            Some(path) => Some(std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "cannot read the CA certificate {}; give the engine's pki/ca.pem",
+                    path.display()
+                )
+            })?),
+            None => None,
+        };
+        let dir = self.data_dir.clone().unwrap_or_else(default_data_dir);
         if url.is_none() || token.is_none() {
-            let dir = self.data_dir.clone().unwrap_or_else(default_data_dir);
             let file = ClientFile::read(&dir)?;
             url.get_or_insert(file.url);
             token.get_or_insert(file.token);
+            if ca.is_none() {
+                ca = file.ca;
+            }
+        } else if ca.is_none() {
+            ca = ClientFile::read(&dir).ok().and_then(|f| f.ca);
         }
-        match (url, token) {
-            (Some(u), Some(t)) => Ok(EngineClient::new(u, t)),
-            _ => bail!(
-                "no engine to talk to: pass --engine and --token, or --data-dir of a `ferry up`"
-            ),
+        let (Some(url), Some(token)) = (url, token) else {
+            bail!("no engine to talk to: pass --engine and --token, or --data-dir of a `ferry up`");
+        };
+        if !url.trim_start().starts_with("https://") {
+            return Ok(EngineClient::new(url, token));
         }
+        let Some(ca) = ca else {
+            bail!(
+                "the engine at {url} speaks HTTPS and no CA is given to check its certificate: pass --ca with the engine's DIR/pki/ca.pem (or set FERRY_CA), or use the client.json of its data directory"
+            );
+        };
+        let tls = ferry_http::ClientTls::trusting(&ca)
+            .context("the CA certificate given with --ca, FERRY_CA or client.json is not usable")?;
+        Ok(EngineClient::with_tls(url, token, &tls))
     }
 }
 
@@ -151,17 +205,7 @@ pub fn run_group<T: Subcommand>(group: Group<T>, wrap: fn(T) -> ClientCommand) -
 pub fn dispatch(cmd: ClientCommand, conn: &Connection) -> Result<()> {
     match cmd {
         ClientCommand::Domain(c) => run(conn, |cl, json| domain::run(cl, c, json)),
-        ClientCommand::Host(c @ HostCommand::Add { .. }) => {
-            // `host add --token` is the agent's token (the CLI contract);
-            // the engine's comes from the environment or client.json.
-            let engine_conn = Connection {
-                token: None,
-                ..conn.clone()
-            };
-            let agent_token = conn.token.clone();
-            run(&engine_conn, |cl, json| host::run(cl, c, agent_token, json))
-        }
-        ClientCommand::Host(c) => run(conn, |cl, json| host::run(cl, c, None, json)),
+        ClientCommand::Host(c) => run(conn, |cl, json| host::run(cl, c, json)),
         ClientCommand::Disk(c) => run(conn, |cl, json| disk::run(cl, c, json)),
         ClientCommand::Vm(c) => run(conn, |cl, json| vm::run(cl, c, json)),
         ClientCommand::Job(c) => run(conn, |cl, json| job::run(cl, c, json)),

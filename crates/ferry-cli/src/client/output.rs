@@ -52,6 +52,38 @@ pub fn bytes(n: u64) -> String {
     format!("{scaled}.{tenths} {}", UNITS[unit])
 }
 
+/// A date of epoch seconds, `YYYY-MM-DD` (UTC), with the days left.
+pub fn expiry(not_after: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let date = ferry_engine::ops::certs::date(not_after);
+    let left = not_after.saturating_sub(now);
+    match left {
+        0 => format!("{date} (expired)"),
+        1..172_800 => format!("{date} ({} h)", left.div_ceil(3600)),
+        _ => format!("{date} ({} days)", left / 86_400),
+    }
+}
+
+/// Prints certificates and their ends (`ferry engine rotate-certs`).
+pub fn certificates(c: &ferry_api::engine::Certificates) {
+    let rows = c
+        .engine
+        .iter()
+        .chain(&c.hosts)
+        .map(|s| {
+            vec![
+                s.owner.clone(),
+                expiry(s.not_after),
+                s.fingerprint.get(..16).unwrap_or_default().to_string(),
+                s.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect::<Vec<_>>();
+    table(&["CERTIFICATE", "EXPIRES", "SHA256", "ERROR"], &rows);
+}
+
 /// A short form of a UUID for tables (the full one is in `--json`).
 pub fn short(id: &uuid::Uuid) -> String {
     id.simple().to_string()[..8].to_string()

@@ -69,19 +69,14 @@ impl Cluster {
     pub async fn start_with(engine_env: &[(&str, &str)]) -> Cluster {
         let lab = Lab::new();
         let root = lab.root().to_path_buf();
-        let host1 = AgentProcess::start(FERRY, "host1", &root.join("run-host1"), &[]).await;
-        let host2 = AgentProcess::start(FERRY, "host2", &root.join("run-host2"), &[]).await;
         let engine = EngineProcess::start(FERRY, &root.join("engine"), engine_env).await;
+        // Each agent enrolled with the engine as an operator would, and
+        // driven over mutual TLS.
+        let host1 =
+            AgentProcess::start_for_engine(FERRY, &engine, "host1", &root.join("run-host1")).await;
+        let host2 =
+            AgentProcess::start_for_engine(FERRY, &engine, "host2", &root.join("run-host2")).await;
         let c = engine.client();
-        for (name, agent) in [("host1", &host1), ("host2", &host2)] {
-            c.add_host(&ferry_api::engine::AddHost {
-                name: name.into(),
-                url: agent.url(),
-                token: ferry_testkit::agent::TOKEN.into(),
-            })
-            .await
-            .expect("add host");
-        }
         std::fs::create_dir_all(root.join("domains")).expect("domains dir");
         for name in ["domain1", "domain2"] {
             c.create_domain(&CreateDomain {
@@ -118,6 +113,7 @@ impl Cluster {
             .args(args)
             .env("FERRY_URL", self.engine.url())
             .env("FERRY_TOKEN", TOKEN)
+            .env("FERRY_CA", self.engine.ca_file())
             .output()
             .expect("run ferry")
     }
@@ -129,6 +125,7 @@ impl Cluster {
             .args(args)
             .env("FERRY_URL", self.engine.url())
             .env("FERRY_TOKEN", TOKEN)
+            .env("FERRY_CA", self.engine.ca_file())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()

@@ -37,7 +37,15 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/api/v1/health", get(health::health))
         .route("/api/v1/openapi.json", get(openapi::openapi_json))
         .route("/api/v1/hosts", get(hosts::list).post(hosts::add))
-        .route("/api/v1/hosts/{host}", get(hosts::get))
+        .route(
+            "/api/v1/hosts/{host}",
+            get(hosts::get).delete(hosts::remove),
+        )
+        .route("/api/v1/hosts/{host}/enrolment", post(hosts::reenrol))
+        .route(auth::ENROLL_PATH, post(hosts::enroll))
+        .route(auth::CA_PATH, get(hosts::ca))
+        .route("/api/v1/certificates", get(hosts::certificates))
+        .route("/api/v1/certificates/rotate", post(hosts::rotate))
         .route("/api/v1/domains", get(domains::list).post(domains::create))
         .route("/api/v1/domains/{domain}", get(domains::get))
         .route("/api/v1/disks", get(disks::list).post(disks::create))
@@ -56,7 +64,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/api/v1/events", get(jobs::events))
         .merge(ui::routes())
         .merge(crate::ovirt::routes());
-    auth::bearer(engine.token())
+    auth::bearer(engine.token_hash())
         .protect(with_fallbacks(routes, HINTS))
         .with_state(engine)
 }

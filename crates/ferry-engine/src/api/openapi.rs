@@ -4,9 +4,10 @@
 
 use axum::Json;
 use ferry_api::engine::{
-    AddHost, ApiError, CreateDisk, CreateDomain, CreateVm, DirectBoot, Disk, Domain, EngineHealth,
-    Event, Host, HostStatus, Job, JobKind, JobState, JobStep, MoveMode, MoveRequest, Step,
-    StepState, Vm, VmState, Volume,
+    AddHost, ApiError, CertificateSummary, Certificates, CreateDisk, CreateDomain, CreateVm,
+    DirectBoot, Disk, Domain, EngineCa, EngineHealth, EnrolAnswer, EnrolRequest, Event, Host,
+    HostCertificate, HostEnrolment, HostStatus, Job, JobKind, JobState, JobStep, MoveMode,
+    MoveRequest, Reenrol, RotateCertificates, Step, StepState, Vm, VmState, Volume,
 };
 use ferry_api::{ErrorKind, Legality, VolumeFormat, VolumeRole};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -19,19 +20,22 @@ use crate::api::{disks, domains, health, hosts, jobs, vms};
 #[openapi(
     info(
         title = "Ferry engine",
-        description = "Live storage migration of running QEMU VM disks. Every request but /api/v1/health needs 'Authorization: Bearer <token>'. Things are named by name or UUID in paths and requests; errors are {\"error\": \"<sentence>\"}."
+        description = "Live storage migration of running QEMU VM disks. Every request but /api/v1/health, /api/v1/ca and /api/v1/enroll needs 'Authorization: Bearer <token>'. Things are named by name or UUID in paths and requests; errors are {\"error\": \"<sentence>\"}."
     ),
     paths(
         health::health,
         openapi_json,
-        hosts::add, hosts::list, hosts::get,
+        hosts::add, hosts::list, hosts::get, hosts::remove, hosts::reenrol, hosts::enroll,
+        hosts::certificates, hosts::rotate, hosts::ca,
         domains::create, domains::list, domains::get,
         disks::create, disks::list, disks::get, disks::snapshot, disks::move_disk,
         vms::create, vms::list, vms::get, vms::start, vms::stop, vms::move_vm,
         jobs::list, jobs::get, jobs::cancel, jobs::retry, jobs::events,
     ),
     components(schemas(
-        ApiError, EngineHealth, Host, HostStatus, AddHost, Domain, CreateDomain, Volume, Disk,
+        ApiError, EngineHealth, Host, HostStatus, HostCertificate, AddHost, Reenrol,
+        HostEnrolment, EnrolRequest, EnrolAnswer, CertificateSummary, Certificates,
+        RotateCertificates, EngineCa, Domain, CreateDomain, Volume, Disk,
         CreateDisk, VmState, Vm, DirectBoot, CreateVm, MoveRequest, JobKind, MoveMode, JobState,
         StepState, Step, JobStep, Job, Event, VolumeFormat, Legality, VolumeRole, ErrorKind,
     )),

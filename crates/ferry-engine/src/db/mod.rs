@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 
 pub use disks::DiskRow;
 pub use domains::DomainRow;
-pub use hosts::HostRow;
+pub use hosts::{CertRow, HostRow};
 pub use jobs::JobRow;
 pub use operations::{OperationKind, OperationRow, OperationState};
 pub use retention::Pruned;

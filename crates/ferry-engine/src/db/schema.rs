@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 
 /// The schema this engine writes. A database with a higher version was
 /// written by a newer engine, which this one must not touch.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// What brings a database of an older schema up to the next version:
 /// `(version it produces, statements)`, in order. A fresh database gets
@@ -28,6 +28,21 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
         &["ALTER TABLE volumes ADD COLUMN in_chain BIGINT NOT NULL DEFAULT 1"],
     ),
     (4, &[OPERATIONS, OPERATIONS_BY_STATE]),
+    // Mutual TLS replaces the agents' bearer tokens (issue 14): no token
+    // is kept; a host recorded before must enroll (`ferry host enroll`).
+    (
+        5,
+        &[
+            "ALTER TABLE hosts ADD COLUMN cert_fingerprint TEXT",
+            "ALTER TABLE hosts ADD COLUMN cert_serial TEXT",
+            "ALTER TABLE hosts ADD COLUMN cert_expires BIGINT",
+            "ALTER TABLE hosts ADD COLUMN next_fingerprint TEXT",
+            "ALTER TABLE hosts ADD COLUMN enrol_hash TEXT",
+            "ALTER TABLE hosts ADD COLUMN enrol_expires BIGINT",
+            "ALTER TABLE hosts DROP COLUMN token",
+            "UPDATE hosts SET status = 'enrolling', spm = 0, error = 'recorded before mutual TLS: enroll it with ferry host enroll NAME --url https://HOST:PORT'",
+        ],
+    ),
 ];
 
 /// The short operations that lock a disk outside a move job (a
@@ -55,12 +70,17 @@ const TABLES: &[&str] = &[
         id TEXT PRIMARY KEY,
         name TEXT NOT NULL UNIQUE,
         url TEXT NOT NULL,
-        token TEXT NOT NULL,
         status TEXT NOT NULL,
         spm BIGINT NOT NULL DEFAULT 0,
         last_seen BIGINT,
         error TEXT,
-        created BIGINT NOT NULL
+        created BIGINT NOT NULL,
+        cert_fingerprint TEXT,
+        cert_serial TEXT,
+        cert_expires BIGINT,
+        next_fingerprint TEXT,
+        enrol_hash TEXT,
+        enrol_expires BIGINT
     )",
     "CREATE TABLE IF NOT EXISTS domains (
         id TEXT PRIMARY KEY,
@@ -261,6 +281,19 @@ mod tests {
         PRIMARY KEY (disk_id, position)
     )";
 
+    /// The `hosts` table as schemas 1 to 4 made it, with the agent's token.
+    const V1_HOSTS: &str = "CREATE TABLE hosts (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        url TEXT NOT NULL,
+        token TEXT NOT NULL,
+        status TEXT NOT NULL,
+        spm BIGINT NOT NULL DEFAULT 0,
+        last_seen BIGINT,
+        error TEXT,
+        created BIGINT NOT NULL
+    )";
+
     async fn version(db: &Db) -> i64 {
         sqlx::query("SELECT MAX(version) AS v FROM schema_version")
             .fetch_one(db.pool())
@@ -271,7 +304,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_schema_1_database_is_upgraded_in_place_and_a_newer_one_is_refused() {
+    async fn a_schema_1_database_is_upgraded_in_place_its_tokens_dropped_and_a_newer_one_is_refused(
+    ) {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}/engine.db?mode=rwc", dir.path().display());
         let db = Db::open(&url).await.expect("a new database");
@@ -279,6 +313,9 @@ mod tests {
         for sql in [
             "DROP TABLE volumes",
             "DROP TABLE operations",
+            "DROP TABLE hosts",
+            V1_HOSTS,
+            "INSERT INTO hosts (id, name, url, token, status, created) VALUES ('0f8fad5b-d9cb-469f-a165-70867728950e', 'host1', 'http://h:1', 'secret', 'up', 0)",
             V1_VOLUMES,
             "DELETE FROM schema_version",
             "INSERT INTO schema_version (version) VALUES (1)",
@@ -297,6 +334,20 @@ mod tests {
             .fetch_all(db.pool())
             .await
             .expect("the operations table is there");
+        sqlx::query("SELECT cert_fingerprint, next_fingerprint, enrol_hash FROM hosts")
+            .fetch_all(db.pool())
+            .await
+            .expect("the certificate columns are there");
+        let hosts = db.hosts().await.expect("hosts");
+        assert_eq!(hosts.len(), 1);
+        assert_eq!(hosts[0].status, ferry_api::engine::HostStatus::Enrolling);
+        assert!(
+            sqlx::query("SELECT token FROM hosts")
+                .fetch_all(db.pool())
+                .await
+                .is_err(),
+            "no agent token is kept"
+        );
         sqlx::query("INSERT INTO schema_version (version) VALUES (99)")
             .execute(db.pool())
             .await

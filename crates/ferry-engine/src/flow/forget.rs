@@ -53,7 +53,7 @@ pub async fn forget_tasks(engine: &Engine, job: Uuid, plan: &MovePlan) {
         }
     };
     let tasks = task_ids(plan);
-    for host in hosts.iter().filter(|h| h.status != HostStatus::Down) {
+    for host in hosts.iter().filter(|h| h.status == HostStatus::Up) {
         let agent = engine
             .agents()
             .client_for(host)

@@ -16,6 +16,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use ferry_api::engine::HostStatus;
+
 use crate::engine::Engine;
 use crate::error::Result;
 
@@ -26,7 +28,14 @@ pub const INTERVAL: Duration = Duration::from_secs(2);
 /// and VM states (what the monitor does every [`INTERVAL`]).
 pub async fn poll_now(engine: &Engine) -> Result<()> {
     let _one_at_a_time = engine.poll_lock().await;
-    let hosts = engine.db().hosts().await?;
+    // A host still enrolling has no certificate the engine would accept.
+    let hosts = engine
+        .db()
+        .hosts()
+        .await?
+        .into_iter()
+        .filter(|h| h.status != HostStatus::Enrolling)
+        .collect();
     let checks = check::check_all(engine, hosts).await;
     for c in &checks {
         check::apply(engine, c).await?;

@@ -6,8 +6,10 @@
 //! Every operation checks its input before it changes anything, so a bad
 //! request changes nothing; every change is recorded in the event log.
 
+pub mod certs;
 pub mod disks;
 pub mod domains;
+pub mod enrol;
 pub mod events;
 pub mod hosts;
 pub mod jobs;

@@ -149,7 +149,7 @@ fn validate_vm_name(name: &str) -> Result<()> {
 }
 
 fn require_up(host: &HostRow) -> Result<()> {
-    if host.status == HostStatus::Down {
+    if host.status != HostStatus::Up {
         return Err(Error::Unavailable(format!(
             "host {} is down ({}); start its agent or choose another host",
             host.name,

@@ -23,7 +23,8 @@ pub(crate) fn check(engine: &Engine, headers: &HeaderMap) -> Result<(), OvirtErr
     let (scheme, credential) = value.trim().split_once(' ').unwrap_or((value, ""));
     let credential = credential.trim();
     let good = if scheme.eq_ignore_ascii_case("bearer") {
-        constant_time_eq(credential.as_bytes(), engine.token().as_bytes())
+        let presented = ferry_pki::random::hash_secret(credential);
+        constant_time_eq(presented.as_bytes(), engine.token_hash().as_bytes())
             || engine.sso().is_valid(credential)
     } else if scheme.eq_ignore_ascii_case("basic") {
         basic(engine, credential)

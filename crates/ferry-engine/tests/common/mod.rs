@@ -1,6 +1,7 @@
 //! A real engine on a temporary SQLite file and real agents, all served
-//! in-process on 127.0.0.1:0, plus raw HTTP for the requests a
-//! well-behaved client cannot send.
+//! in-process on 127.0.0.1:0, each agent enrolled with the engine (one-time
+//! token, signing request) and driven over mutual TLS, plus raw HTTP for
+//! the requests a well-behaved client cannot send.
 
 #![allow(dead_code)]
 
@@ -9,13 +10,14 @@ use std::sync::Arc;
 
 use ferry_agent_client::AgentClient;
 use ferry_api::engine::{AddHost, CreateDomain, Domain, Host};
-use ferry_engine::{ClientError as EngineClientError, Engine, EngineClient, EngineConfig};
+use ferry_engine::{
+    ClientError as EngineClientError, Engine, EngineClient, EngineConfig, PkiConfig,
+};
 use ferry_host::AgentConfig;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub const ENGINE_TOKEN: &str = "engine-token-7c2e";
-pub const AGENT_TOKEN: &str = "agent-token-91ab";
 
 /// A temporary directory under the test scratch root.
 pub fn scratch(prefix: &str) -> tempfile::TempDir {
@@ -25,12 +27,15 @@ pub fn scratch(prefix: &str) -> tempfile::TempDir {
         .expect("a temporary directory")
 }
 
-/// A running agent; [`TestAgent::stop`] shuts it down like a host going
-/// away (its SPM lease is freed).
+/// An agent: listening from [`TestAgent::start`], serving once an engine
+/// added and enrolled it ([`TestEngine::add`]); [`TestAgent::stop`] shuts
+/// it down like a host going away (its SPM lease is freed).
 pub struct TestAgent {
     pub name: String,
     pub url: String,
+    /// Calls it as its engine does (set when it is added to one).
     pub client: AgentClient,
+    listener: Option<tokio::net::TcpListener>,
     /// Kills any QEMU this agent started if the test fails half-way;
     /// declared before `run_dir` so it runs while the pid files exist.
     _vms: ferry_testkit::agent::KillVmsOnDrop,
@@ -40,31 +45,23 @@ pub struct TestAgent {
 }
 
 impl TestAgent {
+    /// An agent's socket on 127.0.0.1, its host named `name`; it serves
+    /// once enrolled ([`TestEngine::add`]).
     pub async fn start(name: &str) -> TestAgent {
         let run_dir = scratch("ferry-engine-agent-");
-        let server = ferry_host::Server::bind(AgentConfig {
-            name: name.to_string(),
-            listen: "127.0.0.1:0".parse().expect("an address"),
-            token: AGENT_TOKEN.to_string(),
-            run_dir: run_dir.path().to_path_buf(),
-            domains: Vec::new(),
-            accel: ferry_host::Accel::Tcg,
-        })
-        .await
-        .expect("bind the agent");
-        let url = format!("http://{}", server.local_addr());
-        let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(server.run_until(async {
-            let _ = rx.await;
-        }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the agent's socket");
+        let url = format!("https://{}", listener.local_addr().expect("its address"));
         TestAgent {
             name: name.to_string(),
-            client: AgentClient::new(url.clone(), AGENT_TOKEN),
+            client: AgentClient::new(url.clone(), &ferry_testkit::pki::shared().client_tls()),
             url,
+            listener: Some(listener),
             _vms: ferry_testkit::agent::KillVmsOnDrop(run_dir.path().to_path_buf()),
             run_dir,
-            stop: Some(tx),
-            handle: Some(handle),
+            stop: None,
+            handle: None,
         }
     }
 
@@ -73,8 +70,41 @@ impl TestAgent {
         AddHost {
             name: self.name.clone(),
             url: self.url.clone(),
-            token: AGENT_TOKEN.to_string(),
         }
+    }
+
+    /// Enrolls it with the engine of `e` with `token` (from an add or a
+    /// re-enrolment).
+    pub async fn enroll(&self, e: &TestEngine, token: &str) -> Result<(), ferry_host::Error> {
+        ferry_host::enroll::enroll(&e.url, token, self.run_dir.path()).await?;
+        Ok(())
+    }
+
+    /// Starts serving, enrolled, and calls it as the engine of `e` does.
+    pub async fn serve(&mut self, e: &TestEngine) {
+        let listener = self.listener.take().expect("not serving yet");
+        let server = ferry_host::Server::bind_on(
+            AgentConfig {
+                name: Some(self.name.clone()),
+                listen: listener.local_addr().expect("its address"),
+                run_dir: self.run_dir.path().to_path_buf(),
+                domains: Vec::new(),
+                accel: ferry_host::Accel::Tcg,
+            },
+            ferry_host::tasks::VerbRegistry::standard(),
+            listener,
+        )
+        .await
+        .expect("bind the agent");
+        let (tx, rx) = oneshot::channel::<()>();
+        self.handle = Some(tokio::spawn(server.run_until(async {
+            let _ = rx.await;
+        })));
+        self.stop = Some(tx);
+        self.client = AgentClient::new(
+            self.url.clone(),
+            &ferry_testkit::pki::engine_client_tls(e.data_dir.path()),
+        );
     }
 
     /// Shuts the agent down and waits until it has: its port closes and
@@ -134,15 +164,22 @@ impl TestEngine {
         data_dir: tempfile::TempDir,
         limits: ferry_engine::EngineLimits,
     ) -> TestEngine {
+        let listen = "127.0.0.1:0".parse().expect("an address");
         let server = ferry_engine::Server::bind(EngineConfig {
-            listen: "127.0.0.1:0".parse().expect("an address"),
+            listen,
             token: ENGINE_TOKEN.to_string(),
             database: EngineConfig::sqlite_url(data_dir.path()),
             limits,
+            pki: PkiConfig {
+                dir: data_dir.path().join("pki"),
+                names: PkiConfig::default_names(listen),
+                https: false,
+                ca_files: None,
+            },
         })
         .await
         .expect("bind the engine");
-        let url = format!("http://{}", server.local_addr());
+        let url = server.url();
         let engine = server.engine().clone();
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(server.run_until(async {
@@ -183,11 +220,23 @@ impl TestEngine {
         self.data_dir.keep()
     }
 
-    pub async fn add(&self, agent: &TestAgent) -> Host {
-        self.client
+    /// Adds the agent's host, enrolls the agent with the one-time token,
+    /// starts it and polls once: the host is up, connected to every domain.
+    pub async fn add(&self, agent: &mut TestAgent) -> Host {
+        let enrolment = self
+            .client
             .add_host(&agent.add_request())
             .await
-            .expect("add the host")
+            .expect("add the host");
+        agent
+            .enroll(self, &enrolment.token)
+            .await
+            .expect("enroll the agent");
+        agent.serve(self).await;
+        ferry_engine::monitor::poll_now(&self.engine)
+            .await
+            .expect("a poll");
+        self.client.host(&agent.name).await.expect("the host")
     }
 
     pub async fn create_domain(&self, name: &str, root: &Path) -> Domain {

@@ -1,7 +1,9 @@
-// Hosts: up or down, which one is SPM, when its agent last answered.
+// Hosts: up, down or enrolling, which one is SPM, when its agent last
+// answered, and until when its certificate is valid (renewed by the
+// engine 30 days before; `ferry engine rotate-certs` renews it now).
 
 import { h } from "../dom.js";
-import { ago, plural, sentence } from "../format.js";
+import { ago, dateTime, plural, sentence } from "../format.js";
 
 export const title = "Hosts";
 
@@ -22,7 +24,7 @@ export function render(model) {
             h("caption", { class: "sr-only" }, "Hosts"),
             h("thead", {},
               h("tr", {},
-                ["Host", "Status", "Role", "Agent", "Last answered", "Problem"].map((c) => h("th", { scope: "col" }, c)))),
+                ["Host", "Status", "Role", "Agent", "Last answered", "Certificate expires", "Problem"].map((c) => h("th", { scope: "col" }, c)))),
             h("tbody", {}, model.hosts.map((x) => hostRow(model, x)))))
       : h("p", { class: "empty" }, "No hosts yet. Add one with ", h("code", {}, "ferry host add"), "."),
   );
@@ -31,9 +33,27 @@ export function render(model) {
 function hostRow(model, host) {
   return h("tr", { "data-key": host.id, "data-host": host.name },
     h("th", { scope: "row" }, host.name),
-    h("td", {}, h("span", { class: `badge host-${host.status}` }, host.status === "up" ? "Up" : "Down")),
+    h("td", {}, h("span", { class: `badge host-${host.status}` }, STATUS[host.status] || host.status)),
     h("td", {}, host.spm ? h("span", { class: "badge spm" }, "SPM") : h("span", { class: "muted" }, "HSM")),
     h("td", {}, h("code", {}, host.url)),
     h("td", {}, host.last_seen ? ago(host.last_seen * 1000, model.receivedAt) : "never"),
+    h("td", { class: "cert-expiry" }, certificate(host, model.receivedAt)),
     h("td", {}, host.error ? h("span", { class: "error-text" }, sentence(host.error)) : h("span", { class: "muted" }, "—")));
+}
+
+const STATUS = { up: "Up", down: "Down", enrolling: "Enrolling" };
+
+/** A day's length, in milliseconds. */
+const DAY = 86400 * 1000;
+
+/** When the host's certificate expires, with the days left; a warning
+ * within 30 days (the engine renews it then), an error once expired. */
+function certificate(host, now) {
+  const cert = host.certificate;
+  if (!cert) return h("span", { class: "muted" }, "not enrolled");
+  const at = cert.not_after * 1000;
+  const days = Math.floor((at - now) / DAY);
+  const text = `${dateTime(at)} (${days < 0 ? "expired" : plural(days, "day") + " left"})`;
+  const cls = days < 0 ? "error-text" : days < 30 ? "warn-text" : "";
+  return h("span", { class: cls, title: `sha256:${cert.fingerprint}` }, text);
 }

@@ -1,5 +1,5 @@
-//! `GET /v1/health`: the one unauthenticated endpoint, for liveness probes
-//! and for the engine to see which host is SPM.
+//! `GET /v1/health`: for liveness probes and for the engine to see which
+//! host is SPM (over mutual TLS like everything else).
 
 use std::sync::Arc;
 
@@ -8,11 +8,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use ferry_api::agent::Health;
 
-use crate::auth::HEALTH_PATH;
 use crate::state::AgentState;
 
 pub(crate) fn routes() -> Router<Arc<AgentState>> {
-    Router::new().route(HEALTH_PATH, get(health))
+    Router::new().route("/v1/health", get(health))
 }
 
 async fn health(State(agent): State<Arc<AgentState>>) -> Json<Health> {

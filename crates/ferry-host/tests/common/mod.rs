@@ -1,5 +1,6 @@
-//! An agent served in-process on 127.0.0.1:0, and raw HTTP for the
-//! requests a well-behaved client cannot send.
+//! An agent served in-process on 127.0.0.1:0 with a certificate of the
+//! test CA, and raw HTTP (over TLS, as the engine) for the requests a
+//! well-behaved client cannot send.
 
 #![allow(dead_code)]
 
@@ -14,7 +15,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub const TOKEN: &str = "test-token-5d1f";
+/// Who a raw request comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// The engine: its client certificate of the agent's CA.
+    Engine,
+    /// A TLS client with no certificate.
+    Anonymous,
+}
+
+/// Raw requests as the engine.
+pub const ENGINE: Caller = Caller::Engine;
 
 /// A running agent; stop it with [`TestAgent::stop`] to release its lease
 /// and run directory.
@@ -27,11 +38,13 @@ pub struct TestAgent {
     handle: Option<JoinHandle<Result<(), ferry_host::Error>>>,
 }
 
+/// The agent's settings, its run directory given a certificate of the
+/// test CA for host `name`.
 pub fn config(name: &str, run_dir: &Path, domains: &[&Path]) -> AgentConfig {
+    ferry_testkit::pki::shared().enroll(run_dir, name);
     AgentConfig {
-        name: name.to_string(),
+        name: Some(name.to_string()),
         listen: "127.0.0.1:0".parse().expect("an address"),
-        token: TOKEN.to_string(),
         run_dir: run_dir.to_path_buf(),
         domains: domains.iter().map(|d| d.to_path_buf()).collect(),
         accel: ferry_host::Accel::Tcg,
@@ -66,10 +79,10 @@ pub async fn start_with(config: AgentConfig, verbs: VerbRegistry) -> TestAgent {
     let handle = tokio::spawn(server.run_until(async {
         let _ = rx.await;
     }));
-    let url = format!("http://{addr}");
+    let url = format!("https://{addr}");
     TestAgent {
         addr,
-        client: AgentClient::new(url.clone(), TOKEN),
+        client: AgentClient::new(url.clone(), &ferry_testkit::pki::shared().client_tls()),
         url,
         run_dir,
         stop: Some(tx),
@@ -90,25 +103,43 @@ impl TestAgent {
 }
 
 /// Sends one raw HTTP/1.1 request (the path is sent exactly as given, no
-/// URL normalisation) and returns the status and the body.
+/// URL normalisation) over TLS as `caller` (plain TCP when `None`), and
+/// returns the status and the body.
 pub async fn raw(
     addr: SocketAddr,
     method: &str,
     path: &str,
-    token: Option<&str>,
+    caller: Option<Caller>,
     body: &str,
 ) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
+    let s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    s.write_all(req.as_bytes()).await.expect("send");
     let mut out = Vec::new();
-    s.read_to_end(&mut out).await.expect("read");
+    match caller {
+        None => {
+            let mut s = s;
+            s.write_all(req.as_bytes()).await.expect("send");
+            s.read_to_end(&mut out).await.expect("read");
+        }
+        Some(who) => {
+            let pki = ferry_testkit::pki::shared();
+            let tls = match who {
+                Caller::Engine => pki.client_tls(),
+                Caller::Anonymous => {
+                    ferry_http::ClientTls::trusting(pki.ca.cert_pem()).expect("client TLS")
+                }
+            };
+            let connector = tokio_rustls::TlsConnector::from(tls.0.clone());
+            let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+            let mut s = connector.connect(name, s).await.expect("TLS handshake");
+            s.write_all(req.as_bytes()).await.expect("send");
+            // A peer that closes without close_notify still sent its answer.
+            let _ = s.read_to_end(&mut out).await;
+        }
+    }
     let text = String::from_utf8_lossy(&out).into_owned();
     let status = text
         .split(' ')

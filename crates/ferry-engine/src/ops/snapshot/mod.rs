@@ -190,7 +190,7 @@ async fn running_vm(engine: &Engine, disk: Uuid) -> Result<Option<(Uuid, String,
     };
     let (host, client) = engine.agents().host_of_vm(vm).await?;
     let row = engine.db().vm(vm).await?;
-    if host.status == HostStatus::Down || row.map(|r| r.state) == Some(VmState::Unknown) {
+    if host.status != HostStatus::Up || row.map(|r| r.state) == Some(VmState::Unknown) {
         return Err(Error::Unavailable(format!(
             "the host {} of this disk's VM is down, so whether the VM writes the disk is unknown; wait for the host to come back",
             host.name
