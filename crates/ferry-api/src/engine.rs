@@ -93,6 +93,7 @@ pub struct AddHost {
     )]
     pub name: String,
     /// Its agent's base URL (`https://host:54321`).
+    #[schema(pattern = "^\\s*https://[^\\s/]\\S*\\s*$")]
     pub url: String,
 }
 
@@ -103,8 +104,9 @@ pub struct AddHost {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Reenrol {
-    /// Its agent's new base URL, if it moved.
+    /// Its agent's new base URL, if it moved (`https://host:54321`).
     #[serde(default)]
+    #[schema(pattern = "^\\s*https://[^\\s/]\\S*\\s*$")]
     pub url: Option<String>,
 }
 

@@ -59,6 +59,14 @@ pub struct UpArgs {
     /// How VMs run: tcg (software, works everywhere) or kvm.
     #[arg(long, default_value = "tcg", value_parser = ["kvm", "tcg"])]
     accel: String,
+    /// Seconds each VM's guest gets to shut down when Ferry stops, after
+    /// which its QEMU is stopped.
+    #[arg(long, value_name = "SECS", default_value_t = 3)]
+    stop_timeout: u64,
+    /// Leave the VMs running when Ferry stops; the next `ferry up` on the
+    /// same data directory finds them again.
+    #[arg(long)]
+    keep_vms: bool,
     #[command(flatten)]
     limits: crate::limits::LimitArgs,
     #[command(flatten)]
@@ -87,49 +95,95 @@ pub fn run(args: UpArgs) -> Result<()> {
 }
 
 async fn up(args: UpArgs) -> Result<()> {
+    // Watched before anything starts: a Ctrl-C during start-up stops what
+    // has started instead of killing the process under its VMs, and a
+    // SIGINT that the shell which started us ignores is heard all the same.
+    let mut signals = ferry_http::ShutdownSignals::watch();
+    let mut started = Started::default();
+    let outcome = tokio::select! {
+        r = start_up(&args, &mut started) => r.map(|()| true),
+        () = signals.recv() => {
+            eprintln!("ferry: interrupted while starting");
+            Ok(false)
+        }
+    };
+    if let Ok(true) = outcome {
+        if let Some(engine) = &started.engine {
+            print_banner(&engine.url, &started.dir, engine.https, args.keep_vms);
+        }
+        signals.recv().await;
+    }
+    shut_down(started, &args).await;
+    outcome.map(|_| ())
+}
+
+/// What `ferry up` has started so far, so that a stop at any moment stops
+/// exactly that.
+#[derive(Default)]
+struct Started {
+    dir: PathBuf,
+    engine: Option<EngineRunning>,
+    agent: Option<AgentRunning>,
+}
+
+/// Starts the engine and the local agent (and, with `--demo`, the demo),
+/// recording each part in `started` as soon as it runs.
+async fn start_up(args: &UpArgs, started: &mut Started) -> Result<()> {
     // It holds the database, client.json and keys: the owner's alone.
     ferry_pki::files::ensure_private_dir(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let dir = std::path::absolute(&args.data_dir)?;
+    started.dir.clone_from(&dir);
     let (listener, agent_addr) = agent_listener(&dir).await?;
-    let engine = start_engine(&dir, &args).await?;
+    let engine = started.engine.insert(start_engine(&dir, args).await?);
     let client = engine.client()?;
-    let agent = match enroll_local(&client, &engine.url, agent_addr, &dir).await {
-        Ok(()) => start_agent(&dir, &args.accel, listener).await,
-        Err(e) => Err(e),
-    };
-    let agent = match agent {
-        Ok(a) => a,
-        Err(e) => {
-            engine.server.stop();
-            return Err(e);
-        }
-    };
-
-    let setup = async {
-        client
-            .wait_host_up("local", AGENT_UP_WITHIN)
-            .await
-            .context("the local agent did not come up")?;
-        if args.demo {
-            demo(&client, &dir).await?;
-        }
-        anyhow::Ok(())
-    };
-    if let Err(e) = setup.await {
-        engine.server.stop();
-        agent.server.stop();
-        return Err(e);
+    let url = engine.url.clone();
+    enroll_local(&client, &url, agent_addr, &dir).await?;
+    started.agent = Some(start_agent(&dir, &args.accel, listener).await?);
+    client
+        .wait_host_up("local", AGENT_UP_WITHIN)
+        .await
+        .context("the local agent did not come up")?;
+    if args.demo {
+        demo(&client, &dir).await?;
     }
-
-    print_banner(&engine.url, &dir, engine.https);
-    ferry_http::shutdown_signal().await;
-    eprintln!("ferry: stopping");
-    engine.server.stop_and_wait().await;
-    // `up` owns its VMs: they stop with it (a real agent leaves them).
-    agent.state.vms().stop_all(Duration::from_secs(10)).await;
-    agent.server.stop_and_wait().await;
     Ok(())
+}
+
+/// Stops what was started, saying what it does: the engine first (its
+/// requests in flight end), then the VMs, each guest asked to shut down
+/// and its QEMU stopped after `--stop-timeout` (unless `--keep-vms`),
+/// then the agent.
+async fn shut_down(started: Started, args: &UpArgs) {
+    if let Some(engine) = started.engine {
+        eprintln!("ferry: stopping the engine");
+        engine.server.stop_and_wait().await;
+    }
+    if let Some(agent) = started.agent {
+        let running = agent.state.vms().running_names();
+        if running.is_empty() {
+            // Nothing to stop.
+        } else if args.keep_vms {
+            eprintln!(
+                "ferry: leaving {} running (--keep-vms); the next `ferry up` finds them",
+                running.join(", ")
+            );
+        } else {
+            eprintln!(
+                "ferry: stopping {}: asking the guest to shut down, then stopping QEMU after {} s",
+                running.join(", "),
+                args.stop_timeout
+            );
+            agent
+                .state
+                .vms()
+                .stop_all(Duration::from_secs(args.stop_timeout))
+                .await;
+        }
+        eprintln!("ferry: stopping the local agent");
+        agent.server.stop_and_wait().await;
+    }
+    eprintln!("ferry: stopped");
 }
 
 /// A server on a task of its own that stops gracefully when told (its
@@ -140,12 +194,6 @@ struct Running<T> {
 }
 
 impl<T> Running<T> {
-    /// Tells the server to stop, not waiting: on a failed setup `up`
-    /// returns the error at once.
-    fn stop(self) {
-        let _ = self.stop.send(());
-    }
-
     /// Tells the server to stop and waits until it has, so the next step
     /// of the shutdown does not race it.
     async fn stop_and_wait(self) {
@@ -325,7 +373,7 @@ async fn start_engine(dir: &Path, args: &UpArgs) -> Result<EngineRunning> {
 
 /// Printed only once the setup worked, so "Ferry is up" means the engine
 /// answers and the demo is ready (the tests wait for that line).
-fn print_banner(url: &str, dir: &Path, https: bool) {
+fn print_banner(url: &str, dir: &Path, https: bool, keep_vms: bool) {
     note!("Ferry is up: {url}");
     note!(
         "  web UI and REST API at {url} (token in {})",
@@ -338,7 +386,11 @@ fn print_banner(url: &str, dir: &Path, https: bool) {
         );
     }
     note!("  try: ferry disk list --data-dir {}", dir.display());
-    note!("  Ctrl-C stops Ferry and the VMs it runs");
+    if keep_vms {
+        note!("  Ctrl-C stops Ferry and leaves its VMs running (--keep-vms)");
+    } else {
+        note!("  Ctrl-C stops Ferry and the VMs it runs");
+    }
 }
 
 /// Makes whatever of the demo is missing and starts its VM, so

@@ -154,10 +154,16 @@ impl Error {
 
 /// An agent's refusal of what the engine asked on a user's behalf is
 /// usually the user's to fix (a path that is not a directory, a conflict,
-/// a full domain), so its kind passes on; an agent that does not answer
-/// is a host that is down (unavailable); an agent that refuses the
-/// engine's own token or method is the engine's problem.
+/// a full domain), so its kind passes on; an agent that does not answer,
+/// or whose recorded URL is unusable, is a host that is down
+/// (unavailable); an agent that refuses the engine's own token or method
+/// is the engine's problem.
 fn agent_kind(e: &ClientError) -> ErrorKind {
+    // The host's recorded URL does not parse: the host cannot be reached
+    // until it is enrolled again at a usable one, whatever was asked.
+    if matches!(e, ClientError::BadUrl { .. }) {
+        return ErrorKind::Unavailable;
+    }
     match e.kind() {
         ErrorKind::Unauthorized | ErrorKind::MethodNotAllowed => ErrorKind::Internal,
         kind => kind,

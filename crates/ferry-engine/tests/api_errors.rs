@@ -219,7 +219,9 @@ async fn bad_inventory_requests_are_refused_with_what_to_do_and_change_nothing()
     again.name = "host2".into();
     assert_refused(c.add_host(&again).await, 409, "is already host host1");
 
-    // Domains: a relative path, a missing directory, a taken name.
+    // Domains: a relative path, a missing directory (404: nothing is
+    // there), a system directory and one holding other things (409: in
+    // use), a taken name.
     assert_refused(
         c.create_domain(&CreateDomain {
             name: "domain1".into(),
@@ -235,9 +237,31 @@ async fn bad_inventory_requests_are_refused_with_what_to_do_and_change_nothing()
             path: root.join("missing"),
         })
         .await,
-        400,
-        "give an existing directory",
+        404,
+        "create it (or mount the storage there) first",
     );
+    assert_refused(
+        c.create_domain(&CreateDomain {
+            name: "domain1".into(),
+            path: "/".into(),
+        })
+        .await,
+        409,
+        "is a system directory",
+    );
+    let busy = root.join("busy");
+    std::fs::create_dir(&busy).expect("a directory");
+    std::fs::write(busy.join("notes.txt"), b"mine").expect("a file");
+    assert_refused(
+        c.create_domain(&CreateDomain {
+            name: "domain1".into(),
+            path: busy.clone(),
+        })
+        .await,
+        409,
+        "holds other things (notes.txt)",
+    );
+    std::fs::remove_dir_all(&busy).expect("remove it");
     assert!(c.domains().await.expect("domains").is_empty());
     assert!(!c.host("host1").await.expect("host").spm);
     e.create_domain("domain1", &root).await;
@@ -268,10 +292,15 @@ async fn bad_inventory_requests_are_refused_with_what_to_do_and_change_nothing()
     assert_refused(
         c.create_disk(&disk("d", "domain1", 0, false)).await,
         400,
-        "more than 0 bytes",
+        "1 byte to 8 TiB",
+    );
+    assert_refused(
+        c.create_disk(&disk("d", "domain1", 1 << 60, false)).await,
+        400,
+        "1 byte to 8 TiB",
     );
     let msg = assert_refused(
-        c.create_disk(&disk("huge", "domain1", 1 << 60, true)).await,
+        c.create_disk(&disk("huge", "domain1", 8 << 40, true)).await,
         507,
         "bytes free",
     );

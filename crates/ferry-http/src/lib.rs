@@ -24,4 +24,4 @@ mod tls_serve;
 pub use client::{ClientError, HttpClient};
 pub use error::{chain_text, HttpError};
 pub use ferry_pki::{ClientTls, ServerTls};
-pub use serve::{bind, is_loopback_only, serve, shutdown_signal, BindError};
+pub use serve::{bind, is_loopback_only, serve, shutdown_signal, BindError, ShutdownSignals};

@@ -60,6 +60,52 @@ pub fn is_loopback_only(addr: SocketAddr) -> bool {
     addr.ip().is_loopback()
 }
 
+/// SIGINT (Ctrl-C) and SIGTERM, watched from the moment this is made:
+/// a daemon that makes it first hears a Ctrl-C during its own start-up,
+/// and one started with SIGINT ignored (a shell script's background job)
+/// hears it all the same, since watching replaces the inherited
+/// disposition. Must be made inside a Tokio runtime.
+#[derive(Debug)]
+pub struct ShutdownSignals {
+    interrupt: Option<tokio::signal::unix::Signal>,
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignals {
+    /// Starts watching both signals now.
+    pub fn watch() -> ShutdownSignals {
+        use tokio::signal::unix::{signal, SignalKind};
+        let watch = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!("cannot watch for {name} ({e})");
+                None
+            }
+        };
+        ShutdownSignals {
+            interrupt: watch(SignalKind::interrupt(), "Ctrl-C"),
+            terminate: watch(SignalKind::terminate(), "SIGTERM"),
+        }
+    }
+
+    /// Resolves at the next SIGINT or SIGTERM (never, for one that
+    /// could not be watched).
+    pub async fn recv(&mut self) {
+        async fn next(s: Option<&mut tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        tokio::select! {
+            () = next(self.interrupt.as_mut()) => tracing::info!("Ctrl-C received"),
+            () = next(self.terminate.as_mut()) => tracing::info!("SIGTERM received"),
+        }
+    }
+}
+
 /// Resolves on SIGTERM or SIGINT (Ctrl-C): how an operator or systemd
 /// stops a daemon.
 pub async fn shutdown_signal() {

@@ -16,8 +16,9 @@ use crate::ops;
 #[utoipa::path(post, path = "/api/v1/domains", tag = "domains", request_body = CreateDomain,
     responses(
         (status = 201, description = "The domain, connected on every host that is up", body = Domain),
-        (status = 400, description = "Bad name or path", body = ApiError),
-        (status = 409, description = "The name is taken", body = ApiError),
+        (status = 400, description = "Bad name, or a relative path", body = ApiError),
+        (status = 404, description = "The path is not a directory", body = ApiError),
+        (status = 409, description = "The name is taken, or the path is a system directory or holds other things", body = ApiError),
         (status = 503, description = "No host is up, or no host is SPM", body = ApiError),
     ))]
 pub(crate) async fn create(

@@ -71,7 +71,8 @@ impl Modify for BearerToken {
 /// annotations list the ones particular to them): 401 without the token
 /// (all but health), 400 for a malformed body, path or query, 404 for a
 /// name or UUID in the path that names nothing, 503 when an operation
-/// that needs a host finds none up (every POST).
+/// that needs a host finds none up (every POST). It also makes every
+/// operation id unique.
 struct CommonAnswers;
 
 impl Modify for CommonAnswers {
@@ -98,6 +99,16 @@ impl Modify for CommonAnswers {
             ];
             for (op, changes) in ops {
                 let Some(op) = op else { continue };
+                // Handlers share names across resources (`list`, `get`):
+                // the tag makes each operation's id unique, as OpenAPI
+                // requires.
+                if let (Some(tag), Some(id)) =
+                    (op.tags.as_ref().and_then(|t| t.first()), &op.operation_id)
+                {
+                    if !id.starts_with(tag.as_str()) {
+                        op.operation_id = Some(format!("{tag}_{id}"));
+                    }
+                }
                 let answers = &mut op.responses.responses;
                 let mut add = |status: &str, why: &str| {
                     answers

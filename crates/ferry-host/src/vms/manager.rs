@@ -377,8 +377,17 @@ impl VmManager {
         map
     }
 
-    /// Stops every VM (used by tests' teardown, never by the agent's own
-    /// shutdown: VMs outlive their agent).
+    /// The names of the VMs whose QEMU runs, for a caller about to stop
+    /// them to say which.
+    pub fn running_names(&self) -> Vec<String> {
+        lock(&self.entries)
+            .values()
+            .filter_map(|e| e.running().map(|vm| vm.name().to_string()))
+            .collect()
+    }
+
+    /// Stops every VM (`ferry up`'s own end, and tests' teardown; never a
+    /// real agent's shutdown: VMs outlive their agent).
     pub async fn stop_all(&self, grace: Duration) {
         let entries: Vec<Arc<VmEntry>> = lock(&self.entries).values().cloned().collect();
         for entry in entries {
