@@ -49,30 +49,7 @@ impl Demo {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run ferry up");
-        let output = Arc::new(Mutex::new(String::new()));
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let out = output.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if let Ok(mut o) = out.lock() {
-                        o.push_str(&line);
-                        o.push('\n');
-                    }
-                }
-            });
-        }
+        let output = collect_output(&mut child);
         let mut demo = Demo {
             child: Some(child),
             url: String::new(),
@@ -173,4 +150,34 @@ pub fn interrupt(mut child: Child, grace: Duration) -> Option<std::process::Exit
     let _ = child.kill();
     let _ = child.wait();
     None
+}
+
+/// Everything `child` writes to stdout and stderr, line by line, as it
+/// comes: a test reads it to wait for a line, and prints it on failure.
+pub fn collect_output(child: &mut Child) -> Arc<Mutex<String>> {
+    let output = Arc::new(Mutex::new(String::new()));
+    for stream in [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let out = output.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if let Ok(mut o) = out.lock() {
+                    o.push_str(&line);
+                    o.push('\n');
+                }
+            }
+        });
+    }
+    output
 }

@@ -290,34 +290,15 @@ pub(crate) fn render<T: Serialize>(root: &str, value: &T) -> Result<String, quic
 /// A time in oVirt's form (`2026-11-28T05:30:00.000Z`), from milliseconds
 /// since the epoch.
 pub(crate) fn time(ms: u64) -> String {
-    let secs = i64::try_from(ms / 1000).unwrap_or(i64::MAX);
-    let millis = ms % 1000;
-    let (date, clock) = civil(secs);
-    format!("{date}T{clock}.{millis:03}Z")
-}
-
-/// `YYYY-MM-DD` and `HH:MM:SS` of `secs` since the epoch, UTC (Howard
-/// Hinnant's civil-from-days).
-fn civil(secs: i64) -> (String, String) {
-    let days = secs.div_euclid(86_400);
-    let rest = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (
-        format!("{year:04}-{month:02}-{day:02}"),
-        format!(
-            "{:02}:{:02}:{:02}",
-            rest / 3600,
-            rest % 3600 / 60,
-            rest % 60
-        ),
+    let secs = ms / 1000;
+    let of_day = secs % 86_400;
+    format!(
+        "{}T{:02}:{:02}:{:02}.{:03}Z",
+        crate::ops::certs::date(secs),
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60,
+        ms % 1000
     )
 }
 
