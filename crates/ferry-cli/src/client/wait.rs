@@ -83,7 +83,7 @@ pub fn describe(job: &Job, names: &Names) {
         };
         out!(
             "  {:<22} {:<12} {:>8}  {}",
-            s.name,
+            s.name.name(),
             state,
             took,
             s.error.clone().unwrap_or_default()
