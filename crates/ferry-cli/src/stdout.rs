@@ -8,12 +8,7 @@ use std::io::{self, Write};
 
 /// Prints a line to stdout (see the module doc); used through [`out!`].
 pub fn line(args: fmt::Arguments<'_>) {
-    let mut stdout = io::stdout().lock();
-    let written = stdout
-        .write_fmt(args)
-        .and_then(|()| stdout.write_all(b"\n"))
-        .and_then(|()| stdout.flush());
-    if let Err(e) = written {
+    if let Err(e) = write_line(args) {
         if e.kind() == io::ErrorKind::BrokenPipe {
             std::process::exit(0);
         }
@@ -26,11 +21,15 @@ pub fn line(args: fmt::Arguments<'_>) {
 /// reader gone away changes nothing, since stopping would leave its VMs
 /// and moves behind; used through [`note!`].
 pub fn note_line(args: fmt::Arguments<'_>) {
+    let _ = write_line(args);
+}
+
+/// Writes `args` and a newline to stdout, flushed.
+fn write_line(args: fmt::Arguments<'_>) -> io::Result<()> {
     let mut stdout = io::stdout().lock();
-    let _ = stdout
-        .write_fmt(args)
-        .and_then(|()| stdout.write_all(b"\n"))
-        .and_then(|()| stdout.flush());
+    stdout.write_fmt(args)?;
+    stdout.write_all(b"\n")?;
+    stdout.flush()
 }
 
 /// `println!` for a daemon's banner: write errors are ignored.

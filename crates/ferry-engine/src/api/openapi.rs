@@ -145,3 +145,22 @@ impl Modify for CommonAnswers {
 pub(crate) async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
+
+#[cfg(test)]
+mod tests {
+    use utoipa::OpenApi;
+
+    /// The schema attributes spell the name rule out (they take only
+    /// literals): they must say what the engine checks.
+    #[test]
+    fn every_name_field_states_the_engines_name_rule() {
+        let doc = serde_json::to_value(super::ApiDoc::openapi()).expect("the document");
+        for schema in ["AddHost", "CreateDomain", "CreateDisk"] {
+            assert_eq!(
+                doc["components"]["schemas"][schema]["properties"]["name"]["pattern"],
+                ferry_api::engine::NAME_PATTERN,
+                "{schema}"
+            );
+        }
+    }
+}

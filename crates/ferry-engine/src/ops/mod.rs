@@ -26,16 +26,13 @@ use crate::error::{Error, Result};
 /// metadata, which allows 50).
 const MAX_NAME: usize = 50;
 
-/// [`validate_name`]'s rule as a regular expression, for the OpenAPI
-/// document (which cannot say "not a UUID").
-pub const NAME_PATTERN: &str = ferry_api::engine::NAME_PATTERN;
-
 /// Checks a host, domain or disk name: 1 to 50 letters, digits, `-`, `_`
 /// or `.`, the first a letter or a digit (a name starting with `-` reads
 /// as an option on a command line, one starting with `.` as a hidden
 /// file), and not a UUID (a UUID-shaped name would be ambiguous wherever
 /// a name or a UUID is accepted). The OpenAPI document states the same
-/// rule as [`NAME_PATTERN`].
+/// rule as [`ferry_api::engine::NAME_PATTERN`] (it cannot say "not a
+/// UUID").
 pub fn validate_name(what: &str, name: &str) -> Result<()> {
     let ok_chars = name
         .chars()
