@@ -59,9 +59,11 @@ fn copy_bench(args: &CopyBenchArgs) -> Result<()> {
     if args.runs == 0 || args.base_gib == 0 {
         bail!("--runs and --base-gib must be at least 1");
     }
-    fs::create_dir_all(&args.dir)
-        .with_context(|| format!("cannot create {}", args.dir.display()))?;
-    let scratch = args.dir.join(format!("run-{}", Uuid::new_v4()));
+    // Absolute: a storage domain refuses a relative root.
+    let dir = std::path::absolute(&args.dir)
+        .with_context(|| format!("cannot resolve {}", args.dir.display()))?;
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let scratch = dir.join(format!("run-{}", Uuid::new_v4()));
     fs::create_dir(&scratch)?;
     let result = bench_in(&scratch, args);
     let _ = fs::remove_dir_all(&scratch);

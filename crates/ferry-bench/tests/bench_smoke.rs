@@ -140,3 +140,33 @@ fn bench_move_reports_every_figure() {
     );
     assert!(!dir.exists(), "the bench left {}", dir.display());
 }
+
+#[test]
+fn bench_copy_runs_from_a_relative_directory_and_prints_its_ratio() {
+    let scratch = tempfile::Builder::new()
+        .prefix("ferry-bench-copy-")
+        .tempdir_in(ferry_testkit::scratch_root())
+        .expect("a scratch directory");
+    // A relative --dir (the default is one): the storage domains the
+    // bench makes in it must still get absolute roots.
+    let out = Command::new(FERRY_BENCH)
+        .current_dir(scratch.path())
+        .args(["copy", "--base-gib", "1", "--runs", "1", "--dir", "bench"])
+        .output()
+        .expect("run ferry-bench copy");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ferry-bench copy failed: {stderr}");
+    for want in [
+        "ferry layer-exact copy",
+        "cp --sparse=always",
+        "qemu-img convert -W -m 16",
+        "ratio full copy_chain",
+    ] {
+        assert!(stdout.contains(want), "no {want:?} in: {stdout}");
+    }
+    let left: Vec<_> = std::fs::read_dir(scratch.path().join("bench"))
+        .expect("the bench's directory")
+        .collect();
+    assert!(left.is_empty(), "the bench leaves its run behind: {left:?}");
+}

@@ -7,15 +7,15 @@
 //! not copied again.
 
 use std::fs;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use ferry_api::{Allocation, Legality, Progress, VolumeFormat, VolumeRole};
+use uuid::Uuid;
 
 use crate::chain::Chain;
 use crate::domain::{DomainSet, StorageDomain};
 use crate::error::{Error, Result};
 use crate::metadata::VolumeMetadata;
-use crate::sparse_copy::{copy_file_sparse, data_extents, CopyControl};
+use crate::sparse_copy::{copy_file_data, data_extents, CopyControl};
 use crate::verify::{ensure_identical, verify_copy, VerifyReport};
 use crate::volume::Volume;
 
@@ -64,33 +64,112 @@ pub fn copy_volume(
     dest: &StorageDomain,
     ctl: &CopyControl,
 ) -> Result<CopyOutcome> {
+    match begin_copy(domains, source, dest, ctl, None)? {
+        Begun::Done(outcome) => Ok(outcome),
+        Begun::Filled(filled) => finish_copy(domains, filled),
+    }
+}
+
+/// How far [`begin_copy`] took a volume.
+enum Begun {
+    /// Nothing is left to do: the copy was there already or is linked.
+    Done(CopyOutcome),
+    /// Its data is written, not yet synced, verified or LEGAL: hand it to
+    /// [`finish_copy`].
+    Filled(Filled),
+}
+
+/// A copy whose data is written but which is still ILLEGAL.
+struct Filled {
+    source: Volume,
+    target: Volume,
+    file: fs::File,
+    bytes: u64,
+    /// Whether this copy made the image's directory on the destination,
+    /// so that a failure removes it again.
+    created_dir: bool,
+}
+
+impl Filled {
+    /// Removes the unfinished copy (and the directory it made).
+    fn discard(self) {
+        drop(self.file);
+        remove_unfinished(&self.target, self.created_dir);
+    }
+}
+
+/// Everything of a volume's copy up to its data being written: the checks,
+/// the ILLEGAL `.meta`, the data. `parent_in_flight` names a parent that
+/// the same chain copy has filled and is verifying now: its copy counts as
+/// there, since a failure of its verification fails the chain copy and
+/// removes this copy too.
+fn begin_copy(
+    domains: &DomainSet,
+    source: &Volume,
+    dest: &StorageDomain,
+    ctl: &CopyControl,
+    parent_in_flight: Option<Uuid>,
+) -> Result<Begun> {
     let smd = source.ensure_legal()?;
     refuse_unmovable(source, &smd, dest)?;
     // A template's volume used through a hard link: copy (or find) the
     // template's own volume on the destination, then link it in.
-    if smd.role == VolumeRole::Shared && smd.image != source.image() {
-        return copy_template_and_link(domains, source, &smd, dest, ctl);
+    if is_template_link(source, &smd) {
+        return copy_template_and_link(domains, source, &smd, dest, ctl).map(Begun::Done);
     }
 
     let target = dest.volume(source.image(), source.id());
     if is_already_copied(&target)? {
-        return Ok(CopyOutcome {
+        return Ok(Begun::Done(CopyOutcome {
             copy: target,
             bytes_copied: 0,
             kind: CopyKind::AlreadyThere,
             verify: None,
-        });
+        }));
     }
-    ensure_parent_copied(source, &smd, dest)?;
+    if smd.parent.is_none() || smd.parent != parent_in_flight {
+        ensure_parent_copied(source, &smd, dest)?;
+    }
     ensure_room(source, &smd, dest)?;
-    let (bytes, report) = copy_verified(domains, source, &smd, &target, ctl)?;
-    tracing::info!(volume = %source.id(), bytes, to = %dest, "copied and verified volume");
-    Ok(CopyOutcome {
-        copy: target,
-        bytes_copied: bytes,
-        kind: CopyKind::Copied,
-        verify: Some(report),
-    })
+    fill(source, &smd, target, ctl).map(Begun::Filled)
+}
+
+/// A SHARED volume of a template, hard-linked into this image.
+fn is_template_link(source: &Volume, smd: &VolumeMetadata) -> bool {
+    smd.role == VolumeRole::Shared && smd.image != source.image()
+}
+
+/// Syncs, verifies (without trusting the copy) and marks LEGAL a filled
+/// copy, or removes it.
+fn finish_copy(domains: &DomainSet, filled: Filled) -> Result<CopyOutcome> {
+    let checked = filled
+        .file
+        .sync_all()
+        .map_err(|e| Error::io("flush", filled.target.path(), e))
+        .and_then(|()| {
+            let mut with_dest = domains.clone();
+            with_dest.insert(filled.target.domain().clone());
+            with_dest.insert(filled.source.domain().clone());
+            let report = verify_copy(&with_dest, &filled.source, &filled.target)?;
+            ensure_identical(&filled.source, &filled.target, report.clone())?;
+            filled.target.set_legality(Legality::Legal)?;
+            Ok(report)
+        });
+    match checked {
+        Ok(report) => {
+            tracing::info!(volume = %filled.source.id(), bytes = filled.bytes, to = %filled.target.domain(), "copied and verified volume");
+            Ok(CopyOutcome {
+                copy: filled.target,
+                bytes_copied: filled.bytes,
+                kind: CopyKind::Copied,
+                verify: Some(report),
+            })
+        }
+        Err(e) => {
+            filled.discard();
+            Err(e)
+        }
+    }
 }
 
 /// Refuses a volume whose parent is still on another domain (finalize the
@@ -180,64 +259,70 @@ fn is_preallocated_raw(md: &VolumeMetadata) -> bool {
     md.allocation == Allocation::Preallocated && md.format == VolumeFormat::Raw
 }
 
-/// Makes `target` a verified, LEGAL copy of `source`, or removes whatever
-/// of it was made (and an image directory this call created).
-fn copy_verified(
-    domains: &DomainSet,
+/// Writes `target`'s ILLEGAL `.meta` and its data; on failure removes
+/// whatever of it was made (and an image directory this call created).
+fn fill(
     source: &Volume,
     smd: &VolumeMetadata,
-    target: &Volume,
+    target: Volume,
     ctl: &CopyControl,
-) -> Result<(u64, VerifyReport)> {
-    let dir = target.domain().image_dir(target.image());
-    let created_dir = !dir.exists();
-    let result = fill_and_verify(domains, source, smd, target, ctl);
-    if result.is_err() {
-        let _ = fs::remove_file(target.path());
-        let _ = fs::remove_file(target.meta_path());
-        if created_dir {
-            let _ = fs::remove_dir(&dir);
-        }
-    }
-    result
-}
-
-/// The copy itself: `.meta` ILLEGAL first, then the data, fsynced, then a
-/// verification that does not trust the copy, and LEGAL last.
-fn fill_and_verify(
-    domains: &DomainSet,
-    source: &Volume,
-    smd: &VolumeMetadata,
-    target: &Volume,
-    ctl: &CopyControl,
-) -> Result<(u64, VerifyReport)> {
+) -> Result<Filled> {
     let dest = target.domain();
     let dir = dest.image_dir(target.image());
-    fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
-    let mut tmd = smd.clone();
-    tmd.domain = dest.uuid();
-    tmd.legality = Legality::Illegal;
-    tmd.generation = 0;
-    target.write_metadata(&tmd)?;
-    let bytes = copy_file_sparse(
-        &source.path(),
-        &target.path(),
-        is_preallocated_raw(smd),
-        ctl,
-    )?;
-    let mut with_dest = domains.clone();
-    with_dest.insert(dest.clone());
-    with_dest.insert(source.domain().clone());
-    let report = verify_copy(&with_dest, source, target)?;
-    ensure_identical(source, target, report.clone())?;
-    target.set_legality(Legality::Legal)?;
-    Ok((bytes, report))
+    let created_dir = !dir.exists();
+    let written = fs::create_dir_all(&dir)
+        .map_err(|e| Error::io("create", &dir, e))
+        .and_then(|()| {
+            let mut tmd = smd.clone();
+            tmd.domain = dest.uuid();
+            tmd.legality = Legality::Illegal;
+            tmd.generation = 0;
+            target.write_metadata(&tmd)
+        })
+        .and_then(|()| {
+            copy_file_data(
+                &source.path(),
+                &target.path(),
+                is_preallocated_raw(smd),
+                ctl,
+            )
+        });
+    match written {
+        Ok((bytes, file)) => Ok(Filled {
+            source: source.clone(),
+            target,
+            file,
+            bytes,
+            created_dir,
+        }),
+        Err(e) => {
+            remove_unfinished(&target, created_dir);
+            Err(e)
+        }
+    }
+}
+
+/// Removes an ILLEGAL copy's files, and its image directory if the copy
+/// made it (and nothing else is in it now).
+fn remove_unfinished(target: &Volume, created_dir: bool) {
+    let _ = fs::remove_file(target.path());
+    let _ = fs::remove_file(target.meta_path());
+    if created_dir {
+        let _ = fs::remove_dir(target.domain().image_dir(target.image()));
+    }
 }
 
 /// Copies every volume of `chain`, base first, to `dest`. Progress covers
 /// the whole chain. On failure the volumes this call created are removed
 /// again (copies that were already there stay), so the destination is as
 /// it was.
+///
+/// A layer is synced and verified on a second thread while the next one
+/// is copied: the disk keeps writing instead of waiting for a flush, and
+/// the verification's reads (mostly from the page cache) overlap the
+/// copy's. A layer still becomes LEGAL only once verified, its parent
+/// first; a failed verification fails the chain copy and removes every
+/// copy it made, the one filled over it included.
 pub fn copy_chain(
     domains: &DomainSet,
     chain: &Chain,
@@ -250,36 +335,87 @@ pub fn copy_chain(
         .collect::<Result<Vec<u64>>>()?;
     ensure_room_for_chain(chain, &sizes, dest)?;
     let grand: u64 = sizes.iter().sum();
-    let finished = AtomicU64::new(0);
+    let dir = dest.image_dir(chain.leaf().volume.image());
+    let dir_was_there = dir.exists();
     let mut outcomes: Vec<CopyOutcome> = Vec::new();
-    for (link, size) in chain.links().iter().zip(&sizes) {
-        let base = finished.load(Ordering::Relaxed);
-        let report = |p: Progress| {
-            if let Some(r) = ctl.progress {
-                r(Progress {
-                    done: base + p.done.min(*size),
-                    total: grand,
-                });
+    let copied = std::thread::scope(|s| -> Result<()> {
+        // The previous layer's sync and verification, running.
+        let mut checking: Option<(Uuid, Checking<'_>)> = None;
+        let mut base = 0;
+        for (link, size) in chain.links().iter().zip(&sizes) {
+            if is_template_link(&link.volume, &link.metadata) {
+                // Linking needs the layers below verified first.
+                if let Some((_, c)) = checking.take() {
+                    outcomes.push(joined(c)?);
+                }
             }
-        };
-        let sub = CopyControl {
-            progress: Some(&report),
-            ..*ctl
-        };
-        match copy_volume(domains, &link.volume, dest, &sub) {
-            Ok(o) => outcomes.push(o),
-            Err(e) => {
-                remove_copies_made(&outcomes);
-                return Err(e);
+            let report = |p: Progress| {
+                if let Some(r) = ctl.progress {
+                    r(Progress {
+                        done: base + p.done.min(*size),
+                        total: grand,
+                    });
+                }
+            };
+            let sub = CopyControl {
+                progress: Some(&report),
+                ..*ctl
+            };
+            let in_flight = checking.as_ref().map(|(id, _)| *id);
+            let begun = begin_copy(domains, &link.volume, dest, &sub, in_flight);
+            if let Some((_, c)) = checking.take() {
+                match joined(c) {
+                    Ok(o) => outcomes.push(o),
+                    Err(e) => {
+                        if let Ok(Begun::Filled(f)) = begun {
+                            f.discard();
+                        } else if let Ok(Begun::Done(o)) = begun {
+                            outcomes.push(o);
+                        }
+                        return Err(e);
+                    }
+                }
             }
+            match begun? {
+                Begun::Done(o) => outcomes.push(o),
+                Begun::Filled(f) => {
+                    let id = link.volume.id();
+                    checking = Some((id, s.spawn(move || finish_copy(domains, f))));
+                }
+            }
+            report(Progress {
+                done: *size,
+                total: *size,
+            });
+            base += size;
         }
-        finished.fetch_add(*size, Ordering::Relaxed);
-        report(Progress {
-            done: *size,
-            total: *size,
-        });
+        if let Some((_, c)) = checking {
+            outcomes.push(joined(c)?);
+        }
+        Ok(())
+    });
+    if let Err(e) = copied {
+        remove_copies_made(&outcomes);
+        // A layer's own clean-up cannot remove the directory while the
+        // layer filled over it is still in it.
+        if !dir_was_there {
+            let _ = fs::remove_dir(&dir);
+        }
+        return Err(e);
     }
     Ok(outcomes)
+}
+
+/// A layer's [`finish_copy`] on its own thread.
+type Checking<'scope> = std::thread::ScopedJoinHandle<'scope, Result<CopyOutcome>>;
+
+/// The outcome of a layer's sync and verification.
+fn joined(checking: Checking<'_>) -> Result<CopyOutcome> {
+    checking.join().unwrap_or_else(|_| {
+        Err(Error::InvalidRequest(
+            "a copy's verification panicked".into(),
+        ))
+    })
 }
 
 /// Refuses, before anything is written, a chain whose layers not yet on

@@ -98,6 +98,21 @@ pub fn copy_file_sparse(
     preallocate: bool,
     ctl: &CopyControl,
 ) -> Result<u64> {
+    let (bytes, output) = copy_file_data(src, dst, preallocate, ctl)?;
+    output.sync_all().map_err(|e| Error::io("flush", dst, e))?;
+    Ok(bytes)
+}
+
+/// [`copy_file_sparse`] without the final fsync: returns the bytes copied
+/// and the open copy, for a caller that syncs it later (a chain copy syncs
+/// and verifies one layer while it copies the next, so the disk never
+/// waits for a flush with nothing queued behind it).
+pub fn copy_file_data(
+    src: &Path,
+    dst: &Path,
+    preallocate: bool,
+    ctl: &CopyControl,
+) -> Result<(u64, File)> {
     let input = File::open(src).map_err(|e| Error::io("open", src, e))?;
     let len = input
         .metadata()
@@ -113,10 +128,7 @@ pub fn copy_file_sparse(
         });
     }
     copy.run(worker_count(ctl, copy.chunks.len()))?;
-    copy.output
-        .sync_all()
-        .map_err(|e| Error::io("flush", dst, e))?;
-    Ok(copy.total)
+    Ok((copy.total, copy.output))
 }
 
 /// Creates (or truncates) `dst` at the source's length, its space reserved

@@ -4,8 +4,9 @@
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use ferry_api::VolumeFormat;
+use ferry_api::{Progress, VolumeFormat};
 use ferry_storage::verify::ensure_identical;
 use ferry_storage::{copy_chain, verify_copy, Chain, CopyControl, DomainSet, Error, Volume};
 use ferry_testkit::{base, child, host_offset, qemu_io, Lab};
@@ -205,4 +206,48 @@ fn verifying_an_overlay_reads_its_own_data_not_the_disk_below() {
         256 * 1024,
         "only the overlay's own data is read; the base below was verified when it was copied"
     );
+}
+
+#[test]
+fn a_layer_that_fails_verification_fails_the_chain_copy_and_takes_the_layer_copied_over_it_along() {
+    let lab = Lab::new();
+    let b = base(&lab.d1, VolumeFormat::Raw, 8 * MIB);
+    qemu_io(&b, &["write -P 0x5a 0 4M"]);
+    let s1 = child(&b);
+    qemu_io(&s1, &["write -P 0x5b 2M 4M"]);
+    let s2 = child(&s1);
+    qemu_io(&s2, &["write -P 0x5c 6M 1M"]);
+    let chain = Chain::walk(&lab.domains(), &s2).expect("walk");
+    // Once the base's data is written, and before its verification (which
+    // runs while the next layer is copied), the source's byte changes: the
+    // copy no longer reads as its source does.
+    let base_bytes = ferry_storage::data_bytes(&b).expect("data bytes");
+    let flipped = AtomicBool::new(false);
+    let on_progress = |p: Progress| {
+        if p.done >= base_bytes && !flipped.swap(true, Ordering::Relaxed) {
+            flip_byte(&b, 4096);
+        }
+    };
+    let ctl = CopyControl {
+        progress: Some(&on_progress),
+        ..Default::default()
+    };
+
+    let err = copy_chain(&lab.domains(), &chain, &lab.d2, &ctl).expect_err("verification fails");
+
+    match &err {
+        Error::VerifyFailed {
+            source_path,
+            content,
+            ..
+        } => {
+            assert_eq!(source_path, &b.path(), "the base's verification failed");
+            let only = std::iter::once(4096..8192).collect::<Vec<_>>();
+            assert_eq!(content, &only, "the one flipped block");
+        }
+        other => panic!("expected a failed verification, got: {other}"),
+    }
+    assert!(flipped.load(Ordering::Relaxed));
+    assert_eq!(lab.d2.images().expect("images"), Vec::<uuid::Uuid>::new());
+    assert!(!lab.d2.image_dir(b.image()).exists());
 }
