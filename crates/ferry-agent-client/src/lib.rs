@@ -297,6 +297,21 @@ impl AgentClient {
             .await
     }
 
+    /// `GET /v1/tasks/{id}?wait_ms=…`: the task's status as soon as it
+    /// has ended, or after `wait` (at most 5 s) if it still runs.
+    pub async fn task_when_ended(
+        &self,
+        task: Uuid,
+        wait: Duration,
+    ) -> Result<TaskStatus, ClientError> {
+        let http = self.within(Deadline::Read);
+        let mut url = http.endpoint(&["tasks", &task.to_string()])?;
+        let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+        url.query_pairs_mut()
+            .append_pair("wait_ms", &ms.to_string());
+        http.send(reqwest::Method::GET, url, None::<&()>).await
+    }
+
     /// `GET /v1/tasks`.
     pub async fn tasks(&self) -> Result<Vec<TaskStatus>, ClientError> {
         self.within(Deadline::Read).get(&["tasks"]).await

@@ -689,6 +689,32 @@ async fn a_running_copy_is_held_sped_up_and_finished_verified() {
         "a chunk was still being copied after the hold answered"
     );
 
+    // A status read that may wait does wait while the task runs...
+    let asked = std::time::Instant::now();
+    let running = c
+        .task_when_ended(task, std::time::Duration::from_millis(300))
+        .await
+        .expect("status");
+    assert_eq!(running.state, TaskState::Running);
+    assert!(
+        asked.elapsed() >= std::time::Duration::from_millis(300),
+        "the read did not wait"
+    );
+    assert_refused(
+        c.task_when_ended(task, std::time::Duration::from_secs(6))
+            .await,
+        400,
+        "wait at most",
+    );
+    // ...and answers when it ends, here once the copy is let go.
+    let waiter = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            c.task_when_ended(task, std::time::Duration::from_secs(5))
+                .await
+        })
+    };
+
     // Let go, unlimited: it finishes at once, verified.
     let go = ferry_api::agent::PaceTask {
         limit_bps: None,
@@ -697,6 +723,8 @@ async fn a_running_copy_is_held_sped_up_and_finished_verified() {
     let going = c.pace_task(task, &go).await.expect("let go");
     assert!(!going.held);
     assert_eq!(going.limit_bps, None);
+    let seen = waiter.await.expect("join").expect("status");
+    assert_eq!(seen.state, TaskState::Succeeded, "{seen:#?}");
     let end = c.wait_task(task, WAIT).await.expect("the copy ends");
     assert_eq!(end.state, TaskState::Succeeded, "{end:#?}");
     assert_eq!(

@@ -126,9 +126,34 @@ pub async fn wait_all(
             super::pacing::pace(job, &running).await;
         }
         polls = polls.wrapping_add(1);
-        tokio::time::sleep(POLL).await;
+        until_next_poll(tasks, &ended).await;
     }
 }
+
+/// Waits one [`POLL`], or less when the first task still running ends
+/// meanwhile (its agent answers a status read that may wait as soon as
+/// the task has ended): a short task such as a merge is seen done when it
+/// is, not up to a poll later. An agent that does not wait, or does not
+/// answer, costs no more than the poll.
+async fn until_next_poll(tasks: &[Watched], ended: &[Option<Ended>]) {
+    let next = Instant::now() + POLL;
+    let first_running = tasks.iter().zip(ended).find(|(_, e)| e.is_none());
+    if let Some((w, _)) = first_running {
+        let answer =
+            tokio::time::timeout_at(next + LATE_ANSWER, w.agent.task_when_ended(w.task, POLL))
+                .await;
+        if let Ok(Ok(status)) = answer {
+            if status.state != TaskState::Running {
+                return;
+            }
+        }
+    }
+    tokio::time::sleep_until(next).await;
+}
+
+/// How much later than the poll a waiting status read may answer before
+/// it is given up (the next poll reads the status anyway).
+const LATE_ANSWER: Duration = Duration::from_millis(200);
 
 /// Waits until none of `tasks` (already asked to cancel) runs on `agent`
 /// any more; a task the agent does not know (never started, or

@@ -40,3 +40,24 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
         ))
     }
 }
+
+/// A query string of the shape `T` says; anything else (an unknown name, a
+/// value of the wrong type) is refused with what was wrong.
+#[derive(Debug)]
+pub(crate) struct ApiQuery<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Error> {
+        axum::extract::Query::try_from_uri(&parts.uri)
+            .map(|axum::extract::Query(q)| ApiQuery(q))
+            .map_err(|e| {
+                Error::BadRequest(format!(
+                    "the query string '{}' is not one this request takes: {}",
+                    parts.uri.query().unwrap_or_default(),
+                    e.body_text()
+                ))
+            })
+    }
+}

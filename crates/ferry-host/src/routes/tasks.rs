@@ -2,17 +2,19 @@
 //! registered verb (`POST /v1/tasks/{id}/<verb>`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ferry_api::agent::{PaceTask, TaskStatus};
+use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::error::Result;
-use crate::routes::extract::{ApiJson, ApiPath};
+use crate::error::{Error, Result};
+use crate::routes::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AgentState;
 use crate::tasks::VerbRegistry;
 
@@ -57,11 +59,32 @@ async fn list(State(agent): State<Arc<AgentState>>) -> Json<Vec<TaskStatus>> {
     Json(agent.tasks().list())
 }
 
+/// `?wait_ms=N`: how long the answer may wait for a running task to end.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusQuery {
+    wait_ms: Option<u64>,
+}
+
+/// The longest `wait_ms` taken: well within a status read's deadline.
+const MAX_WAIT_MS: u64 = 5000;
+
 async fn status(
     State(agent): State<Arc<AgentState>>,
     ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<StatusQuery>,
 ) -> Result<Json<TaskStatus>> {
-    agent.tasks().get(id).map(Json)
+    match query.wait_ms {
+        None | Some(0) => agent.tasks().get(id).map(Json),
+        Some(ms) if ms > MAX_WAIT_MS => Err(Error::BadRequest(format!(
+            "wait_ms is {ms}; wait at most {MAX_WAIT_MS} ms per request and ask again"
+        ))),
+        Some(ms) => agent
+            .tasks()
+            .wait(id, Duration::from_millis(ms))
+            .await
+            .map(Json),
+    }
 }
 
 async fn cancel(

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use ferry_api::agent::{PaceTask, TaskState, TaskStatus};
 use serde_json::Value;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -38,6 +39,9 @@ struct Task {
     started: u64,
     control: Arc<Control>,
     end: Mutex<Ending>,
+    /// True once `end` holds how the task ended: what a caller waiting for
+    /// the end ([`TaskManager::wait`]) watches.
+    ended: watch::Sender<bool>,
     handle: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -137,6 +141,16 @@ impl TaskManager {
         Ok(self.find(id)?.status())
     }
 
+    /// One task's status once it has ended, or after `at_most` if it
+    /// still runs then: what lets the engine see a task end when it ends
+    /// rather than at its next poll.
+    pub async fn wait(&self, id: Uuid, at_most: Duration) -> Result<TaskStatus> {
+        let task = self.find(id)?;
+        let mut ended = task.ended.subscribe();
+        let _ = tokio::time::timeout(at_most, ended.wait_for(|e| *e)).await;
+        Ok(task.status())
+    }
+
     /// Every task's status, oldest first.
     pub fn list(&self) -> Vec<TaskStatus> {
         let mut all: Vec<TaskStatus> = lock(&self.tasks).values().map(|t| t.status()).collect();
@@ -183,6 +197,7 @@ impl TaskManager {
                 error_kind: None,
                 finished: None,
             }),
+            ended: watch::Sender::new(false),
             handle: Mutex::new(None),
         });
         {
@@ -354,6 +369,7 @@ impl TaskManager {
                 params: record.params,
                 started: s.started,
                 control: Arc::new(Control::new(s.done_bytes, s.total_bytes)),
+                ended: watch::Sender::new(end.state != TaskState::Running),
                 end: Mutex::new(end),
                 handle: Mutex::new(None),
             });
@@ -459,6 +475,7 @@ async fn supervise(agent: Arc<AgentState>, task: Arc<Task>, entry: VerbEntry, st
     // can never be followed by this write resurrecting its record.
     persist(&store, task.record_with(&end)).await;
     *lock(&task.end) = end;
+    task.ended.send_replace(true);
     // A task's end is when what it may have left half-done (a copy, a
     // merge's delete) can be collected, if it is old enough.
     crate::gc::spawn(&agent);
