@@ -246,6 +246,20 @@ pub async fn set_backing_file(qmp: &Qmp, root: &str, node: &str, name: &str) -> 
 /// dismiss) is dismissed and the commit started afresh, so a merge can
 /// always be run again once its cause is fixed.
 pub async fn commit_active(qmp: &Qmp, job: &str, top: &str, base: &str) -> Result<()> {
+    commit_active_then(qmp, job, top, base, async {}).await
+}
+
+/// [`commit_active`], running `before_pivot` once the job is ready and
+/// before it is completed: the moment to write back what the commit wrote
+/// into `base`, so the flush QEMU makes while the device is drained for
+/// the pivot finds little to do.
+pub async fn commit_active_then(
+    qmp: &Qmp,
+    job: &str,
+    top: &str,
+    base: &str,
+    before_pivot: impl std::future::Future<Output = ()>,
+) -> Result<()> {
     let existing = jobs::get(qmp, job).await?;
     if let Some(old) = &existing {
         if old.status == JobStatus::Concluded {
@@ -266,7 +280,9 @@ pub async fn commit_active(qmp: &Qmp, job: &str, top: &str, base: &str) -> Resul
         )
         .await?;
     }
-    pivot_when_ready(qmp, job).await
+    let info = ready(qmp, job).await?;
+    before_pivot.await;
+    pivot(qmp, job, &info).await
 }
 
 /// Options of a mirror started by [`mirror`].
@@ -306,15 +322,25 @@ pub async fn mirror(
 /// Waits for a commit or mirror job to become ready, completes it (the
 /// pivot) and waits for it to end.
 pub async fn pivot_when_ready(qmp: &Qmp, job: &str) -> Result<()> {
-    let info = match jobs::wait_for(qmp, job, JobStatus::Ready, JOB_LIMIT).await {
-        Ok(info) => info,
+    let info = ready(qmp, job).await?;
+    pivot(qmp, job, &info).await
+}
+
+/// Waits for `job` to become ready (or to conclude); a job that failed is
+/// dismissed at once, as it would otherwise answer every later attempt of
+/// the same id with its failure.
+async fn ready(qmp: &Qmp, job: &str) -> Result<jobs::JobInfo> {
+    match jobs::wait_for(qmp, job, JobStatus::Ready, JOB_LIMIT).await {
+        Ok(info) => Ok(info),
         Err(e) => {
-            // A job that failed is dismissed at once: it would otherwise
-            // answer every later attempt of the same id with its failure.
             dismiss_if_concluded(qmp, job).await;
-            return Err(e);
+            Err(e)
         }
-    };
+    }
+}
+
+/// Completes a ready job (the pivot) and waits for it to end.
+async fn pivot(qmp: &Qmp, job: &str, info: &jobs::JobInfo) -> Result<()> {
     if info.status == JobStatus::Ready {
         jobs::complete(qmp, job).await?;
     }
