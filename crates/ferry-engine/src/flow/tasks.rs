@@ -136,16 +136,21 @@ pub async fn wait_all(
 /// is, not up to a poll later. An agent that does not wait, or does not
 /// answer, costs no more than the poll.
 async fn until_next_poll(tasks: &[Watched], ended: &[Option<Ended>]) {
-    let next = Instant::now() + POLL;
     let first_running = tasks.iter().zip(ended).find(|(_, e)| e.is_none());
-    if let Some((w, _)) = first_running {
-        let answer =
-            tokio::time::timeout_at(next + LATE_ANSWER, w.agent.task_when_ended(w.task, POLL))
-                .await;
-        if let Ok(Ok(status)) = answer {
-            if status.state != TaskState::Running {
-                return;
-            }
+    match first_running {
+        Some((w, _)) => until_one_ends(&w.agent, w.task).await,
+        None => tokio::time::sleep(POLL).await,
+    }
+}
+
+/// Waits one [`POLL`], or less when `task` ends meanwhile.
+async fn until_one_ends(agent: &AgentClient, task: Uuid) {
+    let next = Instant::now() + POLL;
+    let answer =
+        tokio::time::timeout_at(next + LATE_ANSWER, agent.task_when_ended(task, POLL)).await;
+    if let Ok(Ok(status)) = answer {
+        if status.state != TaskState::Running {
+            return;
         }
     }
     tokio::time::sleep_until(next).await;
@@ -214,7 +219,7 @@ pub async fn stop_all(
                 "cancelled tasks have not stopped yet; still waiting"
             );
         }
-        tokio::time::sleep(POLL).await;
+        until_one_ends(agent, running[0]).await;
     }
 }
 
