@@ -219,6 +219,24 @@ pub struct DeleteImage {
     pub domain: Uuid,
     /// The image (disk).
     pub image: Uuid,
+    /// When the deleted volumes' space comes back.
+    #[serde(default)]
+    pub release: Release,
+}
+
+/// When a delete gives the deleted volumes' space back. Either way the
+/// volumes are gone, durably, when the call answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Release {
+    /// Before the call answers: the space is free then.
+    #[default]
+    Now,
+    /// After the call answers, a bounded step at a time, so writers on
+    /// the same storage (running guests) barely notice. Unlinking a file
+    /// of gigabytes at once stalls every `fdatasync` on the filesystem for
+    /// tens of milliseconds; a move's cleanup uses this.
+    Background,
 }
 
 /// What a delete did.
@@ -228,6 +246,10 @@ pub struct Deleted {
     pub deleted: Vec<Uuid>,
     /// Volumes that were already gone.
     pub missing: Vec<Uuid>,
+    /// Whether their space is still being given back, after the answer
+    /// ([`Release::Background`]).
+    #[serde(default)]
+    pub releasing_in_background: bool,
 }
 
 /// Where a task stands.

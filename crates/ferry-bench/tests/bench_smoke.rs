@@ -135,9 +135,19 @@ fn bench_move_reports_every_figure() {
             "cloneInternalVolumes",
             "finalizeBlockMigrate",
             "merge",
-            "cleanup"
+            "cleanup",
+            "source space released (after the job)"
         ]
     );
+    // The source's space comes back after the job, and the report says
+    // how long that took and what the guest felt of it.
+    let release = &report["ferry"]["steps"][7];
+    for figure in ["seconds", "max_stall_ms"] {
+        assert!(
+            release[figure].as_f64().is_some_and(|v| v >= 0.0),
+            "{figure} of {release:#}"
+        );
+    }
     assert!(!dir.exists(), "the bench left {}", dir.display());
 }
 

@@ -103,11 +103,8 @@ async fn a_running_vm_with_two_disks_moves_to_domain2_through_the_cli() {
 
     // Nothing of either disk is left on domain1; the VM runs from domain2.
     for d in [&a, &b] {
-        assert!(
-            files_under(&d1.path.join("images").join(d.id.to_string())).is_empty(),
-            "disk {} left files on domain1",
-            d.name
-        );
+        let dir = d1.path.join("images").join(d.id.to_string());
+        assert_released(&dir, &format!("disk {} on domain1", d.name)).await;
     }
     let (ok, vm): (bool, Vm) = cluster.cli_json(&["vm", "start", "vm1"]);
     assert!(ok);

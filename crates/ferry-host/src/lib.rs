@@ -45,6 +45,7 @@ mod fsutil;
 mod gc;
 mod hsm;
 pub mod identity;
+mod release;
 mod routes;
 mod server;
 pub mod spm;

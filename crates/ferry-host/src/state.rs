@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::domains::DomainRegistry;
 use crate::gc::Collector;
 use crate::identity::Identity;
+use crate::release::ReleaseQueue;
 use crate::spm::SpmRole;
 use crate::tasks::TaskManager;
 use crate::vms::VmManager;
@@ -28,6 +29,8 @@ pub struct AgentState {
     storage_lock: tokio::sync::Mutex<()>,
     /// Its garbage collection.
     gc: Collector,
+    /// Deleted volumes whose space it still gives back.
+    releases: ReleaseQueue,
 }
 
 impl AgentState {
@@ -49,6 +52,7 @@ impl AgentState {
             vms,
             storage_lock: tokio::sync::Mutex::new(()),
             gc: Collector::default(),
+            releases: ReleaseQueue::default(),
         }
     }
 
@@ -90,6 +94,11 @@ impl AgentState {
     /// Its garbage collection.
     pub(crate) fn gc(&self) -> &Collector {
         &self.gc
+    }
+
+    /// Deleted volumes whose space it still gives back.
+    pub(crate) fn releases(&self) -> &ReleaseQueue {
+        &self.releases
     }
 
     /// Held while a synchronous metadata verb runs.

@@ -8,7 +8,7 @@ mod common;
 use common::{assert_json_error, assert_refused, raw, start, ENGINE};
 use ferry_api::agent::{
     CloneInternalVolumes, CreateDomain, CreateVolume, CreateVolumeCrossSd, DeleteImage,
-    DeleteVolumes, VolumeRef,
+    DeleteVolumes, Release, VolumeRef,
 };
 use ferry_api::{Allocation, VolumeFormat};
 use ferry_testkit::{base, tree_snapshot, Lab};
@@ -371,6 +371,7 @@ async fn spm_verbs_are_refused_by_an_agent_that_is_not_spm() {
         c.delete_image(&DeleteImage {
             domain: lab.d1.uuid(),
             image: b.image(),
+            release: Release::Now,
         })
         .await,
         409,

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use ferry_agent_client::AgentClient;
 use ferry_api::agent::{
-    CloneInternalVolumes, CreateVolume, CreateVolumeCrossSd, DeleteImage, TaskState, VolumeRef,
+    CloneInternalVolumes, CreateVolume, CreateVolumeCrossSd, DeleteImage, Release, TaskState,
+    VolumeRef,
 };
 use ferry_api::vm::{
     BlockMigrate, BlockMigrateDisk, FinalizeBlockMigrate, FinalizeDisk, Merge,
@@ -280,13 +281,31 @@ async fn a_running_vm_moves_to_domain2_with_every_acknowledged_write() {
     // cleanup (SPM): domain1 lets go of the disk.
     writes_go_on(&mut log, 10);
     c.stop_vm(vm, 0).await.expect("stop");
-    c.delete_image(&DeleteImage {
-        domain: lab.d1.uuid(),
-        image,
-    })
-    .await
-    .expect("cleanup");
-    assert!(!lab.d1.image_dir(image).exists());
+    // As the engine's cleanup does: the space comes back after the answer.
+    let deleted = c
+        .delete_image(&DeleteImage {
+            domain: lab.d1.uuid(),
+            image,
+            release: Release::Background,
+        })
+        .await
+        .expect("cleanup");
+    assert!(deleted.releasing_in_background, "{deleted:?}");
+    assert!(!deleted.deleted.is_empty(), "{deleted:?}");
+    for id in &deleted.deleted {
+        assert!(
+            !lab.d1.volume(image, *id).exists(),
+            "volume {id} is still on domain1 when the delete answers"
+        );
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while lab.d1.image_dir(image).exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "domain1 still holds what is left of the image after 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     check_content(&leaf.path(), &writer, &mut log, &lab);
 
     // The VM starts from domain2 alone and writes there.

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use common::{assert_refused, start, wait_until};
 use ferry_api::agent::{
-    CloneInternalVolumes, CreateVolume, CreateVolumeCrossSd, DeleteImage, DeleteVolumes, TaskState,
-    VolumeRef,
+    CloneInternalVolumes, CreateVolume, CreateVolumeCrossSd, DeleteImage, DeleteVolumes, Release,
+    TaskState, VolumeRef,
 };
 use ferry_api::{Allocation, Legality, VolumeFormat, VolumeRole};
 use ferry_storage::{Chain, Volume};
@@ -459,6 +459,7 @@ async fn create_and_delete_volumes_are_idempotent_and_refuse_what_would_break_a_
         .delete_image(&DeleteImage {
             domain: lab.d1.uuid(),
             image: b.image(),
+            release: Release::Now,
         })
         .await
         .expect("delete the image");
@@ -492,6 +493,7 @@ async fn deleting_a_cross_domain_leaf_makes_its_parent_the_leaf_again() {
     c.delete_image(&DeleteImage {
         domain: lab.d2.uuid(),
         image: s1.image(),
+        release: Release::Now,
     })
     .await
     .expect("roll createVolumeCrossSD back");
@@ -592,6 +594,7 @@ async fn create_and_delete_go_on_from_what_a_crash_inside_them_left() {
         .delete_image(&DeleteImage {
             domain: lab.d2.uuid(),
             image,
+            release: Release::Now,
         })
         .await
         .expect("delete the image");

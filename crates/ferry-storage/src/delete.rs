@@ -7,8 +7,10 @@
 //! ```text
 //! <id>            + <id>.meta             the volume
 //! _remove_me_<id> + <id>.meta             its file renamed: no listing shows it
-//! _remove_me_<id> + _remove_me_<id>.meta  both renamed
-//!                   _remove_me_<id>.meta  data unlinked; the parent's role restored
+//! _remove_me_<id> + _remove_me_<id>.meta  both renamed: retired; the parent's
+//!                                         role is restored next
+//! _remove_me_<id> + _remove_me_<id>.meta  its file shrunk a step at a time
+//!                   _remove_me_<id>.meta  data unlinked
 //! (nothing)
 //! ```
 //!
@@ -17,6 +19,12 @@
 //! checks that nothing depends on the volume), so [`Volume::delete_in`]
 //! finishes it without checking again. The metadata goes last, so the
 //! parent's role can be restored from it wherever the crash was.
+//!
+//! A delete is in two halves. [`Volume::retire_in`] takes the volume out
+//! of the domain: renames, then the parent's role; it is quick, and once
+//! it returns the delete is decided and durable. [`Retired`] then gives the
+//! space back, at once or a step at a time (see `release.rs`), so an agent
+//! can answer when the volume is gone and free its gigabytes gently.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -29,6 +37,7 @@ use crate::dir_entries::{any_volume, REMOVE_PREFIX};
 use crate::domain::{DomainSet, StorageDomain};
 use crate::error::{Error, Result};
 use crate::metadata::VolumeMetadata;
+use crate::release::Retired;
 use crate::test_hooks::{crash_point, CrashPoint};
 use crate::volume::Volume;
 
@@ -112,16 +121,26 @@ impl Volume {
     /// [`Volume::presence`]. Nothing there at all is
     /// [`Error::VolumeNotFound`].
     pub fn delete_in(&self, domains: &DomainSet) -> Result<()> {
+        self.retire_in(domains)?.release_now()
+    }
+
+    /// The first half of [`Volume::delete_in`], with the same checks: the
+    /// volume is taken out of the domain (its files renamed, its parent's
+    /// role restored), durably, and what its data holds is left for the
+    /// returned [`Retired`] to give back. Until then the files keep their
+    /// `_remove_me_` names, which a later delete or create of the volume,
+    /// or the domain's garbage collection, finishes.
+    pub fn retire_in(&self, domains: &DomainSet) -> Result<Retired> {
         match self.presence() {
             Presence::Absent => Err(self.not_found()),
             Presence::Whole => {
                 let md = self.metadata()?;
                 self.check_deletable(&md)?;
-                self.remove_files(domains, Some(&md), true)
+                self.retire_files(domains, Some(&md), true)
             }
             Presence::BeingDeleted | Presence::MetadataOnly | Presence::FileOnly => {
                 let md = self.leftover_metadata();
-                self.remove_files(domains, md.as_ref(), false)
+                self.retire_files(domains, md.as_ref(), false)
             }
         }
     }
@@ -172,37 +191,29 @@ impl Volume {
     }
 
     /// Walks the states of the module's comment from wherever the volume
-    /// is to the end. Each step accepts that it was done already, by an
+    /// is to "retired". Each step accepts that it was done already, by an
     /// earlier call that crashed.
-    fn remove_files(
+    fn retire_files(
         &self,
         domains: &DomainSet,
         md: Option<&VolumeMetadata>,
         whole: bool,
-    ) -> Result<()> {
-        let dir = self.domain().image_dir(self.image());
+    ) -> Result<Retired> {
         rename_if_there(&self.path(), &self.doomed_path())?;
         if whole {
             crash_point(CrashPoint::Delete);
         }
         rename_if_there(&self.meta_path(), &self.doomed_meta_path())?;
-        sync_dir(&dir)?;
-        remove_if_there(&self.doomed_path())?;
+        sync_dir(&self.domain().image_dir(self.image()))?;
         if let Some(md) = md {
             self.restore_parent_role(domains, md)?;
         }
-        remove_if_there(&self.doomed_meta_path())?;
-        sync_dir(&dir)?;
         if whole {
             tracing::info!(volume = %self.id(), image = %self.image(), domain = %self.domain().uuid(), "deleted volume");
         } else {
             tracing::info!(volume = %self.id(), image = %self.image(), domain = %self.domain().uuid(), "removed what an interrupted create or delete left of a volume");
         }
-        // An image directory left empty is removed with the disk's last volume.
-        if fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_none()) {
-            let _ = fs::remove_dir(&dir);
-        }
-        Ok(())
+        Ok(Retired::new(self.clone()))
     }
 
     /// A deleted leaf's parent is the leaf again, when nothing else sits on

@@ -105,8 +105,14 @@ pub(super) async fn ferry_move(
     if watch.tasks.is_empty() {
         bail!("the bench saw no copy task on the agent");
     }
-    wait_seq(log, watch.last_end(seq_end) + AFTER_ACKS)?;
-    let steps = watch.step_reports(&done, log);
+    let release = watch_release(s, log, &done, seq_end).await?;
+    let last = watch.last_end(seq_end).max(release.last_seq.unwrap_or(0));
+    wait_seq(log, last + AFTER_ACKS)?;
+    let mut steps = watch.step_reports(&done, log);
+    steps.push(StepReport {
+        max_stall_ms: Some(ms(max_stall(log.acks(), seq_end, last + AFTER_ACKS))),
+        ..release
+    });
     Ok(FerryResult {
         acks_per_s: (seq_end - seq0) as f64 / seconds_host,
         job: done,
@@ -118,6 +124,50 @@ pub(super) async fn ferry_move(
         to: req.to.clone(),
     })
 }
+
+/// The name of the release's entry among the steps.
+pub(super) const RELEASE: &str = "source space released (after the job)";
+
+/// Follows the source's space coming back after the job ended (the
+/// cleanup only retires the source's volumes; the agent frees their
+/// space in the background, see docs/engine.md) until the source's image
+/// directories are gone: its time, and the writer's acks over it, so the
+/// report shows what the guest felt of it too. Its pause is filled in by
+/// the caller once the acks after it are in.
+async fn watch_release(
+    s: &Services,
+    log: &mut SerialLog,
+    job: &Job,
+    seq_from: u64,
+) -> Result<StepReport> {
+    let dirs = job
+        .disks
+        .iter()
+        .map(|d| s.image_dir(job.src_domain, *d))
+        .collect::<Result<Vec<_>>>()?;
+    let t0 = Instant::now();
+    while dirs.iter().any(|d| d.exists()) {
+        if t0.elapsed() > RELEASE_LIMIT {
+            bail!(
+                "the source's space was not given back within {RELEASE_LIMIT:?} of the job's end: {} is still there",
+                dirs[0].display()
+            );
+        }
+        tokio::time::sleep(POLL).await;
+        log.poll();
+    }
+    log.poll();
+    Ok(StepReport {
+        name: RELEASE.to_string(),
+        seconds: Some(t0.elapsed().as_secs_f64()),
+        first_seq: Some(seq_from),
+        last_seq: Some(last_seq(log)),
+        max_stall_ms: None,
+    })
+}
+
+/// How long the background release of a few GiB may take on a loaded host.
+const RELEASE_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Asks the engine to move the bench's disk.
 async fn start_move(c: &EngineClient, req: &MoveRequest) -> Result<Job> {

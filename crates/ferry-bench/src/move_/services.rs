@@ -14,6 +14,7 @@ use ferry_engine::{EngineClient, EngineConfig, PkiConfig};
 use ferry_host::{Accel, AgentConfig, AgentState};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use uuid::Uuid;
 
 use super::workdir::{agent_run_dir, domains_dir};
 
@@ -118,6 +119,17 @@ impl Services {
             .with_context(|| format!("cannot create storage domain {name}"))?;
         }
         Ok(())
+    }
+
+    /// Where disk `image` lives on domain `domain`, by the agent's own
+    /// view of its storage.
+    pub(super) fn image_dir(&self, domain: Uuid, image: Uuid) -> Result<std::path::PathBuf> {
+        let d = self
+            .agent_state
+            .domains()
+            .get(domain)
+            .map_err(|e| anyhow::anyhow!("{}", e.full_text()))?;
+        Ok(d.image_dir(image))
     }
 
     /// Stops the engine, the agent's VMs and the agent.

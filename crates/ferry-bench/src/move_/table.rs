@@ -3,6 +3,7 @@
 //! trade-off: one row per pacing setting, and how the guest-paced
 //! controller steered.
 
+use super::ferry_move::{StepReport, RELEASE};
 use super::report::{LayerReport, PaceSummary, Report, Row, TradeoffRow};
 use super::settings::Setting;
 use super::{mib, GIB, MIB};
@@ -134,6 +135,7 @@ fn summary(r: &Report) -> Vec<String> {
             mib(r.ferry.bytes) / r.ferry.copy_window_seconds
         ),
         steps_line(r),
+        cleanup_line(r),
         format!(
             "mirror: ready after {:.2} s, pivoted at {:.2} s; its job went over {:.0} MiB (zeros included), the flat target holds {:.0} MiB",
             r.mirror.ready_seconds,
@@ -172,6 +174,28 @@ fn steps_line(r: &Report) -> String {
         })
         .collect();
     format!("ferry steps: {}", steps.join(", "))
+}
+
+/// What the guest felt of the source's deletion: the cleanup step, which
+/// retires the source's volumes, and the release of their space after the
+/// job.
+fn cleanup_line(r: &Report) -> String {
+    let step = |name: &str| r.ferry.steps.iter().find(|s| s.name == name);
+    let cell = |s: Option<&StepReport>| match s {
+        Some(s) => format!(
+            "{:.2} s, worst write {}",
+            s.seconds.unwrap_or(f64::NAN),
+            s.max_stall_ms
+                .map_or_else(|| "-".to_string(), |ms| format!("{ms:.0} ms"))
+        ),
+        None => "-".to_string(),
+    };
+    format!(
+        "ferry cleanup: the step {}; then the {} {}",
+        cell(step("cleanup")),
+        RELEASE,
+        cell(step(RELEASE))
+    )
 }
 
 /// A blank line, the trade-off table (one row per setting), then for each

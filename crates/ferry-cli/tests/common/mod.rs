@@ -538,6 +538,30 @@ pub fn files_under(path: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Asserts that a move's cleanup took every volume out of `image_dir`
+/// (what is left carries the `_remove_me_` name of a volume whose space
+/// the agent still gives back), then waits until nothing is left at all.
+pub async fn assert_released(image_dir: &Path, what: &str) {
+    let left = files_under(image_dir);
+    let volumes: Vec<_> = left
+        .iter()
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("_remove_me_"))
+        })
+        .collect();
+    assert!(volumes.is_empty(), "{what} left volumes: {volumes:?}");
+    let deadline = std::time::Instant::now() + WAIT;
+    while image_dir.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: the space of {:?} was not given back within {WAIT:?}",
+            files_under(image_dir)
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// The state of a job's step by name.
 pub fn step_state(job: &Job, name: &str) -> StepState {
     job.steps

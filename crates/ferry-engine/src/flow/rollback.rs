@@ -4,7 +4,7 @@
 //! rollback interrupted by an engine crash is simply run again.
 
 use ferry_agent_client::AgentClient;
-use ferry_api::agent::DeleteImage;
+use ferry_api::agent::{DeleteImage, Release};
 use ferry_api::engine::{MoveMode, Step, StepState};
 use ferry_api::vm::RollbackBlockMigrate;
 
@@ -142,6 +142,7 @@ async fn delete_destination(job: &mut JobCtx, spm: &AgentClient) -> Result<(), F
         let req = DeleteImage {
             domain: job.plan.dst,
             image: d.disk,
+            release: Release::Now,
         };
         job.call(Step::CloneInternalVolumes, || spm.delete_image(&req))
             .await?;

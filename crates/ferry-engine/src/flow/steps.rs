@@ -367,6 +367,9 @@ pub async fn cleanup(job: &mut JobCtx) -> Result<(), Failure> {
         let req = ferry_api::agent::DeleteImage {
             domain: job.plan.src,
             image: d.disk,
+            // The source's gigabytes go after the answer, a step at a
+            // time: the guest writes to the same storage (docs/engine.md).
+            release: ferry_api::agent::Release::Background,
         };
         job.call(Step::Cleanup, || spm.delete_image(&req)).await?;
         crate::refresh::refresh_disk(&job.engine, d.disk)

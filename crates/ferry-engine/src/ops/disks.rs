@@ -1,7 +1,7 @@
 //! Disks: create one (a base volume made by the SPM), list them, show one,
 //! and start a move.
 
-use ferry_api::agent::{CreateVolume, DeleteImage, VolumeInfo};
+use ferry_api::agent::{CreateVolume, DeleteImage, Release, VolumeInfo};
 use ferry_api::engine::{CreateDisk, Disk, Job, JobKind, MoveRequest};
 use ferry_api::Allocation;
 use uuid::Uuid;
@@ -132,6 +132,7 @@ async fn record_disk(
             .delete_image(&DeleteImage {
                 domain: row.domain,
                 image: row.id,
+                release: Release::Now,
             })
             .await;
         if let Err(u) = undo {

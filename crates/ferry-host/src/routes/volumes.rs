@@ -7,11 +7,12 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use ferry_api::agent::{
-    CreateVolume, CreateVolumeCrossSd, DeleteImage, DeleteVolumes, Deleted, VolumeInfo,
+    CreateVolume, CreateVolumeCrossSd, DeleteImage, DeleteVolumes, Deleted, Release, VolumeInfo,
 };
 
 use crate::error::Result;
 use crate::fsutil::blocking;
+use crate::release;
 use crate::routes::extract::ApiJson;
 use crate::spm::volumes;
 use crate::state::AgentState;
@@ -61,9 +62,13 @@ async fn delete(
     let domain = agent.domains().get(req.domain)?;
     let _serial = agent.storage_lock().await;
     let domains = agent.domains().set();
-    blocking(move || volumes::delete_volumes(&domains, &domain, req.image, &req.volumes))
-        .await
-        .map(Json)
+    blocking(move || {
+        volumes::delete_volumes(&domains, &domain, req.image, &req.volumes, |r| {
+            Ok(r.release_now()?)
+        })
+    })
+    .await
+    .map(Json)
 }
 
 async fn delete_image(
@@ -74,7 +79,26 @@ async fn delete_image(
     let domain = agent.domains().get(req.domain)?;
     let _serial = agent.storage_lock().await;
     let domains = agent.domains().set();
-    blocking(move || volumes::delete_image(&domains, &domain, req.image))
+    if req.release == Release::Now {
+        return blocking(move || {
+            volumes::delete_image(&domains, &domain, req.image, |r| Ok(r.release_now()?))
+        })
         .await
-        .map(Json)
+        .map(Json);
+    }
+    // What was retired before a failure is released all the same.
+    let (deleted, retired) = blocking(move || {
+        let mut retired = Vec::new();
+        let deleted = volumes::delete_image(&domains, &domain, req.image, |r| {
+            retired.push(r);
+            Ok(())
+        });
+        Ok((deleted, retired))
+    })
+    .await?;
+    let releasing = !retired.is_empty();
+    release::spawn(&agent, retired);
+    let mut deleted = deleted?;
+    deleted.releasing_in_background = releasing;
+    Ok(Json(deleted))
 }

@@ -16,7 +16,9 @@ use std::collections::BTreeSet;
 
 use ferry_api::agent::{CreateVolume, CreateVolumeCrossSd, Deleted, VolumeInfo};
 use ferry_api::{Legality, VolumeFormat, VolumeRole};
-use ferry_storage::{DomainSet, Presence, StorageDomain, Volume, VolumeMetadata, VolumeSpec};
+use ferry_storage::{
+    DomainSet, Presence, Retired, StorageDomain, Volume, VolumeMetadata, VolumeSpec,
+};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
@@ -169,11 +171,16 @@ pub(crate) fn create_volume_cross_sd(
 /// a whole, so a volume still used by a child outside the request, or a
 /// template volume other disks use, refuses the request before anything is
 /// deleted.
+///
+/// Each volume is retired (out of the domain, durably) and then handed to
+/// `release`, which gives its space back at once or queues it (see
+/// `crate::release`).
 pub(crate) fn delete_volumes(
     domains: &DomainSet,
     domain: &StorageDomain,
     image: Uuid,
     ids: &[Uuid],
+    mut release: impl FnMut(Retired) -> Result<()>,
 ) -> Result<Deleted> {
     let wanted: BTreeSet<Uuid> = ids.iter().copied().collect();
     let Requested {
@@ -191,11 +198,15 @@ pub(crate) fn delete_volumes(
     // restored in the order the first call would have.
     let mut deleted = Vec::new();
     for v in leftovers {
-        v.delete_in(domains)?;
+        release(v.retire_in(domains)?)?;
         deleted.push(v.id());
     }
-    deleted.extend(delete_children_first(domains, present)?);
-    Ok(Deleted { deleted, missing })
+    deleted.extend(delete_children_first(domains, present, &mut release)?);
+    Ok(Deleted {
+        deleted,
+        missing,
+        releasing_in_background: false,
+    })
 }
 
 /// The volumes a delete request names, by what is on disk.
@@ -260,7 +271,11 @@ fn check_deletable(v: &Volume, image: Uuid, wanted: &BTreeSet<Uuid>) -> Result<(
 /// ids deleted, in order. A leaf made by `createVolumeCrossSD` gives its
 /// parent on the source domain the leaf role back (ferry-storage does it
 /// through `domains`), as the rollback of a move that never switched needs.
-fn delete_children_first(domains: &DomainSet, mut present: Vec<Volume>) -> Result<Vec<Uuid>> {
+fn delete_children_first(
+    domains: &DomainSet,
+    mut present: Vec<Volume>,
+    release: &mut impl FnMut(Retired) -> Result<()>,
+) -> Result<Vec<Uuid>> {
     let mut deleted = Vec::new();
     while !present.is_empty() {
         let mut next = None;
@@ -273,21 +288,23 @@ fn delete_children_first(domains: &DomainSet, mut present: Vec<Volume>) -> Resul
         // Every volume has a child: only a loop in the metadata does that;
         // let ferry-storage's delete name the offender.
         let v = present.remove(next.unwrap_or(0));
-        v.delete_in(domains)?;
+        release(v.retire_in(domains)?)?;
         deleted.push(v.id());
     }
     Ok(deleted)
 }
 
 /// Deletes every volume of an image on a domain, including what an
-/// interrupted create or delete left of one.
+/// interrupted create or delete left of one; `release` as for
+/// [`delete_volumes`].
 pub(crate) fn delete_image(
     domains: &DomainSet,
     domain: &StorageDomain,
     image: Uuid,
+    release: impl FnMut(Retired) -> Result<()>,
 ) -> Result<Deleted> {
     let ids = domain.volume_ids_in_any_state(image)?;
-    delete_volumes(domains, domain, image, &ids)
+    delete_volumes(domains, domain, image, &ids, release)
 }
 
 /// What a create finds where its volume goes: `Some` answer when the
