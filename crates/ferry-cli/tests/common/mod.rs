@@ -290,10 +290,21 @@ impl Cluster {
         self.client().domain(name).await.expect("read the domain")
     }
 
-    /// Every file of `disk` left on domain `name` (its image directory).
+    /// The files of `disk` left on domain `name`, once the agent has
+    /// given back the space of what a cleanup retired: `_remove_me_` files
+    /// are waited for (up to [`WAIT`]), since a move's cleanup answers
+    /// before they go.
     pub async fn files_of_disk_on(&self, name: &str, disk: &Disk) -> Vec<PathBuf> {
         let d = self.domain(name).await;
-        files_under(&d.path.join("images").join(disk.id.to_string()))
+        let dir = d.path.join("images").join(disk.id.to_string());
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let left = files_under(&dir);
+            if !left.iter().any(|p| is_being_released(p)) || std::time::Instant::now() > deadline {
+                return left;
+            }
+            tokio::time::sleep(POLL).await;
+        }
     }
 
     /// A disk as the engine shows it.
@@ -543,13 +554,7 @@ pub fn files_under(path: &Path) -> Vec<PathBuf> {
 /// the agent still gives back), then waits until nothing is left at all.
 pub async fn assert_released(image_dir: &Path, what: &str) {
     let left = files_under(image_dir);
-    let volumes: Vec<_> = left
-        .iter()
-        .filter(|p| {
-            !p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("_remove_me_"))
-        })
-        .collect();
+    let volumes: Vec<_> = left.iter().filter(|p| !is_being_released(p)).collect();
     assert!(volumes.is_empty(), "{what} left volumes: {volumes:?}");
     let deadline = std::time::Instant::now() + WAIT;
     while image_dir.exists() {
@@ -560,6 +565,13 @@ pub async fn assert_released(image_dir: &Path, what: &str) {
         );
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// Whether `path` is a deleted volume's file whose space the agent still
+/// gives back.
+fn is_being_released(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("_remove_me_"))
 }
 
 /// The state of a job's step by name.

@@ -136,13 +136,16 @@ pub(super) async fn undo_block_migrate(job: &mut JobCtx) -> Result<(), Failure> 
 }
 
 /// Deletes what the move made on the destination and points the inventory
-/// back at the source.
+/// back at the source. The copies' space comes back after the agent's
+/// answer, a step at a time, as in the cleanup: a cancelled move of a big
+/// disk ends without waiting for it, and a guest writing to the same
+/// storage does not stall behind it.
 async fn delete_destination(job: &mut JobCtx, spm: &AgentClient) -> Result<(), Failure> {
     for d in job.plan.disks.clone() {
         let req = DeleteImage {
             domain: job.plan.dst,
             image: d.disk,
-            release: Release::Now,
+            release: Release::Background,
         };
         job.call(Step::CloneInternalVolumes, || spm.delete_image(&req))
             .await?;
