@@ -16,6 +16,9 @@
  *   ferry.bs=BYTES       block size (default 4096, a multiple of 512)
  *   ferry.seed=U64       distinguishes runs (default 0)
  *   ferry.rate=N         writes per second, 0 = as fast as possible (default)
+ *   ferry.busy_ms=N      with ferry.quiet_ms: write for N ms, then rest
+ *   ferry.quiet_ms=M     for M ms, and again (default 0: never rest), the
+ *                        shape of a guest whose I/O comes in bursts
  *
  * Block layout (all integers little-endian):
  *   0..8    magic "FERRYWR1"
@@ -31,7 +34,9 @@
  *   FERRY-ACK <seq> <offset> <t_start_us> <latency_us>
  *   FERRY-ERR <seq> <text>        (seq 0: setup failed, the writer exits)
  * Times are CLOCK_MONOTONIC microseconds; t_start_us counts from the writer's
- * start, latency_us is the duration of pwrite + fdatasync. A failed write is
+ * start, leaving out its rests (ferry.quiet_ms), so a gap between two acks
+ * is always time it wanted to write; latency_us is the duration of pwrite +
+ * fdatasync. A failed write is
  * retried after 100 ms; its ACK carries the start of the attempt that
  * succeeded, so the failed attempts show up as a gap before it.
  */
@@ -59,6 +64,8 @@ struct config {
 	uint64_t bs;
 	uint64_t seed;
 	uint64_t rate;
+	uint64_t busy_ms;
+	uint64_t quiet_ms;
 	int have_offset;
 	int have_len;
 };
@@ -215,6 +222,10 @@ static void read_config(struct config *c)
 			c->seed = v;
 		} else if (strcmp(key, "rate") == 0) {
 			c->rate = v;
+		} else if (strcmp(key, "busy_ms") == 0) {
+			c->busy_ms = v;
+		} else if (strcmp(key, "quiet_ms") == 0) {
+			c->quiet_ms = v;
 		} else {
 			fail("unknown kernel argument ferry.%s", key);
 		}
@@ -228,6 +239,10 @@ static void read_config(struct config *c)
 		fail("ferry.offset and ferry.len must be non-zero multiples of ferry.bs");
 	if (c->rate > 1000000)
 		fail("ferry.rate=%" PRIu64 " is above 1000000", c->rate);
+	if ((c->busy_ms == 0) != (c->quiet_ms == 0))
+		fail("ferry.busy_ms and ferry.quiet_ms go together, both above 0");
+	if (c->busy_ms > 3600000 || c->quiet_ms > 3600000)
+		fail("ferry.busy_ms and ferry.quiet_ms are at most an hour");
 }
 
 int main(void)
@@ -254,10 +269,21 @@ int main(void)
 	uint64_t slots = c.len / c.bs;
 	uint64_t interval = c.rate ? 1000000u / c.rate : 0;
 	uint64_t next = now_us();
+	/* The rests so far, left out of t_start_us; the end of this burst. */
+	uint64_t rested = 0;
+	uint64_t busy_until = next + c.busy_ms * 1000u;
 	say("FERRY-READY %s %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64, c.dev,
 	    c.offset, c.len, c.bs, c.seed);
 
 	for (uint64_t seq = 1;; seq++) {
+		if (c.busy_ms && now_us() >= busy_until) {
+			uint64_t before = now_us();
+			sleep_us(c.quiet_ms * 1000u);
+			uint64_t after = now_us();
+			rested += after - before;
+			busy_until = after + c.busy_ms * 1000u;
+			next = after;
+		}
 		if (interval) {
 			uint64_t now = now_us();
 			if (now < next)
@@ -274,7 +300,7 @@ int main(void)
 				uint64_t end = now_us();
 				say("FERRY-ACK %" PRIu64 " %" PRIu64 " %" PRIu64
 				    " %" PRIu64,
-				    seq, off, start - t0, end - start);
+				    seq, off, start - t0 - rested, end - start);
 				break;
 			}
 			if (w >= 0 && w != (ssize_t)c.bs)

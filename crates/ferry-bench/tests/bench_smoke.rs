@@ -29,8 +29,17 @@ fn bench_move_reports_every_figure() {
     // Panics if the guest is not built; the bench finds it by the same
     // rule (ferry_qemu::guest_dir) from next to its executable.
     ferry_testkit::guest::artifacts();
+    // The guest writes in bursts (the path of a guest-aware copy that has
+    // rests to use); every figure below holds for a steady writer too.
     let out = Command::new(FERRY_BENCH)
-        .args(["move", "--base-gib", "1", "--json"])
+        .args([
+            "move",
+            "--base-gib",
+            "1",
+            "--json",
+            "--writer-duty",
+            "500/500",
+        ])
         .args(["--settings", "fixed-400,default,fixed-none", "--dir"])
         .arg(&dir)
         .output()
@@ -39,6 +48,13 @@ fn bench_move_reports_every_figure() {
     assert!(out.status.success(), "ferry-bench move failed: {stderr}");
     let report: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("the bench's --json is not JSON ({e}): {stderr}"));
+
+    assert_eq!(
+        report["writer"]["duty"],
+        serde_json::json!([500, 500]),
+        "{:#}",
+        report["writer"]
+    );
 
     let methods = strings(&report, "rows", "method");
     for want in [
@@ -149,6 +165,23 @@ fn bench_move_reports_every_figure() {
         );
     }
     assert!(!dir.exists(), "the bench left {}", dir.display());
+}
+
+#[test]
+fn a_writer_duty_that_is_not_two_numbers_of_ms_is_refused_before_anything_runs() {
+    let scratch = tempfile::tempdir_in(ferry_testkit::scratch_root()).expect("a scratch directory");
+    let dir = scratch.path().join("bench");
+    for bad in ["2000", "0/100", "100/x", "100/3600001"] {
+        let out = Command::new(FERRY_BENCH)
+            .args(["move", "--writer-duty", bad, "--dir"])
+            .arg(&dir)
+            .output()
+            .expect("run ferry-bench move");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bad} was taken");
+        assert!(stderr.contains("BUSY_MS/QUIET_MS"), "{bad}: {stderr}");
+        assert!(!dir.exists(), "{bad}: the bench made {}", dir.display());
+    }
 }
 
 #[test]

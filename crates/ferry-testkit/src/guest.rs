@@ -96,6 +96,21 @@ pub struct WriterConfig {
     pub seed: u64,
     /// Writes per second, 0 for as fast as the disk acknowledges them.
     pub rate: u64,
+    /// Writes in bursts: `busy_ms` of writing, then `quiet_ms` of rest, and
+    /// again (both 0: never rests). The rests are left out of the acks'
+    /// `t_start_us`, so [`max_stall`] sees only time the writer wanted to
+    /// write.
+    pub duty: Option<Duty>,
+}
+
+/// A writer's bursts: what a guest whose I/O comes and goes looks like
+/// (a database's checkpoints, a build's link steps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Duty {
+    /// How long each burst of writing lasts, in ms (above 0).
+    pub busy_ms: u64,
+    /// How long each rest after it lasts, in ms (above 0).
+    pub quiet_ms: u64,
 }
 
 impl WriterConfig {
@@ -113,6 +128,7 @@ impl WriterConfig {
             bs: 4096,
             seed,
             rate: 0,
+            duty: None,
         }
     }
 
@@ -120,11 +136,18 @@ impl WriterConfig {
     /// boot so the console carries little else, and a panic that ends the VM
     /// (with `-no-reboot`) instead of hanging a test.
     pub fn kernel_cmdline(&self) -> String {
-        format!(
+        let mut line = format!(
             "console=ttyS0 quiet panic=-1 ferry.dev=/dev/vda ferry.offset={} ferry.len={} \
              ferry.bs={} ferry.seed={} ferry.rate={}",
             self.offset, self.len, self.bs, self.seed, self.rate
-        )
+        );
+        if let Some(d) = self.duty {
+            line.push_str(&format!(
+                " ferry.busy_ms={} ferry.quiet_ms={}",
+                d.busy_ms, d.quiet_ms
+            ));
+        }
+        line
     }
 
     /// How many blocks the region holds.
@@ -600,6 +623,7 @@ mod tests {
             bs: 4096,
             seed: 42,
             rate: 0,
+            duty: None,
         }
     }
 

@@ -228,6 +228,59 @@ fn every_acknowledged_write_is_on_the_disk_and_nothing_else_changed() {
     assert!(err.contains("older seq"), "{err}");
 }
 
+#[test]
+fn a_writer_with_rests_rests_and_its_clock_leaves_the_rests_out() {
+    let lab = Lab::new();
+    let run = tempfile::tempdir().expect("a run directory");
+    let base_vol = base(&lab.d1, VolumeFormat::Raw, DISK);
+    let leaf = child(&base_vol);
+    let (offset, len) = REGION;
+    let cfg = WriterConfig {
+        duty: Some(guest::Duty {
+            busy_ms: 200,
+            quiet_ms: 800,
+        }),
+        ..WriterConfig::new(offset, len)
+    };
+    let vm = Qemu::start(&leaf.path(), &cfg, run.path());
+    let mut log = SerialLog::new(run.path().join("serial.log"));
+    log.wait_for_acks(1, Duration::from_secs(120))
+        .expect("a first ack");
+    let started = Instant::now();
+    let first = log.acks()[0];
+    // Three bursts or more by the writer's clock: at least two rests.
+    log.wait_until(Duration::from_secs(60), "700 ms of writing", |l| {
+        l.acks()
+            .last()
+            .is_some_and(|a| a.t_start_us >= first.t_start_us + 700_000)
+    })
+    .expect("the writer goes on after its rests");
+    let host = started.elapsed();
+    vm.quit();
+    let acks = log.acks();
+    let last = acks[acks.len() - 1];
+    let busy = Duration::from_micros(last.t_start_us - first.t_start_us);
+    assert!(
+        host >= busy + Duration::from_millis(1500),
+        "{host:?} on the host for {busy:?} of writing: the writer did not rest"
+    );
+    let stall = max_stall(acks, first.seq, last.seq);
+    assert!(
+        stall < Duration::from_millis(800),
+        "a {stall:?} stall: a rest was counted as one"
+    );
+    verify_acked_writes(
+        &{
+            let raw = run.path().join("rests.raw");
+            guest::guest_visible_raw(&leaf.path(), &raw);
+            raw
+        },
+        &cfg,
+        acks,
+    )
+    .expect("every acked write is there");
+}
+
 /// Removes a file that may be large when the test ends, pass or fail.
 struct RemoveOnDrop<'a>(&'a Path);
 

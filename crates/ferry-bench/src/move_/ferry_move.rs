@@ -9,11 +9,11 @@ use anyhow::{bail, Context, Result};
 use ferry_api::agent::TaskStatus;
 use ferry_api::engine::{Job, JobState, MoveRequest, Step, StepState};
 use ferry_engine::EngineClient;
-use ferry_testkit::guest::{max_stall, SerialLog};
+use ferry_testkit::guest::{max_stall, SerialLog, WriterConfig};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::guest::{last_seq, wait_seq};
+use super::guest::{acks_per_s, last_seq, wait_seq};
 use super::services::Services;
 use super::{ms, AFTER_ACKS, DISK, MOVE_LIMIT, POLL};
 
@@ -82,6 +82,7 @@ struct Watch {
 pub(super) async fn ferry_move(
     s: &Services,
     log: &mut SerialLog,
+    writer: &WriterConfig,
     req: &MoveRequest,
 ) -> Result<FerryResult> {
     log.poll();
@@ -114,7 +115,7 @@ pub(super) async fn ferry_move(
         ..release
     });
     Ok(FerryResult {
-        acks_per_s: (seq_end - seq0) as f64 / seconds_host,
+        acks_per_s: acks_per_s(log, writer, seq0, seq_end, seconds_host),
         job: done,
         seconds_host,
         copy_seconds,

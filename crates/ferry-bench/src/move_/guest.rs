@@ -72,17 +72,59 @@ pub(super) struct Idle {
 }
 
 /// The writer's rate and worst write with nothing else going on, over
-/// [`IDLE`].
-pub(super) async fn idle_rate(log: &mut SerialLog) -> Idle {
+/// [`IDLE`] (whole bursts of a writer with rests, at least [`IDLE`]).
+pub(super) async fn idle_rate(log: &mut SerialLog, writer: &WriterConfig) -> Idle {
     log.poll();
     let (seq0, t0) = (last_seq(log), Instant::now());
-    tokio::time::sleep(IDLE).await;
+    tokio::time::sleep(idle_window(writer)).await;
     log.poll();
     let seq1 = last_seq(log);
     Idle {
-        acks_per_s: (seq1 - seq0) as f64 / t0.elapsed().as_secs_f64(),
+        acks_per_s: acks_per_s(log, writer, seq0, seq1, t0.elapsed().as_secs_f64()),
         worst_write: max_stall(log.acks(), seq0, seq1),
     }
+}
+
+/// How long the idle writer is watched: [`IDLE`], or for a writer with
+/// rests the fewest whole cycles of burst and rest that last as long.
+pub(super) fn idle_window(writer: &WriterConfig) -> Duration {
+    match writer.duty {
+        None => IDLE,
+        Some(d) => {
+            let cycle = Duration::from_millis(d.busy_ms + d.quiet_ms);
+            let cycles = IDLE.as_millis().div_ceil(cycle.as_millis().max(1));
+            cycle * u32::try_from(cycles).unwrap_or(u32::MAX)
+        }
+    }
+}
+
+/// The writer's acknowledged writes per second from ack `seq0` to ack
+/// `seq1`: by the host's clock over `host_seconds`, or, for a writer with
+/// rests, per second of its own busy time (its clock leaves the rests
+/// out), so where a window falls among its bursts does not change the
+/// figure.
+pub(super) fn acks_per_s(
+    log: &SerialLog,
+    writer: &WriterConfig,
+    seq0: u64,
+    seq1: u64,
+    host_seconds: f64,
+) -> f64 {
+    let acks = (seq1 - seq0) as f64;
+    if writer.duty.is_some() {
+        let at = |seq| {
+            log.acks()
+                .iter()
+                .find(|a| a.seq == seq)
+                .map(|a| a.t_start_us)
+        };
+        if let Some(busy_us) = at(seq0).zip(at(seq1)).map(|(a, b)| b.saturating_sub(a)) {
+            if busy_us > 0 {
+                return acks / (busy_us as f64 / 1e6);
+            }
+        }
+    }
+    acks / host_seconds
 }
 
 /// Drives `fut` to completion while reading the guest's console every

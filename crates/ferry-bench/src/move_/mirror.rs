@@ -16,7 +16,7 @@ use ferry_qemu::{Accel, DiskSpec, Layer, NodeNames, Qmp, Vm, VmSpec};
 use ferry_testkit::guest::{max_stall, SerialLog, WriterConfig};
 use uuid::Uuid;
 
-use super::guest::{idle_rate, last_seq, polling, wait_seq, wait_writing};
+use super::guest::{acks_per_s, idle_rate, last_seq, polling, wait_seq, wait_writing};
 use super::workdir::{mirror_run_root, mirror_target};
 use super::{allocated, AFTER_ACKS, MOVE_LIMIT, TAIL, VM_MEMORY_MIB, WRITER_LEN};
 use crate::common::drop_caches;
@@ -63,6 +63,7 @@ pub(super) async fn mirror_move(
     disk: &Disk,
     accel: Accel,
     boot: &DirectBoot,
+    writer: &WriterConfig,
     dropped: &mut bool,
 ) -> Result<MirrorResult> {
     let (spec, serial) = vm_spec(dir, disk, accel, boot);
@@ -72,7 +73,7 @@ pub(super) async fn mirror_move(
         .kill_on_drop();
     let mut log = SerialLog::new(&serial);
     wait_writing(&mut log)?;
-    let idle = idle_rate(&mut log).await.acks_per_s;
+    let idle = idle_rate(&mut log, writer).await.acks_per_s;
 
     let qmp = vm.qmp();
     let target = add_target(qmp, dir, disk.size).await?;
@@ -85,7 +86,7 @@ pub(super) async fn mirror_move(
         seconds: run.seconds,
         job_bytes: run.job_bytes,
         target_allocated: allocated(&target.path)?,
-        acks_per_s: (run.seq_end - run.seq0) as f64 / run.seconds,
+        acks_per_s: acks_per_s(&log, writer, run.seq0, run.seq_end, run.seconds),
         pivot_stall: max_stall(log.acks(), run.seq_ready, run.seq_end + AFTER_ACKS),
         copy_stall: max_stall(log.acks(), run.seq0, run.seq_ready),
     };

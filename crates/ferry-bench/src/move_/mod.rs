@@ -55,7 +55,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use ferry_api::engine::{CreateVm, DirectBoot, Disk};
 use ferry_host::Accel;
-use ferry_testkit::guest::{SerialLog, WriterConfig};
+use ferry_testkit::guest::{Duty, SerialLog, WriterConfig};
 
 use crate::common::{drop_caches, GIB, MIB};
 use report::{LayerReport, Report, ReportParts, SettingRun};
@@ -106,6 +106,32 @@ pub struct MoveBenchArgs {
     /// (`pace: fixed`, N MiB/s) and `fixed-none` (as fast as the disks go).
     #[arg(long, value_delimiter = ',', default_value = settings::ALL)]
     settings: Vec<Setting>,
+    /// Let the guest write in bursts, `BUSY_MS/QUIET_MS` (say 2000/2000):
+    /// writing for BUSY_MS, resting for QUIET_MS, and again. A steady
+    /// writer (the default) leaves a guest-aware copy nothing to use that a
+    /// fixed cap does not; a guest whose I/O comes and goes does. The
+    /// writer's rates are then per second of writing.
+    #[arg(long, value_parser = parse_duty)]
+    writer_duty: Option<Duty>,
+}
+
+/// Parses `BUSY_MS/QUIET_MS`.
+fn parse_duty(text: &str) -> Result<Duty, String> {
+    let bad = || {
+        format!("{text:?} is not BUSY_MS/QUIET_MS (two whole numbers of ms from 1 to 3600000, say 2000/2000)")
+    };
+    let (busy, quiet) = text.split_once('/').ok_or_else(bad)?;
+    let ms = |s: &str| {
+        s.trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|v| (1..=3_600_000).contains(v))
+            .ok_or_else(bad)
+    };
+    Ok(Duty {
+        busy_ms: ms(busy)?,
+        quiet_ms: ms(quiet)?,
+    })
 }
 
 /// Runs `ferry-bench move`.
@@ -129,7 +155,13 @@ pub fn run(args: &MoveBenchArgs) -> Result<()> {
         .thread_name("ferry-bench")
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(bench(&dir, args.base_gib, accel, &settings));
+    let result = runtime.block_on(bench(
+        &dir,
+        args.base_gib,
+        accel,
+        &settings,
+        args.writer_duty,
+    ));
     // A copy task still running on a blocking thread after a failure must
     // not hold the process: the guard below removes its files anyway.
     runtime.shutdown_timeout(Duration::from_secs(5));
@@ -144,9 +176,15 @@ pub fn run(args: &MoveBenchArgs) -> Result<()> {
     Ok(())
 }
 
-async fn bench(dir: &Path, base_gib: u64, accel: Accel, settings: &[Setting]) -> Result<Report> {
+async fn bench(
+    dir: &Path,
+    base_gib: u64,
+    accel: Accel,
+    settings: &[Setting],
+    duty: Option<Duty>,
+) -> Result<Report> {
     let services = Services::start(dir, accel).await?;
-    let result = phases(&services, dir, base_gib, accel, settings).await;
+    let result = phases(&services, dir, base_gib, accel, settings, duty).await;
     services.stop().await;
     result
 }
@@ -160,10 +198,14 @@ async fn phases(
     base_gib: u64,
     accel: Accel,
     settings: &[Setting],
+    duty: Option<Duty>,
 ) -> Result<Report> {
     let c = &s.client;
     let span = 2 * base_gib * GIB;
-    let writer = WriterConfig::new(span, WRITER_LEN);
+    let writer = WriterConfig {
+        duty,
+        ..WriterConfig::new(span, WRITER_LEN)
+    };
     let boot = guest::boot(&writer)?;
 
     eprintln!("building the chain ({base_gib} GiB of base data) ...");
@@ -176,7 +218,7 @@ async fn phases(
     for (i, &setting) in settings.iter().enumerate() {
         // Back and forth: the first move goes to domain2, as it always did.
         let to = if i % 2 == 0 { "domain2" } else { "domain1" };
-        moves.push(move_with(s, &mut log, setting, to, &mut dropped).await?);
+        moves.push(move_with(s, &mut log, &writer, setting, to, &mut dropped).await?);
     }
     c.kill_vm(VM).await.context("cannot stop the VM")?;
     let mut moves = moves.into_iter();
@@ -189,7 +231,7 @@ async fn phases(
     let refs = reference::copies(dir, &moved, &mut dropped)?;
 
     eprintln!("the Proxmox way: blockdev-mirror of the whole disk ...");
-    let mirror = mirror::mirror_move(dir, &moved, accel, &boot, &mut dropped).await?;
+    let mirror = mirror::mirror_move(dir, &moved, accel, &boot, &writer, &mut dropped).await?;
 
     Ok(report::report(ReportParts {
         accel,
@@ -211,17 +253,21 @@ async fn phases(
 async fn move_with(
     s: &Services,
     log: &mut SerialLog,
+    writer: &WriterConfig,
     setting: Setting,
     to: &str,
     dropped: &mut bool,
 ) -> Result<SettingRun> {
     // The idle rate must not pay for the last move's dirty pages.
     let _ = std::process::Command::new("sync").status();
-    eprintln!("measuring the idle writer ({} s) ...", IDLE.as_secs());
-    let idle = guest::idle_rate(log).await;
+    eprintln!(
+        "measuring the idle writer ({} s) ...",
+        guest::idle_window(writer).as_secs()
+    );
+    let idle = guest::idle_rate(log, writer).await;
     *dropped &= drop_caches();
     eprintln!("moving {DISK} to {to}, {} ...", setting.describe());
-    let ferry = ferry_move::ferry_move(s, log, &setting.request(to))
+    let ferry = ferry_move::ferry_move(s, log, writer, &setting.request(to))
         .await
         .with_context(|| format!("the move with setting {setting}"))?;
     Ok(SettingRun {

@@ -11,11 +11,12 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::ferry_move::{FerryResult, PaceSample, StepReport};
+use super::guest::idle_window;
 use super::guest::Idle;
 use super::mirror::MirrorResult;
 use super::reference::RefResult;
 use super::settings::Setting;
-use super::{mib, ms, IDLE};
+use super::{mib, ms};
 use crate::common::RefCopy;
 
 /// Everything the bench measured, printed as a table or as JSON.
@@ -52,6 +53,9 @@ pub(super) struct WriterReport {
     pub(super) block_size: u64,
     /// 0: as fast as the disk acknowledges (`O_DIRECT` + `fdatasync`).
     pub(super) rate: u64,
+    /// Writing in bursts: ms of writing, ms of rest (`--writer-duty`);
+    /// its rates are then per second of writing.
+    pub(super) duty: Option<(u64, u64)>,
 }
 
 /// One line of the table.
@@ -222,7 +226,7 @@ pub(super) fn report(p: ReportParts) -> Report {
         .collect();
     let (reference_rows, best) = reference_rows(&p.refs);
     rows.extend(reference_rows);
-    rows.extend(mirror_rows(&p.mirror));
+    rows.extend(mirror_rows(&p.mirror, idle_window(&p.writer).as_secs_f64()));
     let (best_method, best_rate) = best.unwrap_or((RefCopy::Cp, f64::NAN));
     let (fastest_setting, fastest_rate) = std::iter::once(&p.default)
         .chain(&p.others)
@@ -280,8 +284,13 @@ fn total_seconds(f: &FerryResult) -> f64 {
 fn ferry_rows(p: &ReportParts, ferry_rate: f64) -> Vec<Row> {
     let f = &p.default.ferry;
     let bytes = f.job.total_bytes;
+    let idle_seconds = idle_window(&p.writer).as_secs_f64();
     vec![
-        Row::idle("writer idle (engine's VM)", p.default.idle.acks_per_s),
+        Row::idle(
+            "writer idle (engine's VM)",
+            p.default.idle.acks_per_s,
+            idle_seconds,
+        ),
         move_row(&p.default, &p.default.setting.row_name()),
         Row {
             bytes: Some(bytes),
@@ -429,9 +438,9 @@ fn reference_rows(refs: &[RefResult]) -> (Vec<Row>, Option<(RefCopy, f64)>) {
 }
 
 /// The writer idle on the mirror's VM, and the mirror.
-fn mirror_rows(m: &MirrorResult) -> [Row; 2] {
+fn mirror_rows(m: &MirrorResult, idle_seconds: f64) -> [Row; 2] {
     [
-        Row::idle("writer idle (mirror's VM)", m.idle),
+        Row::idle("writer idle (mirror's VM)", m.idle, idle_seconds),
         Row {
             bytes: Some(m.job_bytes),
             mib_per_s: Some(mib(m.job_bytes) / m.seconds),
@@ -463,11 +472,11 @@ impl Row {
         }
     }
 
-    /// The writer's rate over [`IDLE`] with nothing else going on.
-    fn idle(method: &str, acks_per_s: f64) -> Row {
+    /// The writer's rate over `seconds` with nothing else going on.
+    fn idle(method: &str, acks_per_s: f64, seconds: f64) -> Row {
         Row {
             writer_acks_per_s: Some(acks_per_s),
-            ..Row::plain(method, IDLE.as_secs_f64())
+            ..Row::plain(method, seconds)
         }
     }
 }
@@ -479,6 +488,7 @@ impl WriterReport {
             len: w.len,
             block_size: w.bs,
             rate: w.rate,
+            duty: w.duty.map(|d| (d.busy_ms, d.quiet_ms)),
         }
     }
 }

@@ -34,8 +34,11 @@ fn heading(r: &Report) -> Vec<String> {
             r.virtual_bytes as f64 / GIB as f64
         ),
         format!(
-            "guest writer: {} KiB O_DIRECT+fdatasync writes as fast as acknowledged, over {} MiB at {} MiB (no layer data there); accel {}; page cache dropped before each copy: {}",
+            "guest writer: {} KiB O_DIRECT+fdatasync writes as fast as acknowledged{}, over {} MiB at {} MiB (no layer data there); accel {}; page cache dropped before each copy: {}",
             r.writer.block_size / 1024,
+            r.writer.duty.map_or_else(String::new, |(busy, quiet)| format!(
+                " in bursts of {busy} ms with {quiet} ms rests (its rates per second of writing)"
+            )),
             r.writer.len / MIB,
             r.writer.offset / MIB,
             r.accel,

@@ -2,8 +2,13 @@
 //! guest lets it. Every reading of the guest's I/O (QEMU's own counts on
 //! the VM's host) gives its request latency since the last one; while that
 //! stays near what the guest had before the move, the copy's limit grows,
-//! and when it rises above, the limit halves. The job's `--bandwidth`
-//! stays an upper bound. This is the controller alone, as a pure state
+//! and when it rises above, the limit halves. While the guest rests (too
+//! few requests in an interval to say anything) the copy takes the whole
+//! disk, and when the guest writes again the limit goes straight back to
+//! where it was while it last wrote, not down from "unlimited" one halving
+//! per reading: a guest whose I/O comes in bursts gives the copy its rests
+//! and gets its own rate back at once. The job's `--bandwidth` stays an
+//! upper bound. This is the controller alone, as a pure state
 //! machine, so its behaviour is tested without a guest; the flow feeds it
 //! readings and applies its limit to the copy tasks.
 
@@ -41,6 +46,9 @@ pub struct Pacer {
     baseline_ns: Option<f64>,
     smoothed_ns: Option<f64>,
     last: Option<VmIo>,
+    /// While the guest rests: the limit it had while it last wrote, which
+    /// its next burst starts from.
+    resting_from: Option<u64>,
 }
 
 /// What the pacer shows of itself (job view, events).
@@ -65,6 +73,7 @@ impl Pacer {
             baseline_ns: None,
             smoothed_ns: None,
             last: None,
+            resting_from: None,
         }
     }
 
@@ -94,8 +103,11 @@ impl Pacer {
             return self.limit();
         };
         match latency_ns(&last, &now, MIN_REQUESTS) {
-            None => self.increase(), // an idle guest is not in the way
+            None => self.rest(),
             Some(lat) => {
+                if let Some(limit) = self.resting_from.take() {
+                    self.limit = limit;
+                }
                 let smoothed = self
                     .smoothed_ns
                     .map_or(lat, |s| SMOOTHING * lat + (1.0 - SMOOTHING) * s);
@@ -115,6 +127,13 @@ impl Pacer {
             }
         }
         self.limit()
+    }
+
+    /// A guest at rest is not in the way: the copy runs as fast as the
+    /// job allows until it writes again.
+    fn rest(&mut self) {
+        self.resting_from.get_or_insert(self.limit);
+        self.limit = self.ceiling.unwrap_or(UNLIMITED_ABOVE_BPS);
     }
 
     /// Grows the limit: by half, at least 16 MiB/s, up to the ceiling (a
@@ -240,6 +259,34 @@ mod tests {
         g.spike = 0.0;
         run(&mut p, &mut g, 30);
         assert!(p.limit().is_none_or(|l| l > 1 << 30), "{:?}", p.limit());
+    }
+
+    #[test]
+    fn a_guest_writing_in_bursts_gives_the_copy_its_rests_and_gets_its_rate_back_at_once() {
+        let (mut p, mut g) = (Pacer::new(None), guest());
+        p.observe(g.io);
+        let settled = run(&mut p, &mut g, 60).expect("a limit under load");
+        for _ in 0..3 {
+            // A rest: no requests; the copy runs unlimited from the first
+            // reading on.
+            for _ in 0..5 {
+                assert_eq!(p.observe(g.io), None, "unlimited while the guest rests");
+            }
+            // The guest writes again, its first interval under the copy
+            // still unlimited: the limit goes back to where it was (and
+            // backs off from there), not down from unlimited one halving
+            // per reading.
+            let back = p.observe(g.interval(p.limit())).expect("a limit");
+            assert!(
+                back <= settled,
+                "{} MiB/s after the rest, {} before",
+                back >> 20,
+                settled >> 20
+            );
+            run(&mut p, &mut g, 10);
+        }
+        let view = p.view();
+        assert!(view.latency_us.expect("a latency") < 2000, "{view:?}");
     }
 
     #[test]
