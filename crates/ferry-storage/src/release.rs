@@ -21,7 +21,30 @@ use std::os::unix::fs::MetadataExt;
 use crate::atomic::sync_dir;
 use crate::delete::remove_if_there;
 use crate::error::{Error, Result};
+use crate::sparse_copy::data_extents;
 use crate::volume::Volume;
+
+/// Where to cut a file of `len` bytes whose data is at `data` (in order)
+/// to free about `step` of it: where its last `step` bytes of data begin.
+/// Space the map does not show as data (extents reserved but never
+/// written) is cut `step` bytes of length at a time instead. Always below
+/// `len` when `len` and `step` are above 0.
+fn cut_point(data: &[std::ops::Range<u64>], len: u64, step: u64) -> u64 {
+    let mut cut = len;
+    let mut freed = 0;
+    for r in data.iter().rev() {
+        let take = (r.end - r.start).min(step - freed);
+        cut = r.end - take;
+        freed += take;
+        if freed >= step {
+            break;
+        }
+    }
+    if cut >= len {
+        cut = len.saturating_sub(step);
+    }
+    cut
+}
 
 /// A volume taken out of its domain by [`Volume::retire_in`]: both its
 /// files carry `_remove_me_` names and its parent has its role back.
@@ -71,12 +94,14 @@ impl Retired {
     }
 
     /// Gives back about `step` bytes of the file's allocated space by
-    /// cutting its end (holes cost nothing and are cut through), committed
-    /// before it returns, so no later commit carries more than one step's
-    /// frees; once no more than `step` is allocated, the rest goes at once
-    /// ([`Retired::release_now`]). Each call makes progress, so a caller
-    /// calling until [`Released::Done`] ends.
+    /// cutting its end where its last `step` bytes of data begin (holes
+    /// after them cost nothing and go in the same cut), committed before
+    /// it returns, so no later commit carries more than one step's frees;
+    /// once no more than `step` is allocated, the rest goes at once
+    /// ([`Retired::release_now`]). Each call shortens the file or ends the
+    /// release, so a caller calling until [`Released::Done`] ends.
     pub fn release_step(&self, step: u64) -> Result<Released> {
+        let step = step.max(1);
         let path = self.volume.doomed_path();
         let file = match OpenOptions::new().write(true).open(&path) {
             Ok(f) => f,
@@ -91,24 +116,44 @@ impl Retired {
                 .map(|m| (m.len(), m.blocks() * 512))
                 .map_err(|e| Error::io("inspect for release", &path, e))
         };
-        let (mut len, allocated) = stat(&file)?;
+        let (len, allocated) = stat(&file)?;
         // Nothing left to cut (blocks kept past the end, say) goes at once too.
         if allocated <= step || len == 0 {
             drop(file);
             self.release_now()?;
             return Ok(Released::Done);
         }
-        let goal = allocated - step / 2;
-        while len > 0 {
-            len = len.saturating_sub(step);
-            file.set_len(len)
-                .map_err(|e| Error::io("shrink for release", &path, e))?;
-            if stat(&file)?.1 <= goal {
-                break;
-            }
-        }
+        let data = data_extents(&file, len).map_err(|e| Error::io("map for release", &path, e))?;
+        let cut = cut_point(&data, len, step);
+        file.set_len(cut)
+            .map_err(|e| Error::io("shrink for release", &path, e))?;
         file.sync_data()
             .map_err(|e| Error::io("sync for release", &path, e))?;
         Ok(Released::More)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut_point;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn the_cut_frees_the_last_step_of_data_and_the_holes_after_it_at_once() {
+        // 1 GiB long, data at 0..8 MiB and 100..104 MiB.
+        let data = [0..8 * MIB, 100 * MIB..104 * MIB];
+        assert_eq!(cut_point(&data, 1024 * MIB, 2 * MIB), 102 * MIB);
+        assert_eq!(cut_point(&data, 1024 * MIB, 6 * MIB), 6 * MIB);
+        assert_eq!(cut_point(&data, 1024 * MIB, 64 * MIB), 0);
+    }
+
+    #[test]
+    fn space_that_is_not_data_is_cut_a_step_of_length_at_a_time() {
+        assert_eq!(cut_point(&[], 100 * MIB, 32 * MIB), 68 * MIB);
+        assert_eq!(cut_point(&[], 10 * MIB, 32 * MIB), 0);
+        // Less data than a step: all of it goes.
+        let one = std::iter::once(0..MIB).collect::<Vec<_>>();
+        assert_eq!(cut_point(&one, 4 * MIB, 32 * MIB), 0);
     }
 }
