@@ -155,13 +155,13 @@ pub fn run(args: &MoveBenchArgs) -> Result<()> {
         .thread_name("ferry-bench")
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(bench(
-        &dir,
-        args.base_gib,
+    let plan = Plan {
+        base_gib: args.base_gib,
         accel,
-        &settings,
-        args.writer_duty,
-    ));
+        settings: &settings,
+        duty: args.writer_duty,
+    };
+    let result = runtime.block_on(bench(&dir, &plan));
     // A copy task still running on a blocking thread after a failure must
     // not hold the process: the guard below removes its files anyway.
     runtime.shutdown_timeout(Duration::from_secs(5));
@@ -176,15 +176,19 @@ pub fn run(args: &MoveBenchArgs) -> Result<()> {
     Ok(())
 }
 
-async fn bench(
-    dir: &Path,
+/// What one run of the bench measures, from its arguments.
+#[derive(Debug)]
+struct Plan<'a> {
     base_gib: u64,
     accel: Accel,
-    settings: &[Setting],
+    /// The default first (`settings::run_order`).
+    settings: &'a [Setting],
     duty: Option<Duty>,
-) -> Result<Report> {
-    let services = Services::start(dir, accel).await?;
-    let result = phases(&services, dir, base_gib, accel, settings, duty).await;
+}
+
+async fn bench(dir: &Path, plan: &Plan<'_>) -> Result<Report> {
+    let services = Services::start(dir, plan.accel).await?;
+    let result = phases(&services, dir, plan).await;
     services.stop().await;
     result
 }
@@ -192,14 +196,13 @@ async fn bench(
 /// The bench's phases in order: the chain, the writing VM, Ferry's move
 /// once per setting (each after the writer's idle rate), the reference
 /// copies, the mirror.
-async fn phases(
-    s: &Services,
-    dir: &Path,
-    base_gib: u64,
-    accel: Accel,
-    settings: &[Setting],
-    duty: Option<Duty>,
-) -> Result<Report> {
+async fn phases(s: &Services, dir: &Path, plan: &Plan<'_>) -> Result<Report> {
+    let Plan {
+        base_gib,
+        accel,
+        settings,
+        duty,
+    } = *plan;
     let c = &s.client;
     let span = 2 * base_gib * GIB;
     let writer = WriterConfig {
