@@ -6,9 +6,11 @@
 //!   directory's lock is held, so no other writer of those files exists.
 //! - **When the SPM role is taken and after every task ends**: the run
 //!   directory's temporary files not written for [`GRACE`], and, while this
-//!   agent is SPM, [`StorageDomain::collect_garbage`] on every connected
-//!   domain with the same grace: deletions a crash interrupted are
-//!   finished and stale `.<name>.tmp` files removed (what it touches and
+//!   agent is SPM, [`StorageDomain::collect_garbage_with`] on every
+//!   connected domain with the same grace: deletions a crash interrupted
+//!   are finished (their volumes retired, their space then given back in
+//!   the background by `release`, a step at a time) and stale
+//!   `.<name>.tmp` files removed (what it touches and
 //!   why that is safe is in ferry-storage's `garbage` module). Only the
 //!   SPM changes shared storage, so an agent that is not SPM leaves the
 //!   domains alone; right after a start no agent is SPM, so a restarted
@@ -19,7 +21,7 @@
 //! or a delete. It never removes a volume that is whole (LEGAL or
 //! ILLEGAL), so no volume a QEMU may write is touched.
 //!
-//! [`StorageDomain::collect_garbage`]: ferry_storage::StorageDomain::collect_garbage
+//! [`StorageDomain::collect_garbage_with`]: ferry_storage::StorageDomain::collect_garbage_with
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,20 +74,29 @@ async fn collect(agent: &Arc<AgentState>) {
     }
     let _serial = agent.storage_lock().await;
     let a = agent.clone();
-    let _ = blocking(move || {
+    // A finished deletion's space comes back a step at a time, as a
+    // move's cleanup's does: gigabytes unlinked at once stall the guests.
+    let retired = blocking(move || {
         let domains = a.domains().set();
+        let mut retired = Vec::new();
         for domain in domains.iter() {
             // The role may be given up meanwhile; stop where it was.
             if a.spm().domain().is_none() {
                 break;
             }
-            if let Err(e) = domain.collect_garbage(&domains, GRACE) {
+            let mut queue = |r| {
+                retired.push(r);
+                Ok(())
+            };
+            if let Err(e) = domain.collect_garbage_with(&domains, GRACE, &mut queue) {
                 tracing::warn!(domain = %domain, "could not collect garbage: {}", Error::from(e).full_text());
             }
         }
-        Ok(())
+        Ok(retired)
     })
-    .await;
+    .await
+    .unwrap_or_default();
+    crate::release::spawn(agent, retired);
 }
 
 /// Removes the temporary files of the agent's atomic writes in its run

@@ -38,6 +38,7 @@ use crate::delete::{remove_if_there, Presence};
 use crate::dir_entries::{doomed_volume, is_being_removed};
 use crate::domain::{DomainSet, StorageDomain};
 use crate::error::{Error, Result};
+use crate::release::Retired;
 
 /// What one garbage collection removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -94,6 +95,19 @@ impl StorageDomain {
     /// parent may be on. One thing that cannot be collected is logged and
     /// left for the next time; only an unreadable domain is an error.
     pub fn collect_garbage(&self, domains: &DomainSet, min_age: Duration) -> Result<Collected> {
+        self.collect_garbage_with(domains, min_age, &mut |r| r.release_now())
+    }
+
+    /// Like [`StorageDomain::collect_garbage`], but a finished deletion's
+    /// space is handed to `release` once the volume is retired (an agent
+    /// queues it and gives it back a step at a time, as a move's cleanup;
+    /// see `release.rs`). A deletion counts as finished once retired.
+    pub fn collect_garbage_with(
+        &self,
+        domains: &DomainSet,
+        min_age: Duration,
+        release: &mut dyn FnMut(Retired) -> Result<()>,
+    ) -> Result<Collected> {
         let now = SystemTime::now();
         let mut done = Collected {
             temp_files: remove_temp_files(&self.path().join("dom_md"), min_age, now)?,
@@ -116,7 +130,7 @@ impl StorageDomain {
                     }
                 }
             } else if let Some(image) = Uuid::parse_str(name).ok().filter(|_| p.is_dir()) {
-                done += self.collect_image(domains, image, min_age, now)?;
+                done += self.collect_image(domains, image, min_age, now, release)?;
             }
         }
         if done != Collected::default() {
@@ -131,6 +145,7 @@ impl StorageDomain {
         image: Uuid,
         min_age: Duration,
         now: SystemTime,
+        release: &mut dyn FnMut(Retired) -> Result<()>,
     ) -> Result<Collected> {
         let dir = self.image_dir(image);
         let mut done = Collected {
@@ -165,7 +180,7 @@ impl StorageDomain {
             if !settled {
                 continue;
             }
-            match v.delete_in(domains) {
+            match v.retire_in(domains).and_then(&mut *release) {
                 Ok(()) => done.deletions_finished += 1,
                 Err(e) => {
                     tracing::warn!(volume = %id, "could not finish an interrupted deletion: {e}")

@@ -122,3 +122,34 @@ fn a_volume_copied_back_while_its_old_copy_is_still_being_released_is_left_whole
         ferry_api::Legality::Legal
     );
 }
+
+#[test]
+fn garbage_collection_can_hand_an_interrupted_deletion_over_for_a_gentle_release() {
+    let lab = Lab::new();
+    let domains = DomainSet::new([lab.d1.clone()]);
+    let b = base(&lab.d1, VolumeFormat::Raw, 16 * MIB);
+    let s1 = child(&b);
+    qemu_io(&s1, &["write -P 0x52 0 4M"]);
+    // What a crash between the delete's renames leaves.
+    let dir = lab.d1.image_dir(s1.image());
+    std::fs::rename(s1.path(), dir.join(format!("_remove_me_{}", s1.id()))).expect("rename");
+
+    let mut handed = Vec::new();
+    let done = lab
+        .d1
+        .collect_garbage_with(&domains, std::time::Duration::ZERO, &mut |r| {
+            handed.push(r);
+            Ok(())
+        })
+        .expect("collect");
+    assert_eq!(done.deletions_finished, 1, "{done:?}");
+    assert_eq!(handed.len(), 1);
+    assert_eq!(b.metadata().expect("metadata").role, VolumeRole::Leaf);
+    assert!(
+        allocated(&handed[0]).is_some(),
+        "the space is the release's to give back"
+    );
+    release_all(&handed[0], MIB);
+    assert_eq!(s1.presence(), Presence::Absent);
+    assert!(b.exists());
+}
