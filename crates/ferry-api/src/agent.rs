@@ -40,6 +40,10 @@ pub struct DomainInfo {
     pub capacity: u64,
     /// Bytes still free there.
     pub free: u64,
+    /// Bytes of deleted volumes this agent is still giving back there
+    /// (`release: background`): free space to come within moments.
+    #[serde(default)]
+    pub releasing: u64,
 }
 
 /// `POST /v1/domains/connect`: make an existing domain known to the agent.

@@ -92,6 +92,7 @@ impl DomainRegistry {
                     path: d.path().to_path_buf(),
                     capacity: cap.total,
                     free: cap.free,
+                    releasing: 0,
                 })
             })
             .collect()

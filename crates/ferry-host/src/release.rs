@@ -17,11 +17,12 @@
 //! (`gc::GRACE`). Nothing retired is ever a volume again, so leaving it is
 //! safe; it only keeps the space a little longer.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferry_storage::{Released, Retired};
+use uuid::Uuid;
 
 use crate::error::Error;
 use crate::fsutil::blocking;
@@ -43,6 +44,8 @@ pub(crate) struct ReleaseQueue {
 #[derive(Debug, Default)]
 struct Queue {
     waiting: VecDeque<Retired>,
+    /// The one being released now.
+    current: Option<Retired>,
     /// Whether a worker drains `waiting`; set and cleared under the lock,
     /// so a volume queued as the worker stops is never stranded.
     working: bool,
@@ -70,7 +73,20 @@ impl ReleaseQueue {
         if next.is_none() {
             q.working = false;
         }
+        q.current.clone_from(&next);
         next
+    }
+
+    /// The space still to be given back, by domain: what the files of the
+    /// queued volumes and the one in release take on disk now. Blocking
+    /// (a `stat` per volume).
+    pub(crate) fn pending_bytes(&self) -> HashMap<Uuid, u64> {
+        let q = self.lock();
+        let mut out = HashMap::new();
+        for r in q.current.iter().chain(&q.waiting) {
+            *out.entry(r.volume().domain().uuid()).or_insert(0) += r.allocated_bytes();
+        }
+        out
     }
 
     /// Forgets what is queued (left to the garbage collection).
@@ -78,6 +94,7 @@ impl ReleaseQueue {
         let mut q = self.lock();
         let n = q.waiting.len();
         q.waiting.clear();
+        q.current = None;
         n
     }
 }
@@ -122,5 +139,36 @@ async fn release(agent: &Arc<AgentState>, r: Retired) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_api::VolumeFormat;
+    use ferry_testkit::{base, qemu_io, Lab};
+
+    #[test]
+    fn the_space_still_to_come_back_is_counted_by_domain_until_it_is_released() {
+        let lab = Lab::new();
+        let domains = lab.domains();
+        let v = base(&lab.d1, VolumeFormat::Raw, 16 << 20);
+        qemu_io(&v, &["write -P 0x51 0 8M"]);
+        let retired = v.retire_in(&domains).expect("retire");
+        let q = ReleaseQueue::default();
+        assert!(q.push(vec![retired]), "the first push starts a worker");
+        let pending = q.pending_bytes();
+        assert!(
+            pending.get(&lab.d1.uuid()).is_some_and(|&b| b >= 8 << 20),
+            "{pending:?}"
+        );
+        assert!(!pending.contains_key(&lab.d2.uuid()));
+        // The worker takes it: still counted while it is being released.
+        let taken = q.next().expect("the queued volume");
+        assert!(q.pending_bytes().contains_key(&lab.d1.uuid()));
+        taken.release_now().expect("release");
+        assert_eq!(q.pending_bytes().get(&lab.d1.uuid()), Some(&0));
+        assert!(q.next().is_none(), "the queue is empty");
+        assert!(q.pending_bytes().is_empty());
     }
 }

@@ -72,6 +72,12 @@ impl Retired {
         &self.volume
     }
 
+    /// What its file still takes on disk: the space its release has yet
+    /// to give back (0 once the file is gone).
+    pub fn allocated_bytes(&self) -> u64 {
+        fs::metadata(self.volume.doomed_path()).map_or(0, |m| m.blocks() * 512)
+    }
+
     /// Gives back all that is left at once: the file and then the `.meta`
     /// unlinked, the directory synced, and the image's directory removed
     /// when that was its last volume.

@@ -273,13 +273,13 @@ async fn check_space(
     plan: &plan::MovePlan,
     dst: &DomainRow,
 ) -> Result<()> {
-    let free = spm
+    let (free, releasing) = spm
         .domains()
         .await
         .map_err(|e| Error::Unavailable(format!("cannot read the domains' free space: {e}")))?
         .into_iter()
         .find(|d| d.uuid == dst.id)
-        .map_or(dst.free, |d| d.free);
+        .map_or((dst.free, 0), |d| (d.free, d.releasing));
     let reserved: u64 = engine
         .db()
         .unfinished_jobs()
@@ -298,8 +298,16 @@ async fn check_space(
         } else {
             String::new()
         };
+        let coming = if releasing > 0 {
+            format!(
+                " ({} MiB more, of volumes deleted there, are being given back now: try again in a moment)",
+                releasing >> 20
+            )
+        } else {
+            String::new()
+        };
         return Err(Error::NoSpace(format!(
-            "storage domain {} has {} MiB free{held} but the move needs {} MiB (the chains plus {SPACE_SLACK_PERCENT}%); free space there, wait for those moves, or choose another domain",
+            "storage domain {} has {} MiB free{held} but the move needs {} MiB (the chains plus {SPACE_SLACK_PERCENT}%){coming}; free space there, wait for those moves, or choose another domain",
             dst.name,
             free >> 20,
             needed.div_ceil(1 << 20)

@@ -23,7 +23,16 @@ pub(crate) fn routes() -> Router<Arc<AgentState>> {
 }
 
 async fn list(State(agent): State<Arc<AgentState>>) -> Result<Json<Vec<DomainInfo>>> {
-    blocking(move || agent.domains().list()).await.map(Json)
+    blocking(move || {
+        let mut domains = agent.domains().list()?;
+        let releasing = agent.releases().pending_bytes();
+        for d in &mut domains {
+            d.releasing = releasing.get(&d.uuid).copied().unwrap_or(0);
+        }
+        Ok(domains)
+    })
+    .await
+    .map(Json)
 }
 
 fn info(agent: &AgentState, uuid: Uuid) -> Result<DomainInfo> {
