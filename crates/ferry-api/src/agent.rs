@@ -199,6 +199,13 @@ pub struct CloneInternalVolumes {
     /// Bandwidth limit for the whole copy in MiB/s; absent for none.
     #[serde(default)]
     pub bandwidth_mib_s: Option<u64>,
+    /// A running guest shares these disks: copy so that its requests get
+    /// in between (`copy_file_range`, in read-ahead-sized pieces) rather
+    /// than as fast as whole multi-MiB chunks go. Absent or false for a
+    /// copy that has the disks to itself, or was told to go as fast as
+    /// they go.
+    #[serde(default)]
+    pub gentle: bool,
 }
 
 /// `POST /v1/volumes/delete` (SPM): delete volumes of one image.

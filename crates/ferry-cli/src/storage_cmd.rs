@@ -173,6 +173,7 @@ fn copy_image(args: &CopyImageArgs) -> Result<()> {
         cancel: Some(&cancel),
         progress: Some(&report),
         workers: 0,
+        ..CopyControl::default()
     };
     let outcomes = copy_chain(&domains, &chain, &dst, &ctl)?;
     pb.finish_and_clear();

@@ -85,6 +85,7 @@ async fn an_agent_killed_mid_clone_resumes_the_task_after_a_restart() {
         volumes: vec![b.id(), s1.id()],
         // 64 MiB/s: about 4 s for the 272 MiB, time enough to kill it midway.
         bandwidth_mib_s: Some(64),
+        gentle: false,
     };
     let started = c
         .clone_internal_volumes(task, &req)

@@ -349,6 +349,7 @@ async fn spm_verbs_are_refused_by_an_agent_that_is_not_spm() {
         image: b.image(),
         volumes: vec![b.id()],
         bandwidth_mib_s: None,
+        gentle: false,
     };
     let task = Uuid::new_v4();
     assert_refused(

@@ -209,6 +209,7 @@ async fn a_running_vm_moves_to_domain2_with_every_acknowledged_write() {
             image,
             volumes: vec![base.id(), snap1.id()],
             bandwidth_mib_s: None,
+            gentle: true,
         },
     )
     .await

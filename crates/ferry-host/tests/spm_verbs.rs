@@ -44,6 +44,7 @@ fn clone_request(lab: &Lab, chain: &[&Volume], bandwidth: Option<u64>) -> CloneI
         image: chain[0].image(),
         volumes: chain.iter().map(|v| v.id()).collect(),
         bandwidth_mib_s: bandwidth,
+        gentle: false,
     }
 }
 

@@ -31,6 +31,6 @@ pub use error::{Error, Result};
 pub use garbage::Collected;
 pub use metadata::VolumeMetadata;
 pub use release::{Released, Retired};
-pub use sparse_copy::CopyControl;
+pub use sparse_copy::{CopyControl, CopyMethod};
 pub use verify::{verify_copy, VerifyReport};
 pub use volume::Volume;

@@ -21,10 +21,28 @@ const HOLD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Whether the job's copies are paced by its guest: a live move (not
 /// turned cold) whose pace is [`PaceMode::Guest`].
 pub fn guest_paced(job: &JobCtx) -> bool {
-    job.plan.pace == PaceMode::Guest
-        && job.row.mode == MoveMode::Live
-        && !job.plan.turned_cold
-        && job.plan.vm.is_some()
+    job.plan.pace == PaceMode::Guest && live_with_guest(job)
+}
+
+/// A live move (not turned cold) of a VM's disks: a guest shares them.
+fn live_with_guest(job: &JobCtx) -> bool {
+    job.row.mode == MoveMode::Live && !job.plan.turned_cold && job.plan.vm.is_some()
+}
+
+/// Whether the job's copies share their disks with a running guest and
+/// should leave it room ([`CloneInternalVolumes::gentle`]): a live move
+/// (not turned cold) of a VM, unless told to go as fast as the disks go
+/// (`pace: fixed` with no bandwidth limit).
+///
+/// [`CloneInternalVolumes::gentle`]: ferry_api::agent::CloneInternalVolumes::gentle
+pub fn gentle_copy(job: &JobCtx) -> bool {
+    gentle(live_with_guest(job), job.plan.pace, job.row.bandwidth_mib_s)
+}
+
+/// [`gentle_copy`]'s rule, on what it reads of the job.
+fn gentle(guest_shares_disks: bool, pace: PaceMode, bandwidth_mib_s: Option<u64>) -> bool {
+    let flat_out = pace == PaceMode::Fixed && bandwidth_mib_s.is_none();
+    guest_shares_disks && !flat_out
 }
 
 /// The limit a new copy of the job starts with, bytes per second, for one
@@ -124,6 +142,25 @@ async fn send(agent: &AgentClient, task: uuid::Uuid, limit: Option<u64>, held: b
         Err(e) => {
             tracing::debug!(%task, "cannot pace the copy: {}", e.message());
             false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_leaves_a_running_guest_room_unless_told_to_go_flat_out() {
+        assert!(gentle(true, PaceMode::Guest, None));
+        assert!(gentle(true, PaceMode::Guest, Some(100)));
+        assert!(gentle(true, PaceMode::Fixed, Some(100)));
+        assert!(
+            !gentle(true, PaceMode::Fixed, None),
+            "as fast as the disks go"
+        );
+        for pace in [PaceMode::Guest, PaceMode::Fixed] {
+            assert!(!gentle(false, pace, Some(100)), "no guest shares the disks");
         }
     }
 }

@@ -12,7 +12,9 @@
 use std::sync::Arc;
 
 use ferry_api::agent::CloneInternalVolumes;
-use ferry_storage::{copy_chain, Chain, CopyControl, CopyKind, DomainSet, StorageDomain};
+use ferry_storage::{
+    copy_chain, Chain, CopyControl, CopyKind, CopyMethod, DomainSet, StorageDomain,
+};
 use uuid::Uuid;
 
 use crate::domains::connected;
@@ -46,6 +48,11 @@ impl TaskVerb for CloneInternalVolumesVerb {
         if let Some(dest) = domains.get(params.dst_domain) {
             ctx.set_writes_to(dest.image_dir(params.image));
         }
+        let method = if params.gentle {
+            CopyMethod::Kernel
+        } else {
+            CopyMethod::Chunks
+        };
         blocking(move || {
             let (chain, dest) = plan(&domains, &params)?;
             let throttle = throttle;
@@ -54,6 +61,7 @@ impl TaskVerb for CloneInternalVolumesVerb {
                 cancel: Some(&cancel),
                 progress: Some(&report),
                 workers: 0,
+                method,
             };
             let outcomes = copy_chain(&domains, &chain, &dest, &ctl)?;
             for o in &outcomes {
