@@ -199,13 +199,33 @@ pub struct CloneInternalVolumes {
     /// Bandwidth limit for the whole copy in MiB/s; absent for none.
     #[serde(default)]
     pub bandwidth_mib_s: Option<u64>,
-    /// A running guest shares these disks: copy so that its requests get
-    /// in between (`copy_file_range`, in read-ahead-sized pieces) rather
-    /// than as fast as whole multi-MiB chunks go. Absent or false for a
-    /// copy that has the disks to itself, or was told to go as fast as
-    /// they go.
+    /// How the copy moves its data, which the engine chooses by whether a
+    /// running guest shares the disks and how fast the move is told to go.
+    /// Absent for [`CopyIo::Buffered`].
     #[serde(default)]
-    pub gentle: bool,
+    pub io: CopyIo,
+}
+
+/// How a copy moves its data (`io` in [`CloneInternalVolumes`]): each way
+/// is the fastest, or the kindest to a guest, in one situation
+/// (docs/engine.md, runs 7 and 8).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CopyIo {
+    /// Whole chunks through the page cache: the fastest when no guest
+    /// shares the disks or the host's CPU (a cold move).
+    #[default]
+    Buffered,
+    /// The kernel's own copy (`copy_file_range`), in read-ahead-sized
+    /// pieces that a guest's requests get in between: for a live move's
+    /// copy that is paced by the guest or capped.
+    Kernel,
+    /// `O_DIRECT`, each chunk read back from the copy as it is written:
+    /// for a live move told to go as fast as the disks go. It costs the
+    /// host almost no CPU and leaves no writeback for the guest's flushes
+    /// to wait on, as QEMU's mirror and vdsm's `qemu-img convert -t none
+    /// -T none` do.
+    Direct,
 }
 
 /// `POST /v1/volumes/delete` (SPM): delete volumes of one image.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use ferry_agent_client::ClientError;
 use ferry_api::agent::{
-    CloneInternalVolumes, CreateVolumeCrossSd, DeleteVolumes, TaskState, VolumeRef,
+    CloneInternalVolumes, CopyIo, CreateVolumeCrossSd, DeleteVolumes, TaskState, VolumeRef,
 };
 use ferry_api::{Legality, VolumeFormat, VolumeRole};
 use ferry_storage::{Chain, Presence};
@@ -85,7 +85,7 @@ async fn an_agent_killed_mid_clone_resumes_the_task_after_a_restart() {
         volumes: vec![b.id(), s1.id()],
         // 64 MiB/s: about 4 s for the 272 MiB, time enough to kill it midway.
         bandwidth_mib_s: Some(64),
-        gentle: false,
+        io: CopyIo::Buffered,
     };
     let started = c
         .clone_internal_volumes(task, &req)

@@ -7,7 +7,7 @@ mod common;
 
 use common::{assert_json_error, assert_refused, raw, start, ENGINE};
 use ferry_api::agent::{
-    CloneInternalVolumes, CreateDomain, CreateVolume, CreateVolumeCrossSd, DeleteImage,
+    CloneInternalVolumes, CopyIo, CreateDomain, CreateVolume, CreateVolumeCrossSd, DeleteImage,
     DeleteVolumes, Release, VolumeRef,
 };
 use ferry_api::{Allocation, VolumeFormat};
@@ -349,7 +349,7 @@ async fn spm_verbs_are_refused_by_an_agent_that_is_not_spm() {
         image: b.image(),
         volumes: vec![b.id()],
         bandwidth_mib_s: None,
-        gentle: false,
+        io: CopyIo::Buffered,
     };
     let task = Uuid::new_v4();
     assert_refused(

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use ferry_agent_client::AgentClient;
 use ferry_api::agent::{
-    CloneInternalVolumes, CreateVolume, CreateVolumeCrossSd, DeleteImage, Release, TaskState,
-    VolumeRef,
+    CloneInternalVolumes, CopyIo, CreateVolume, CreateVolumeCrossSd, DeleteImage, Release,
+    TaskState, VolumeRef,
 };
 use ferry_api::vm::{
     BlockMigrate, BlockMigrateDisk, FinalizeBlockMigrate, FinalizeDisk, Merge,
@@ -209,7 +209,7 @@ async fn a_running_vm_moves_to_domain2_with_every_acknowledged_write() {
             image,
             volumes: vec![base.id(), snap1.id()],
             bandwidth_mib_s: None,
-            gentle: true,
+            io: CopyIo::Direct,
         },
     )
     .await

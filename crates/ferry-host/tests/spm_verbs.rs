@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use common::{assert_refused, start, wait_until};
 use ferry_api::agent::{
-    CloneInternalVolumes, CreateVolume, CreateVolumeCrossSd, DeleteImage, DeleteVolumes, Release,
-    TaskState, VolumeRef,
+    CloneInternalVolumes, CopyIo, CreateVolume, CreateVolumeCrossSd, DeleteImage, DeleteVolumes,
+    Release, TaskState, VolumeRef,
 };
 use ferry_api::{Allocation, Legality, VolumeFormat, VolumeRole};
 use ferry_storage::{Chain, Volume};
@@ -44,7 +44,7 @@ fn clone_request(lab: &Lab, chain: &[&Volume], bandwidth: Option<u64>) -> CloneI
         image: chain[0].image(),
         volumes: chain.iter().map(|v| v.id()).collect(),
         bandwidth_mib_s: bandwidth,
-        gentle: false,
+        io: CopyIo::Buffered,
     }
 }
 

@@ -1,8 +1,9 @@
 //! Layer-exact copy of volumes to another domain, restartable and verified.
 //!
-//! A copy is created ILLEGAL, filled by [`copy_file_sparse`], checked by
-//! [`verify`](crate::verify) (which does not trust the copy), and only then
-//! marked LEGAL. A copy that a crash interrupted is still ILLEGAL and is
+//! A copy is created ILLEGAL, filled by [`copy_file_data`], checked by
+//! [`verify`](crate::verify) (which does not trust the copy; a direct copy,
+//! which read its content back as it wrote it, has its allocation checked
+//! there), and only then marked LEGAL. A copy that a crash interrupted is still ILLEGAL and is
 //! redone from the start by the next call; a copy that is already LEGAL is
 //! not copied again.
 
@@ -16,7 +17,7 @@ use crate::domain::{DomainSet, StorageDomain};
 use crate::error::{Error, Result};
 use crate::metadata::VolumeMetadata;
 use crate::sparse_copy::{copy_file_data, data_extents, CopyControl};
-use crate::verify::{ensure_identical, verify_copy, VerifyReport};
+use crate::verify::{ensure_identical, verify_copy, verify_read_back_copy, VerifyReport};
 use crate::volume::Volume;
 
 /// What happened to one volume.
@@ -85,6 +86,11 @@ struct Filled {
     target: Volume,
     file: fs::File,
     bytes: u64,
+    /// Whether the copy read its content back as it wrote it, so that its
+    /// verification has only allocation left to check.
+    read_back: bool,
+    /// The source file's ranges that were copied.
+    extents: Vec<std::ops::Range<u64>>,
     /// Whether this copy made the image's directory on the destination,
     /// so that a failure removes it again.
     created_dir: bool,
@@ -147,10 +153,14 @@ fn finish_copy(domains: &DomainSet, filled: Filled) -> Result<CopyOutcome> {
         .sync_all()
         .map_err(|e| Error::io("flush", filled.target.path(), e))
         .and_then(|()| {
-            let mut with_dest = domains.clone();
-            with_dest.insert(filled.target.domain().clone());
-            with_dest.insert(filled.source.domain().clone());
-            let report = verify_copy(&with_dest, &filled.source, &filled.target)?;
+            let report = if filled.read_back {
+                verify_read_back_copy(&filled.source, &filled.target, &filled.extents)?
+            } else {
+                let mut with_dest = domains.clone();
+                with_dest.insert(filled.target.domain().clone());
+                with_dest.insert(filled.source.domain().clone());
+                verify_copy(&with_dest, &filled.source, &filled.target)?
+            };
             ensure_identical(&filled.source, &filled.target, report.clone())?;
             filled.target.set_legality(Legality::Legal)?;
             Ok(report)
@@ -288,11 +298,13 @@ fn fill(
             )
         });
     match written {
-        Ok((bytes, file)) => Ok(Filled {
+        Ok(copied) => Ok(Filled {
             source: source.clone(),
             target,
-            file,
-            bytes,
+            file: copied.file,
+            bytes: copied.bytes,
+            read_back: copied.read_back,
+            extents: copied.extents,
             created_dir,
         }),
         Err(e) => {

@@ -9,6 +9,7 @@ pub mod copy;
 pub mod create_volume;
 pub mod delete;
 mod dir_entries;
+mod direct_io;
 pub mod domain;
 mod domain_root;
 pub mod error;

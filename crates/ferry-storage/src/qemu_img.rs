@@ -46,6 +46,9 @@ pub struct MapEntry {
     pub zero: bool,
     /// Whether it has data in a file.
     pub data: bool,
+    /// Where that data is in the file of the layer at `depth`.
+    #[serde(default)]
+    pub offset: Option<u64>,
 }
 
 fn yes() -> bool {

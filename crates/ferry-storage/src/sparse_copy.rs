@@ -19,6 +19,7 @@ use std::sync::Mutex;
 use ferry_api::Progress;
 use rustix::fs::SeekFrom;
 
+use crate::direct_io::{self, DirectBuffers, DirectFiles, ReadBack};
 use crate::error::{Error, Result};
 use crate::throttle::Throttle;
 
@@ -26,6 +27,9 @@ use crate::throttle::Throttle;
 /// copy path efficient, small enough for smooth progress, cancel and
 /// bandwidth pacing.
 const CHUNK: u64 = 8 << 20;
+
+/// The largest single request of a direct copy.
+const STEP: usize = 8 << 20;
 
 /// The smallest chunk used under a bandwidth limit.
 const MIN_THROTTLED_CHUNK: u64 = 64 << 10;
@@ -74,6 +78,15 @@ pub enum CopyMethod {
     /// copy between the two files (another filesystem), the copy falls
     /// back to [`CopyMethod::Chunks`].
     Kernel,
+    /// `O_DIRECT` reads and writes of whole chunks, each read back from
+    /// the copy and compared as it is written (`direct_io`): no byte
+    /// passes through the page cache, so the copy costs little CPU and
+    /// leaves no writeback behind for the guest's flushes to wait on. The
+    /// copy's verification then checks allocation and size only, its
+    /// content having been read back already. Where the filesystem does
+    /// not do direct I/O, the copy falls back to [`CopyMethod::Chunks`]
+    /// and the full verification.
+    Direct,
 }
 
 impl std::fmt::Debug for CopyControl<'_> {
@@ -126,21 +139,39 @@ pub fn copy_file_sparse(
     preallocate: bool,
     ctl: &CopyControl,
 ) -> Result<u64> {
-    let (bytes, output) = copy_file_data(src, dst, preallocate, ctl)?;
-    output.sync_all().map_err(|e| Error::io("flush", dst, e))?;
-    Ok(bytes)
+    let copied = copy_file_data(src, dst, preallocate, ctl)?;
+    copied
+        .file
+        .sync_all()
+        .map_err(|e| Error::io("flush", dst, e))?;
+    Ok(copied.bytes)
 }
 
-/// [`copy_file_sparse`] without the final fsync: returns the bytes copied
-/// and the open copy, for a caller that syncs it later (a chain copy syncs
-/// and verifies one layer while it copies the next, so the disk never
-/// waits for a flush with nothing queued behind it).
+/// What [`copy_file_data`] did.
+#[derive(Debug)]
+pub struct FileCopy {
+    /// Bytes of data copied.
+    pub bytes: u64,
+    /// The copy, open, not yet synced.
+    pub file: File,
+    /// Whether every chunk was read back from the copy and compared with
+    /// what was written ([`CopyMethod::Direct`] on a filesystem that does
+    /// direct I/O): its content needs no second reading.
+    pub read_back: bool,
+    /// The source's data extents, the file ranges copied.
+    pub extents: Vec<Range<u64>>,
+}
+
+/// [`copy_file_sparse`] without the final fsync, for a caller that syncs
+/// the copy later (a chain copy syncs and verifies one layer while it
+/// copies the next, so the disk never waits for a flush with nothing
+/// queued behind it).
 pub fn copy_file_data(
     src: &Path,
     dst: &Path,
     preallocate: bool,
     ctl: &CopyControl,
-) -> Result<(u64, File)> {
+) -> Result<FileCopy> {
     let input = File::open(src).map_err(|e| Error::io("open", src, e))?;
     let len = input
         .metadata()
@@ -148,7 +179,18 @@ pub fn copy_file_data(
         .len();
     let output = create_destination(dst, len, preallocate)?;
     let extents = data_extents(&input, len).map_err(|e| Error::io("map the data of", src, e))?;
-    let copy = ChunkedCopy::new(src, dst, input, output, chunks(&extents, ctl), ctl);
+    let direct = match ctl.method {
+        CopyMethod::Direct => {
+            DirectFiles::open(src, dst).map_err(|e| Error::io("open for direct I/O", dst, e))?
+        }
+        CopyMethod::Chunks | CopyMethod::Kernel => None,
+    };
+    let files = Files {
+        input,
+        output,
+        direct,
+    };
+    let copy = ChunkedCopy::new(src, dst, files, chunks(&extents, ctl), ctl);
     if let Some(report) = ctl.progress {
         report(Progress {
             done: 0,
@@ -156,13 +198,28 @@ pub fn copy_file_data(
         });
     }
     copy.run(worker_count(ctl, copy.chunks.len()))?;
-    Ok((copy.total, copy.output))
+    Ok(FileCopy {
+        bytes: copy.total,
+        read_back: copy.files.direct.is_some(),
+        file: copy.files.output,
+        extents,
+    })
+}
+
+/// The source and the copy, open, and opened again for direct I/O when
+/// the copy is [`CopyMethod::Direct`] and the filesystem allows it.
+struct Files {
+    input: File,
+    output: File,
+    direct: Option<DirectFiles>,
 }
 
 /// Creates (or truncates) `dst` at the source's length, its space reserved
 /// up front when the copy is preallocated.
 fn create_destination(dst: &Path, len: u64, preallocate: bool) -> Result<File> {
+    // Readable too: a direct copy reads back its unaligned tail.
     let output = OpenOptions::new()
+        .read(true)
         .write(true)
         .create(true)
         .truncate(true)
@@ -181,9 +238,10 @@ fn chunks(extents: &[Range<u64>], ctl: &CopyControl) -> Vec<Range<u64>> {
     // The throttle lets a chunk through before pacing it, so under a limit
     // a chunk is at most one second's worth: the burst stays within the
     // limit's first second instead of a whole 8 MiB chunk per worker.
-    let chunk_len = ctl
-        .throttle
-        .map_or(CHUNK, |t| CHUNK.min(t.rate().max(MIN_THROTTLED_CHUNK)));
+    // Whole pages, so that a direct copy's chunks stay aligned.
+    let chunk_len = ctl.throttle.map_or(CHUNK, |t| {
+        CHUNK.min(t.rate().max(MIN_THROTTLED_CHUNK)) / direct_io::ALIGN * direct_io::ALIGN
+    });
     extents
         .iter()
         .flat_map(|r| {
@@ -211,8 +269,7 @@ fn worker_count(ctl: &CopyControl, chunks: usize) -> usize {
 struct ChunkedCopy<'a> {
     src: &'a Path,
     dst: &'a Path,
-    input: File,
-    output: File,
+    files: Files,
     chunks: Vec<Range<u64>>,
     total: u64,
     ctl: &'a CopyControl<'a>,
@@ -228,16 +285,14 @@ impl<'a> ChunkedCopy<'a> {
     fn new(
         src: &'a Path,
         dst: &'a Path,
-        input: File,
-        output: File,
+        files: Files,
         chunks: Vec<Range<u64>>,
         ctl: &'a CopyControl<'a>,
     ) -> Self {
         ChunkedCopy {
             src,
             dst,
-            input,
-            output,
+            files,
             total: chunks.iter().map(|c| c.end - c.start).sum(),
             chunks,
             ctl,
@@ -280,7 +335,7 @@ impl<'a> ChunkedCopy<'a> {
 
     /// One worker: takes chunks until none is left or another worker failed.
     fn work(&self) -> Result<()> {
-        let mut buf = Vec::new();
+        let mut bufs = Buffers::default();
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 return Ok(());
@@ -288,13 +343,13 @@ impl<'a> ChunkedCopy<'a> {
             let Some(chunk) = self.chunks.get(self.next.fetch_add(1, Ordering::Relaxed)) else {
                 return Ok(());
             };
-            self.copy_chunk(chunk, &mut buf)?;
+            self.copy_chunk(chunk, &mut bufs)?;
         }
     }
 
     /// Copies one chunk, unless the copy is cancelled (also while waiting
     /// for the throttle), then counts it.
-    fn copy_chunk(&self, chunk: &Range<u64>, buf: &mut Vec<u8>) -> Result<()> {
+    fn copy_chunk(&self, chunk: &Range<u64>, bufs: &mut Buffers) -> Result<()> {
         if self.ctl.cancelled() {
             return Err(Error::Cancelled {
                 path: self.src.to_path_buf(),
@@ -310,12 +365,32 @@ impl<'a> ChunkedCopy<'a> {
             ),
             None => None,
         };
-        match self.ctl.method {
-            CopyMethod::Chunks => copy_range(&self.input, &self.output, chunk.clone(), buf),
-            CopyMethod::Kernel => kernel_copy_range(&self.input, &self.output, chunk.clone(), buf),
+        let (input, output) = (&self.files.input, &self.files.output);
+        let moved = match (&self.files.direct, self.ctl.method) {
+            (Some(direct), _) if direct_io::is_aligned(chunk) => {
+                direct_io::copy_and_read_back(direct, chunk.clone(), &mut bufs.direct, STEP)
+            }
+            (Some(_), _) => copy_and_read_back(input, output, chunk.clone(), bufs),
+            (None, CopyMethod::Kernel) => {
+                kernel_copy_range(input, output, chunk.clone(), &mut bufs.plain)
+                    .map(|()| ReadBack::Same)
+            }
+            (None, _) => {
+                copy_range(input, output, chunk.clone(), &mut bufs.plain).map(|()| ReadBack::Same)
+            }
         }
         .map_err(|e| Error::io("copy data into", self.dst, e))?;
-        start_writeback(&self.output, chunk);
+        if let ReadBack::Differs(at) = moved {
+            return Err(Error::VerifyFailed {
+                source_path: self.src.to_path_buf(),
+                copy: self.dst.to_path_buf(),
+                content: vec![at],
+                allocation: Vec::new(),
+            });
+        }
+        if self.files.direct.is_none() {
+            start_writeback(output, chunk);
+        }
         self.count_done(n);
         Ok(())
     }
@@ -330,6 +405,38 @@ impl<'a> ChunkedCopy<'a> {
             });
         }
     }
+}
+
+/// A worker's buffers: one for a copy through the page cache (and the
+/// read-back of a direct copy's unaligned tail), two aligned ones for a
+/// direct copy.
+#[derive(Default)]
+struct Buffers {
+    plain: Vec<u8>,
+    read_back: Vec<u8>,
+    direct: DirectBuffers,
+}
+
+/// A direct copy's unaligned piece (a file's last, partial block), copied
+/// through the page cache and read back from it.
+fn copy_and_read_back(
+    input: &File,
+    output: &File,
+    range: Range<u64>,
+    bufs: &mut Buffers,
+) -> io::Result<ReadBack> {
+    copy_range(input, output, range.clone(), &mut bufs.plain)?;
+    // A chunk is never longer than the buffer, so `copy_range` moved it in
+    // one piece and the buffer holds all of it.
+    let n = bufs.plain.len();
+    bufs.read_back.resize(n, 0);
+    output.read_exact_at(&mut bufs.read_back[..n], range.start)?;
+    Ok(
+        match direct_io::first_difference(&bufs.plain[..n], &bufs.read_back[..n]) {
+            Some(at) => ReadBack::Differs(range.start + at.start..range.start + at.end),
+            None => ReadBack::Same,
+        },
+    )
 }
 
 /// Asks the kernel to write a copied chunk back now rather than when
@@ -409,6 +516,40 @@ mod tests {
     #[test]
     fn the_kernel_copy_keeps_holes_and_data_too() {
         holes_stay_holes_and_data_is_copied_by(CopyMethod::Kernel);
+    }
+
+    #[test]
+    fn the_direct_copy_keeps_holes_and_data_too() {
+        holes_stay_holes_and_data_is_copied_by(CopyMethod::Direct);
+    }
+
+    #[test]
+    fn a_direct_copy_reads_back_every_chunk_its_unaligned_tail_included() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+        let f = File::create(&src).expect("create");
+        let len = (20 << 20) + 100;
+        f.set_len(len).expect("len");
+        f.write_all_at(&[3u8; 12 << 20], 1 << 20).expect("write");
+        f.write_all_at(&[5u8; 4196], len - 4196).expect("write");
+        drop(f);
+        let ctl = CopyControl {
+            method: CopyMethod::Direct,
+            ..Default::default()
+        };
+        let copied = copy_file_data(&src, &dst, false, &ctl).expect("copy");
+        let direct_io = DirectFiles::open(&src, &dst).expect("probe").is_some();
+        assert_eq!(
+            copied.read_back, direct_io,
+            "read back where direct I/O works"
+        );
+        assert_eq!(copied.bytes, (12 << 20) + 4096 + 100);
+        assert_eq!(copied.extents.len(), 2, "{:?}", copied.extents);
+        drop(copied);
+        assert_eq!(
+            std::fs::read(&src).expect("read"),
+            std::fs::read(&dst).expect("read")
+        );
     }
 
     fn holes_stay_holes_and_data_is_copied_by(method: CopyMethod) {

@@ -41,6 +41,10 @@ pub struct VerifyReport {
     /// Byte ranges that the layer itself allocates differently (allocated
     /// vs. unallocated, zero cluster vs. data).
     pub allocation: Vec<Range<u64>>,
+    /// Whether the content was compared as the copy wrote it, read back
+    /// from the copy's storage ([`verify_read_back_copy`]), rather than
+    /// read again through both chains afterwards.
+    pub read_back: bool,
 }
 
 impl VerifyReport {
@@ -58,6 +62,70 @@ pub fn verify_copy(domains: &DomainSet, source: &Volume, copy: &Volume) -> Resul
     let src_chain = Chain::walk(domains, source)?;
     let dst_chain = Chain::walk(domains, copy)?;
     compare_chains(&src_chain, &dst_chain)
+}
+
+/// Checks a copy whose content was read back from its storage and
+/// compared with the source's bytes as it was written (a direct copy,
+/// [`crate::CopyMethod::Direct`]), `copied` being the source file's
+/// ranges it copied so (its data extents, `SEEK_DATA`). What is left is
+/// what that does not see, read with `qemu-img map` (qemu's own reading
+/// of the qcow2 tables or of a raw file's holes, not the copy's): the
+/// layer's allocation on each side, and that every byte of data the
+/// source's allocation places in its file was among the ranges copied.
+/// And the file's length.
+pub fn verify_read_back_copy(
+    source: &Volume,
+    copy: &Volume,
+    copied: &[Range<u64>],
+) -> Result<VerifyReport> {
+    let (smd, cmd) = (source.metadata()?, copy.metadata()?);
+    let a = qemu_img::map(&source.path(), smd.format)?;
+    let b = qemu_img::map(&copy.path(), cmd.format)?;
+    let len = |v: &Volume| {
+        std::fs::metadata(v.path())
+            .map(|m| m.len())
+            .map_err(|e| Error::io("inspect", v.path(), e))
+    };
+    let (len_a, len_b) = (len(source)?, len(copy)?);
+    let mut report = VerifyReport {
+        bytes_compared: copied.iter().map(|r| r.end - r.start).sum(),
+        content: data_not_copied(&a, copied),
+        allocation: diff_own_allocation(&a, &b),
+        read_back: true,
+    };
+    if len_a != len_b {
+        push_range(&mut report.content, len_a.min(len_b)..len_a.max(len_b));
+    }
+    Ok(report)
+}
+
+/// The guest ranges whose data, by the layer's own map, lies in its file
+/// outside the `copied` file ranges (sorted): data the copy would lack.
+fn data_not_copied(map: &[MapEntry], copied: &[Range<u64>]) -> Vec<Range<u64>> {
+    let mut out = Vec::new();
+    for e in map {
+        let (own, zero, data) = own_state(e);
+        let Some(offset) = e.offset.filter(|_| own && data && !zero) else {
+            continue;
+        };
+        if !covered(copied, offset..offset + e.length) {
+            push_range(&mut out, e.start..e.start + e.length);
+        }
+    }
+    out
+}
+
+/// Whether the sorted, disjoint `ranges` cover all of `r`.
+fn covered(ranges: &[Range<u64>], r: Range<u64>) -> bool {
+    let mut pos = r.start;
+    let first = ranges.partition_point(|c| c.end <= pos);
+    for c in ranges.get(first..).unwrap_or(&[]) {
+        if pos >= r.end || c.start > pos {
+            break;
+        }
+        pos = pos.max(c.end);
+    }
+    pos >= r.end
 }
 
 /// Compares the leaves of two chains (content and own allocation).
@@ -250,6 +318,7 @@ mod tests {
             present: true,
             zero,
             data,
+            offset: None,
         }
     }
 
@@ -270,6 +339,27 @@ mod tests {
         let a = vec![e(0, 64, 0, true, false), e(64, 64, 1, false, true)];
         let b = vec![e(0, 128, 1, false, true)];
         assert_eq!(diff_own_allocation(&a, &b), vec![0..64]);
+    }
+
+    #[test]
+    fn data_outside_the_copied_ranges_is_reported() {
+        let at = |start, length, offset| MapEntry {
+            offset: Some(offset),
+            ..e(start, length, 0, false, true)
+        };
+        let map = vec![
+            at(0, 4096, 8192),
+            e(4096, 4096, 0, true, false),
+            at(8192, 4096, 65536),
+            at(12288, 8192, 12288),
+        ];
+        // The cluster at file offset 65536 was not copied.
+        let copied = vec![8192..12288, 12288..20480];
+        assert_eq!(data_not_copied(&map, &copied), vec![8192..12288]);
+        assert!(data_not_copied(&map, &[0..4096, 4096..1 << 20]).is_empty());
+        assert!(covered(&[0..10, 10..20], 5..15), "adjacent ranges");
+        assert!(!covered(&[0..10, 11..20], 5..15), "a gap");
+        assert!(covered(&[], 7..7), "nothing to cover");
     }
 
     #[test]

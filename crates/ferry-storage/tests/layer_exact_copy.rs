@@ -2,6 +2,7 @@
 //! by layer to domain2, then every layer reads and is allocated exactly as
 //! its source.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -9,7 +10,8 @@ use std::time::Instant;
 use ferry_api::{Allocation, Legality, Progress, VolumeFormat};
 use ferry_storage::throttle::Throttle;
 use ferry_storage::{
-    copy_chain, data_bytes, Chain, CopyControl, CopyKind, CopyOutcome, Error, VolumeSpec,
+    copy_chain, data_bytes, Chain, CopyControl, CopyKind, CopyMethod, CopyOutcome, Error,
+    VolumeSpec,
 };
 use ferry_testkit::{base, child, guest_content, own_allocation, qemu_io, same_guest_content, Lab};
 use uuid::Uuid;
@@ -20,10 +22,29 @@ const GIB: u64 = 1 << 30;
 /// Copies `chain` to domain2 and checks every layer against its source:
 /// guest content, own allocation, legality; then walks the copy.
 fn assert_copied_exactly(lab: &Lab, chain: &Chain) -> Vec<CopyOutcome> {
+    assert_copied_exactly_by(lab, chain, CopyMethod::Chunks)
+}
+
+/// [`assert_copied_exactly`] with the copy moving its data by `method`.
+fn assert_copied_exactly_by(lab: &Lab, chain: &Chain, method: CopyMethod) -> Vec<CopyOutcome> {
     let domains = lab.domains();
-    let outcomes =
-        copy_chain(&domains, chain, &lab.d2, &CopyControl::default()).expect("copy the chain");
+    let ctl = CopyControl {
+        method,
+        ..CopyControl::default()
+    };
+    let outcomes = copy_chain(&domains, chain, &lab.d2, &ctl).expect("copy the chain");
     assert_eq!(outcomes.len(), chain.len());
+    // A direct copy reads its content back as it writes, where the
+    // filesystem does direct I/O; elsewhere it is copied and verified as
+    // any other.
+    let read_back = method == CopyMethod::Direct && direct_io_works(lab);
+    for o in &outcomes {
+        assert_eq!(
+            o.verify.as_ref().map(|r| r.read_back),
+            Some(read_back),
+            "{method:?}"
+        );
+    }
     for (link, outcome) in chain.links().iter().zip(&outcomes) {
         let src = &link.volume;
         let dst = &outcome.copy;
@@ -61,6 +82,19 @@ fn assert_walkable_copy(lab: &Lab, chain: &Chain) {
     for (a, b) in chain.volumes().zip(copied.volumes()) {
         assert_eq!(a.id(), b.id(), "the copy keeps the chain's order");
     }
+}
+
+/// Whether the lab's filesystem does `O_DIRECT` (not `tmpfs`).
+fn direct_io_works(lab: &Lab) -> bool {
+    let probe = lab.d2.path().with_extension("direct-io-probe");
+    std::fs::write(&probe, b"").expect("write a probe file");
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(i32::try_from(rustix::fs::OFlags::DIRECT.bits()).expect("a flag"))
+        .open(&probe)
+        .is_ok();
+    std::fs::remove_file(&probe).expect("remove the probe file");
+    opened
 }
 
 fn chain_of(lab: &Lab, image: Uuid) -> Chain {
@@ -127,6 +161,27 @@ fn a_qcow2_base_and_one_overlay_with_zero_writes_and_discards_over_base_data() {
 #[test]
 fn raw_base_with_holes_and_two_overlays_with_zero_writes_over_base_data() {
     let lab = Lab::new();
+    let chain = raw_base_with_two_overlays(&lab);
+    assert_copied_exactly(&lab, &chain);
+}
+
+#[test]
+fn a_direct_copy_reads_back_raw_and_qcow2_layers_exactly() {
+    let lab = Lab::new();
+    let chain = raw_base_with_two_overlays(&lab);
+    assert_copied_exactly_by(&lab, &chain, CopyMethod::Direct);
+}
+
+#[test]
+fn the_kernel_copy_copies_raw_and_qcow2_layers_exactly() {
+    let lab = Lab::new();
+    let chain = raw_base_with_two_overlays(&lab);
+    assert_copied_exactly_by(&lab, &chain, CopyMethod::Kernel);
+}
+
+/// A raw base with holes under two qcow2 overlays that write data and
+/// zeros over the base's data and discard.
+fn raw_base_with_two_overlays(lab: &Lab) -> Chain {
     let b = base(&lab.d1, VolumeFormat::Raw, 16 * MIB);
     qemu_io(&b, &["write -P 0xaa 0 4M", "write -P 0xbb 8M 1M"]);
     let s1 = child(&b);
@@ -139,9 +194,9 @@ fn raw_base_with_holes_and_two_overlays_with_zero_writes_over_base_data() {
         &s2,
         &["write -P 0x22 3M 64k", "discard 1M 64k", "write -z 0 64k"],
     );
-    let chain = chain_of(&lab, b.image());
+    let chain = chain_of(lab, b.image());
     assert_eq!(chain.len(), 3);
-    assert_copied_exactly(&lab, &chain);
+    chain
 }
 
 #[test]

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use ferry_agent_client::AgentClient;
-use ferry_api::agent::PaceTask;
+use ferry_api::agent::{CopyIo, PaceTask};
 use ferry_api::engine::{MoveMode, PaceMode};
 
 use super::job::JobCtx;
@@ -29,20 +29,24 @@ fn live_with_guest(job: &JobCtx) -> bool {
     job.row.mode == MoveMode::Live && !job.plan.turned_cold && job.plan.vm.is_some()
 }
 
-/// Whether the job's copies share their disks with a running guest and
-/// should leave it room ([`CloneInternalVolumes::gentle`]): a live move
-/// (not turned cold) of a VM, unless told to go as fast as the disks go
-/// (`pace: fixed` with no bandwidth limit).
-///
-/// [`CloneInternalVolumes::gentle`]: ferry_api::agent::CloneInternalVolumes::gentle
-pub fn gentle_copy(job: &JobCtx) -> bool {
-    gentle(live_with_guest(job), job.plan.pace, job.row.bandwidth_mib_s)
+/// How the job's copies move their data ([`CopyIo`]): a copy that shares
+/// its disks and host with a running guest (a live move, not turned cold,
+/// of a VM) leaves it room when paced or capped, and keeps off the host's
+/// page cache and CPU when told to go as fast as the disks go (`pace:
+/// fixed` with no bandwidth limit); a copy with the disks to itself goes
+/// through the page cache.
+pub fn copy_io(job: &JobCtx) -> CopyIo {
+    io_for(live_with_guest(job), job.plan.pace, job.row.bandwidth_mib_s)
 }
 
-/// [`gentle_copy`]'s rule, on what it reads of the job.
-fn gentle(guest_shares_disks: bool, pace: PaceMode, bandwidth_mib_s: Option<u64>) -> bool {
+/// [`copy_io`]'s rule, on what it reads of the job.
+fn io_for(guest_shares_disks: bool, pace: PaceMode, bandwidth_mib_s: Option<u64>) -> CopyIo {
     let flat_out = pace == PaceMode::Fixed && bandwidth_mib_s.is_none();
-    guest_shares_disks && !flat_out
+    match (guest_shares_disks, flat_out) {
+        (false, _) => CopyIo::Buffered,
+        (true, false) => CopyIo::Kernel,
+        (true, true) => CopyIo::Direct,
+    }
 }
 
 /// The limit a new copy of the job starts with, bytes per second, for one
@@ -151,16 +155,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_copy_leaves_a_running_guest_room_unless_told_to_go_flat_out() {
-        assert!(gentle(true, PaceMode::Guest, None));
-        assert!(gentle(true, PaceMode::Guest, Some(100)));
-        assert!(gentle(true, PaceMode::Fixed, Some(100)));
-        assert!(
-            !gentle(true, PaceMode::Fixed, None),
+    fn a_copy_leaves_a_running_guest_room_and_goes_direct_when_flat_out() {
+        assert_eq!(io_for(true, PaceMode::Guest, None), CopyIo::Kernel);
+        assert_eq!(io_for(true, PaceMode::Guest, Some(100)), CopyIo::Kernel);
+        assert_eq!(io_for(true, PaceMode::Fixed, Some(100)), CopyIo::Kernel);
+        assert_eq!(
+            io_for(true, PaceMode::Fixed, None),
+            CopyIo::Direct,
             "as fast as the disks go"
         );
         for pace in [PaceMode::Guest, PaceMode::Fixed] {
-            assert!(!gentle(false, pace, Some(100)), "no guest shares the disks");
+            for limit in [None, Some(100)] {
+                assert_eq!(
+                    io_for(false, pace, limit),
+                    CopyIo::Buffered,
+                    "no guest shares the disks"
+                );
+            }
         }
     }
 }

@@ -36,7 +36,7 @@ fn clone_request(
         image: d.disk,
         volumes,
         bandwidth_mib_s: super::pacing::initial_limit(job, parallel).map(|bps| (bps >> 20).max(1)),
-        gentle: super::pacing::gentle_copy(job),
+        io: super::pacing::copy_io(job),
     }
 }
 

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use ferry_api::agent::CloneInternalVolumes;
+use ferry_api::agent::{CloneInternalVolumes, CopyIo};
 use ferry_storage::{
     copy_chain, Chain, CopyControl, CopyKind, CopyMethod, DomainSet, StorageDomain,
 };
@@ -48,10 +48,10 @@ impl TaskVerb for CloneInternalVolumesVerb {
         if let Some(dest) = domains.get(params.dst_domain) {
             ctx.set_writes_to(dest.image_dir(params.image));
         }
-        let method = if params.gentle {
-            CopyMethod::Kernel
-        } else {
-            CopyMethod::Chunks
+        let method = match params.io {
+            CopyIo::Buffered => CopyMethod::Chunks,
+            CopyIo::Kernel => CopyMethod::Kernel,
+            CopyIo::Direct => CopyMethod::Direct,
         };
         blocking(move || {
             let (chain, dest) = plan(&domains, &params)?;
