@@ -167,7 +167,7 @@ fn finish_copy(domains: &DomainSet, filled: Filled) -> Result<CopyOutcome> {
         });
     match checked {
         Ok(report) => {
-            tracing::info!(volume = %filled.source.id(), bytes = filled.bytes, to = %filled.target.domain(), "copied and verified volume");
+            tracing::info!(volume = %filled.source.id(), bytes = filled.bytes, to = %filled.target.domain(), read_back = report.read_back, "copied and verified volume");
             Ok(CopyOutcome {
                 copy: filled.target,
                 bytes_copied: filled.bytes,

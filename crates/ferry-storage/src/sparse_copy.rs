@@ -58,17 +58,18 @@ pub struct CopyControl<'a> {
 
 /// How a copy moves its data between the files.
 ///
-/// `ferry bench move` measured both with a guest writing 4 KiB
-/// synchronous writes to the same disk (docs/engine.md, run 7): whole
-/// chunks through user space copy fastest, and starve the guest; the
-/// kernel's own copy is slower but gives the guest about a third more of
-/// its rate, paced or not.
+/// `ferry bench move` measured them with a guest writing 4 KiB
+/// synchronous writes to the same disk (docs/engine.md, runs 7 and 8):
+/// the kernel's own copy gives the guest about a third more of its rate
+/// than whole chunks, paced or not; uncapped, the direct copy is the
+/// fastest while the guest takes a core, and whole chunks are with the CPU
+/// free.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum CopyMethod {
-    /// Whole chunks with `pread`/`pwrite`: the fastest here when the copy
-    /// has the disks to itself (a cold move, a copy told to go as fast as
-    /// the disks go). Each read is one multi-MiB request, and a guest's
-    /// write waits behind it.
+    /// Whole chunks with `pread`/`pwrite` through the page cache: the
+    /// fastest here when the copy has the disks and the CPU to itself (a
+    /// cold move). Each read is one multi-MiB request, and a guest's write
+    /// waits behind it.
     #[default]
     Chunks,
     /// `copy_file_range`, which moves the data inside the kernel in
@@ -458,8 +459,8 @@ fn start_writeback(output: &File, chunk: &Range<u64>) {
 
 /// Copies one range at the same offset through `buf`. Plain `pread` and
 /// `pwrite` of whole chunks beat `copy_file_range` (whose in-kernel splice
-/// reads in read-ahead-sized pieces) and `O_DIRECT` on a cold cache here;
-/// `ferry bench copy` measured all three.
+/// reads in read-ahead-sized pieces) and `O_DIRECT` on a cold cache here
+/// when the CPU is free; `ferry bench copy` measured all three.
 fn copy_range(input: &File, output: &File, range: Range<u64>, buf: &mut Vec<u8>) -> io::Result<()> {
     let len = usize::try_from(range.end - range.start).unwrap_or(usize::MAX);
     buf.resize(len.min(usize::try_from(CHUNK).unwrap_or(usize::MAX)), 0);
