@@ -94,14 +94,29 @@ pub(crate) fn copy_and_read_back(
         let written = bufs.written.slice(n);
         files.input.read_exact_at(written, pos)?;
         files.output.write_all_at(written, pos)?;
-        let read_back = bufs.read_back.slice(n);
-        files.output.read_exact_at(read_back, pos)?;
-        if let Some(at) = first_difference(bufs.written.slice(n), bufs.read_back.slice(n)) {
-            return Ok(ReadBack::Differs(pos + at.start..pos + at.end));
+        if let ReadBack::Differs(at) = read_back(files, pos, n, bufs)? {
+            return Ok(ReadBack::Differs(at));
         }
         pos += n as u64;
     }
     Ok(ReadBack::Same)
+}
+
+/// Reads `n` bytes at `pos` back from the copy and compares them with the
+/// first `n` bytes of what was written from `bufs`.
+fn read_back(
+    files: &DirectFiles,
+    pos: u64,
+    n: usize,
+    bufs: &mut DirectBuffers,
+) -> io::Result<ReadBack> {
+    files.output.read_exact_at(bufs.read_back.slice(n), pos)?;
+    Ok(
+        match first_difference(bufs.written.slice(n), bufs.read_back.slice(n)) {
+            Some(at) => ReadBack::Differs(pos + at.start..pos + at.end),
+            None => ReadBack::Same,
+        },
+    )
 }
 
 /// The first 4 KiB block where `a` and `b` differ, as offsets into them.
@@ -164,7 +179,7 @@ mod tests {
     }
 
     #[test]
-    fn a_chunk_is_copied_and_read_back() {
+    fn a_chunk_is_copied_and_read_back_and_a_changed_block_is_caught() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
         let data: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 251) as u8).collect();
@@ -182,5 +197,21 @@ mod tests {
         let copy = std::fs::read(&dst).expect("read");
         assert_eq!(copy[4096..], data[4096..]);
         assert!(copy[..4096].iter().all(|b| *b == 0), "outside the range");
+
+        // Storage that returns other bytes than were written is caught:
+        // one block of the copy changed behind the copy's back (through
+        // the page cache, which a direct read writes back first).
+        let last = (1 << 20) - (256 << 10);
+        let r = copy_and_read_back(&files, last..(1 << 20), &mut bufs, 256 << 10).expect("copy");
+        assert_eq!(r, ReadBack::Same);
+        File::options()
+            .write(true)
+            .open(&dst)
+            .and_then(|f| f.write_all_at(&[0xee; 10], last + 8192 + 5))
+            .expect("corrupt the copy");
+        assert_eq!(
+            read_back(&files, last, 256 << 10, &mut bufs).expect("read back"),
+            ReadBack::Differs(last + 8192..last + 12288)
+        );
     }
 }
