@@ -217,15 +217,22 @@ pub enum CopyIo {
     #[default]
     Buffered,
     /// The kernel's own copy (`copy_file_range`), in read-ahead-sized
-    /// pieces that a guest's requests get in between: for a live move's
-    /// copy that is paced by the guest or capped.
+    /// pieces that a guest's requests get in between. The engine chose it
+    /// for paced and capped live copies until `Direct` with small requests
+    /// measured better for the guest (docs/engine.md, run 9); kept for a
+    /// caller whose filesystem copies faster in the kernel (a server-side
+    /// NFS copy, a reflink).
     Kernel,
-    /// `O_DIRECT`, each chunk read back from the copy as it is written:
-    /// for a live move told to go as fast as the disks go. It costs the
-    /// host almost no CPU and leaves no writeback for the guest's flushes
-    /// to wait on, as QEMU's mirror and vdsm's `qemu-img convert -t none
-    /// -T none` do.
+    /// `O_DIRECT`, each chunk read back from the copy as it is written,
+    /// 512 KiB per request so that a guest's requests get in between: for
+    /// a live move's copy that is paced by the guest or capped. It costs
+    /// the host almost no CPU and leaves no writeback for the guest's
+    /// flushes to wait on, as QEMU's mirror and vdsm's `qemu-img convert
+    /// -t none -T none` do.
     Direct,
+    /// [`CopyIo::Direct`] in whole 8 MiB requests: for a live move told to
+    /// go as fast as the disks go.
+    DirectWhole,
 }
 
 /// `POST /v1/volumes/delete` (SPM): delete volumes of one image.

@@ -31,10 +31,11 @@ fn live_with_guest(job: &JobCtx) -> bool {
 
 /// How the job's copies move their data ([`CopyIo`]): a copy that shares
 /// its disks and host with a running guest (a live move, not turned cold,
-/// of a VM) leaves it room when paced or capped, and keeps off the host's
-/// page cache and CPU when told to go as fast as the disks go (`pace:
-/// fixed` with no bandwidth limit); a copy with the disks to itself goes
-/// through the page cache.
+/// of a VM) keeps off the host's page cache and CPU and leaves the guest
+/// no writeback to wait behind (`O_DIRECT`), in small requests that the
+/// guest's get in between unless told to go as fast as the disks go
+/// (`pace: fixed` with no bandwidth limit); a copy with the disks to
+/// itself goes through the page cache, the fastest with the CPU free.
 pub fn copy_io(job: &JobCtx) -> CopyIo {
     io_for(live_with_guest(job), job.plan.pace, job.row.bandwidth_mib_s)
 }
@@ -44,8 +45,8 @@ fn io_for(guest_shares_disks: bool, pace: PaceMode, bandwidth_mib_s: Option<u64>
     let flat_out = pace == PaceMode::Fixed && bandwidth_mib_s.is_none();
     match (guest_shares_disks, flat_out) {
         (false, _) => CopyIo::Buffered,
-        (true, false) => CopyIo::Kernel,
-        (true, true) => CopyIo::Direct,
+        (true, false) => CopyIo::Direct,
+        (true, true) => CopyIo::DirectWhole,
     }
 }
 
@@ -155,13 +156,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_copy_leaves_a_running_guest_room_and_goes_direct_when_flat_out() {
-        assert_eq!(io_for(true, PaceMode::Guest, None), CopyIo::Kernel);
-        assert_eq!(io_for(true, PaceMode::Guest, Some(100)), CopyIo::Kernel);
-        assert_eq!(io_for(true, PaceMode::Fixed, Some(100)), CopyIo::Kernel);
+    fn a_copy_that_shares_the_host_with_a_guest_goes_direct() {
+        assert_eq!(io_for(true, PaceMode::Guest, None), CopyIo::Direct);
+        assert_eq!(io_for(true, PaceMode::Guest, Some(100)), CopyIo::Direct);
+        assert_eq!(io_for(true, PaceMode::Fixed, Some(100)), CopyIo::Direct);
         assert_eq!(
             io_for(true, PaceMode::Fixed, None),
-            CopyIo::Direct,
+            CopyIo::DirectWhole,
             "as fast as the disks go"
         );
         for pace in [PaceMode::Guest, PaceMode::Fixed] {
