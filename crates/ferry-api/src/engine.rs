@@ -636,10 +636,17 @@ pub struct Job {
     /// last second, in microseconds.
     #[serde(default)]
     pub guest_latency_us: Option<u64>,
-    /// The guest's write latency before the move, in microseconds: what
-    /// the pacing keeps it near.
+    /// The guest's write latency without the copy, in microseconds (its
+    /// mean before the move, or the lowest it has shown since): what the
+    /// pacing measures the guest's loss against.
     #[serde(default)]
     pub guest_baseline_us: Option<u64>,
+    /// While a guest-paced copy runs: the share of its I/O rate the guest
+    /// keeps, in percent, as the pacing estimates it from its latency
+    /// against the baseline and its time waiting on its disk (the pacing
+    /// keeps it at 80 % or more).
+    #[serde(default)]
+    pub guest_kept_pct: Option<u8>,
     /// Whether `cancel` is still possible (until `finalizeBlockMigrate`).
     pub cancellable: bool,
     /// Whether `retry` is possible: the job failed after the switch to

@@ -1,6 +1,7 @@
 //! A live move paced by its guest: while the copy runs, the job shows the
 //! copy's current limit (never above `--bandwidth`) and the guest's write
-//! latency against what it was before the move, the CLI says so, the
+//! latency against its level without the copy and the share of its rate
+//! it keeps, the CLI says so, the
 //! agent's copy task carries the limit the engine set, and the move ends
 //! with every acknowledged write on the disk.
 
@@ -35,6 +36,9 @@ async fn a_live_move_is_paced_by_its_guest_under_its_bandwidth() {
             j.pacing && j.guest_latency_us.is_some() && j.pace_limit_bps.is_some()
         })
         .await;
+    // The guest writes all the time: once its latency is read, what it
+    // keeps is estimated too.
+    assert!(paced.guest_kept_pct.is_some_and(|k| k <= 100), "{paced:#?}");
     let limit = paced.pace_limit_bps.expect("a limit");
     assert!(limit <= 2 << 20, "{paced:#?}");
     assert!(paced.guest_baseline_us.is_some(), "{paced:#?}");

@@ -5,7 +5,8 @@
 //! job's progress bar reaches 100 %, the disk shows domain2 and demo-vm
 //! kept running (the same QEMU process); and a move started with a 1 MiB/s
 //! bandwidth limit shows, while it copies, how the guest paces it (the
-//! copy's limit, the guest's write latency against before the move, a
+//! copy's limit, the guest's write latency against its level without the
+//! copy, the share of its rate it keeps, a
 //! live chart of both) and is cancelled from the UI, the disk staying on
 //! domain1.
 //!
@@ -341,8 +342,8 @@ async fn a_slow_move_is_cancelled_from_the_web_ui_and_the_disk_stays_on_domain1(
     ui.screenshot("jobs-during-throttled-move.png").await;
 
     // While it copies, the job says how the guest paces it: the copy's
-    // limit now and the guest's write latency against before the move,
-    // and charts both, live (two readings of each at least), with a text
+    // limit now, the guest's write latency against its level without the
+    // copy and the share of its rate it keeps, and charts both, live (two readings of each at least), with a text
     // alternative naming the latest.
     let pace = ui
         .until(
@@ -353,7 +354,12 @@ async fn a_slow_move_is_cancelled_from_the_web_ui_and_the_disk_stays_on_domain1(
                 let points = v["points"].as_u64()?.min(v["latency_points"].as_u64()?);
                 let latency = v["latency"].as_str()?;
                 let read = latency.starts_with(|c: char| c.is_ascii_digit());
-                (points >= 2 && read && latency.contains("before the move")).then_some(v)
+                let kept = v["kept"].as_str()?;
+                (points >= 2
+                    && read
+                    && latency.contains("without the copy")
+                    && kept.ends_with("% of its I/O rate"))
+                .then_some(v)
             },
         )
         .await;
@@ -492,7 +498,8 @@ async fn a_move_that_failed_after_the_switch_is_offered_for_retry_in_the_web_ui(
 }
 
 /// What job `arguments[0]`'s card shows of its pace: its state, the pace,
-/// the copy's limit, the guest's latency (the stats' text), and its
+/// the copy's limit, the guest's latency and what it keeps (the stats'
+/// text), and its
 /// chart's points (samples, and those with a latency), text alternative
 /// and drawn width; read at once, from one rendering.
 const PACE_FIGURES: &str = r#"
@@ -504,6 +511,7 @@ const PACE_FIGURES: &str = r#"
       pace: stat("pace"),
       limit: stat("pace-limit"),
       latency: stat("guest-latency"),
+      kept: stat("guest-kept"),
       points: chart ? Number(chart.getAttribute("data-points")) : 0,
       latency_points: chart ? Number(chart.getAttribute("data-latency-points")) : 0,
       label: chart?.getAttribute("aria-label") ?? null,

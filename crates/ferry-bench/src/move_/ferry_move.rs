@@ -239,21 +239,26 @@ impl Watch {
         if j.step != Step::CloneInternalVolumes {
             return;
         }
-        let shown = (j.pace_limit_bps, j.guest_latency_us, j.guest_baseline_us);
-        if shown == (None, None, None) {
+        let shown = PaceSample {
+            seconds: at,
+            limit_bps: j.pace_limit_bps,
+            guest_latency_us: j.guest_latency_us,
+            guest_baseline_us: j.guest_baseline_us,
+            guest_kept_pct: j.guest_kept_pct,
+        };
+        let figures = |p: &PaceSample| {
+            (
+                p.limit_bps,
+                p.guest_latency_us,
+                p.guest_baseline_us,
+                p.guest_kept_pct,
+            )
+        };
+        if figures(&shown) == (None, None, None, None) {
             return; // not paced (yet)
         }
-        let same = self
-            .pace
-            .last()
-            .is_some_and(|p| (p.limit_bps, p.guest_latency_us, p.guest_baseline_us) == shown);
-        if !same {
-            self.pace.push(PaceSample {
-                seconds: at,
-                limit_bps: shown.0,
-                guest_latency_us: shown.1,
-                guest_baseline_us: shown.2,
-            });
+        if self.pace.last().map(figures) != Some(figures(&shown)) {
+            self.pace.push(shown);
         }
     }
 
@@ -370,6 +375,10 @@ pub(super) struct PaceSample {
     pub(super) limit_bps: Option<u64>,
     /// The guest's write latency the controller last saw, smoothed.
     pub(super) guest_latency_us: Option<u64>,
-    /// Its latency before the move.
+    /// Its latency without the copy (before the move, or the lowest
+    /// since).
     pub(super) guest_baseline_us: Option<u64>,
+    /// The share of its rate the controller estimated the guest kept,
+    /// percent.
+    pub(super) guest_kept_pct: Option<u8>,
 }

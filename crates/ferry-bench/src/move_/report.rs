@@ -126,6 +126,10 @@ pub(super) struct PaceSummary {
     /// The guest's latency as the controller saw it: median and highest.
     pub(super) guest_latency_median_us: Option<u64>,
     pub(super) guest_latency_max_us: Option<u64>,
+    /// The share of its rate the controller estimated the guest kept,
+    /// weighted by how long each estimate held, percent: to set beside
+    /// the writer's measured share.
+    pub(super) guest_kept_estimate_pct: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -353,9 +357,14 @@ impl PaceSummary {
         let mut held = 0.0;
         let mut weighted = 0.0;
         let mut unlimited_seconds = 0.0;
+        let (mut estimated, mut kept) = (0.0, 0.0);
         for (i, s) in samples.iter().enumerate() {
             let until = samples.get(i + 1).map_or(end, |n| n.seconds);
             let d = (until - s.seconds).max(0.0);
+            if let Some(k) = s.guest_kept_pct {
+                estimated += d;
+                kept += d * f64::from(k);
+            }
             match s.limit_bps {
                 Some(l) => {
                     held += d;
@@ -393,6 +402,7 @@ impl PaceSummary {
                 .or(first.guest_baseline_us),
             guest_latency_median_us: lat.get(lat.len() / 2).copied(),
             guest_latency_max_us: lat.last().copied(),
+            guest_kept_estimate_pct: (estimated > 0.0).then(|| kept / estimated),
         })
     }
 }

@@ -19,6 +19,10 @@ pub(super) enum Setting {
     /// What a move gets when the user says nothing: paced by the guest,
     /// no bandwidth limit.
     Default,
+    /// Paced by the guest under this bandwidth cap in MiB/s (`--pace guest
+    /// --bandwidth N`): what the controller makes of a cap, and the guest's
+    /// latency at a known rate.
+    Guest(u64),
     /// `pace: fixed` with this cap in MiB/s, or none (as fast as the disks
     /// go).
     Fixed(Option<u64>),
@@ -29,6 +33,7 @@ impl Setting {
     pub(super) fn request(self, to: &str) -> MoveRequest {
         let (pace, bandwidth_mib_s) = match self {
             Setting::Default => (PaceMode::Guest, None),
+            Setting::Guest(cap) => (PaceMode::Guest, Some(cap)),
             Setting::Fixed(cap) => (PaceMode::Fixed, cap),
         };
         MoveRequest {
@@ -44,6 +49,7 @@ impl Setting {
     pub(super) fn row_name(self) -> String {
         match self {
             Setting::Default => "ferry live move (whole job)".into(),
+            Setting::Guest(cap) => format!("ferry live move, guest-paced under {cap} MiB/s"),
             Setting::Fixed(Some(cap)) => format!("ferry live move, fixed {cap} MiB/s"),
             Setting::Fixed(None) => "ferry live move, fixed, no cap".into(),
         }
@@ -53,6 +59,7 @@ impl Setting {
     pub(super) fn describe(self) -> String {
         match self {
             Setting::Default => "default (guest-paced, no cap)".into(),
+            Setting::Guest(cap) => format!("guest-paced under {cap} MiB/s"),
             Setting::Fixed(Some(cap)) => format!("fixed {cap} MiB/s"),
             Setting::Fixed(None) => "fixed, no cap".into(),
         }
@@ -74,6 +81,7 @@ impl fmt::Display for Setting {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Setting::Default => f.write_str("default"),
+            Setting::Guest(cap) => write!(f, "guest-{cap}"),
             Setting::Fixed(Some(cap)) => write!(f, "fixed-{cap}"),
             Setting::Fixed(None) => f.write_str("fixed-none"),
         }
@@ -83,23 +91,23 @@ impl fmt::Display for Setting {
 impl FromStr for Setting {
     type Err = String;
 
-    /// `default`, `fixed-none`, or `fixed-N` with N MiB/s (at least 1).
+    /// `default`, `fixed-none`, `fixed-N` or `guest-N` with N MiB/s (at
+    /// least 1).
     fn from_str(s: &str) -> Result<Setting, String> {
-        let bad =
-            || format!("unknown setting {s:?}: expected default, fixed-none or fixed-N (MiB/s)");
+        let bad = || {
+            format!(
+                "unknown setting {s:?}: expected default, fixed-none, fixed-N or guest-N (N in MiB/s, at least 1)"
+            )
+        };
+        let cap = |n: &str| n.parse::<u64>().ok().filter(|&c| c > 0).ok_or_else(bad);
         match s.trim() {
             "default" => Ok(Setting::Default),
             "fixed-none" => Ok(Setting::Fixed(None)),
-            other => {
-                let cap: u64 = other
-                    .strip_prefix("fixed-")
-                    .and_then(|n| n.parse().ok())
-                    .ok_or_else(bad)?;
-                if cap == 0 {
-                    return Err(bad());
-                }
-                Ok(Setting::Fixed(Some(cap)))
-            }
+            other => match (other.strip_prefix("fixed-"), other.strip_prefix("guest-")) {
+                (Some(n), _) => Ok(Setting::Fixed(Some(cap(n)?))),
+                (_, Some(n)) => Ok(Setting::Guest(cap(n)?)),
+                _ => Err(bad()),
+            },
         }
     }
 }
@@ -148,11 +156,22 @@ mod tests {
         );
         let written: Vec<String> = all.iter().map(ToString::to_string).collect();
         assert_eq!(written.join(","), ALL);
+        let paced: Setting = "guest-200".parse().expect("a setting");
+        assert_eq!(paced, Setting::Guest(200));
+        assert_eq!(paced.to_string(), "guest-200");
     }
 
     #[test]
     fn nonsense_is_refused() {
-        for bad in ["", "fixed", "fixed-0", "fixed-x", "guest-100", "fast"] {
+        for bad in [
+            "",
+            "fixed",
+            "fixed-0",
+            "fixed-x",
+            "guest-0",
+            "guest-none",
+            "fast",
+        ] {
             assert!(bad.parse::<Setting>().is_err(), "{bad:?}");
         }
     }
@@ -178,6 +197,8 @@ mod tests {
         let r = Setting::Fixed(Some(100)).request("domain1");
         assert_eq!((r.pace, r.bandwidth_mib_s), (PaceMode::Fixed, Some(100)));
         assert_eq!(r.to, "domain1");
+        let r = Setting::Guest(200).request("domain1");
+        assert_eq!((r.pace, r.bandwidth_mib_s), (PaceMode::Guest, Some(200)));
         assert_eq!(Setting::Default.row_name(), "ferry live move (whole job)");
         assert_eq!(
             Setting::Fixed(Some(100)).row_name(),

@@ -262,7 +262,7 @@ fn controller_lines(row: &TradeoffRow, p: &PaceSummary) -> Vec<String> {
     let mibs = |v: Option<f64>| v.map_or("unlimited".to_string(), |v| format!("{v:.0}"));
     vec![
         format!(
-            "controller ({}): limit min {} / mean {} / max {} MiB/s, unlimited {:.1} s, lowered {} times; guest write latency baseline {}, median {}, max {}",
+            "controller ({}): limit min {} / mean {} / max {} MiB/s, unlimited {:.1} s, lowered {} times; guest write latency baseline {}, median {}, max {}; guest's rate kept, as estimated: {}",
             row.setting,
             mibs(p.limit_min_mib_s),
             mibs(p.limit_mean_mib_s),
@@ -272,6 +272,8 @@ fn controller_lines(row: &TradeoffRow, p: &PaceSummary) -> Vec<String> {
             us(p.guest_baseline_us),
             us(p.guest_latency_median_us),
             us(p.guest_latency_max_us),
+            p.guest_kept_estimate_pct
+                .map_or(DASH.to_string(), |k| format!("{k:.0} %")),
         ),
         format!("  limit over the copy (s since start: MiB/s): {}", timeline(row)),
     ]

@@ -94,8 +94,9 @@ pub fn describe(job: &Job, names: &Names) {
     }
 }
 
-/// How a live copy is paced, while it runs: its limit now and the guest's
-/// latency against before the move.
+/// How a live copy is paced, while it runs: its limit now, the guest's
+/// latency against its level without the copy, and the share of its rate
+/// it keeps.
 fn pace_line(job: &Job) -> Option<String> {
     let mode = match job.pace {
         PaceMode::Guest => "paced by the guest",
@@ -118,8 +119,11 @@ fn pace_short(job: &Job) -> Option<String> {
         .map_or_else(|| "no limit".to_string(), |l| format!("{}/s", bytes(l)));
     let baseline = job
         .guest_baseline_us
-        .map_or_else(String::new, |b| format!(" (before: {b} µs)"));
-    Some(format!("copy {limit}, guest {latency} µs{baseline}"))
+        .map_or_else(String::new, |b| format!(" (without the copy: {b} µs)"));
+    let kept = job
+        .guest_kept_pct
+        .map_or_else(String::new, |k| format!(", keeps ~{k} % of its rate"));
+    Some(format!("copy {limit}, guest {latency} µs{baseline}{kept}"))
 }
 
 /// After a move started: print its id, and with `wait` follow it.

@@ -89,8 +89,16 @@ pub async fn pace(job: &mut JobCtx, running: &[&Watched]) {
     };
     let ceiling = job.row.bandwidth_mib_s.map(|m| m.saturating_mul(1 << 20));
     let pacer = job.pacer.get_or_insert_with(|| Pacer::new(ceiling));
-    let limit = pacer.observe(io);
-    let view = pacer.view();
+    let limit = pacer.observe(io, std::time::Instant::now());
+    let (view, loss) = (pacer.view(), pacer.loss());
+    tracing::debug!(
+        job = %job.id(),
+        limit_bps = ?limit,
+        latency_us = ?view.latency_us,
+        baseline_us = ?view.baseline_us,
+        guest_loss = ?loss,
+        "paced the copy by the guest"
+    );
     job.engine.set_pace(job.id(), Some(view));
     if job.paced == Some(limit) {
         return;

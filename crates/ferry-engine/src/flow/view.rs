@@ -40,6 +40,7 @@ pub fn job_view(engine: &Engine, row: &JobRow, steps: Vec<JobStep>) -> Job {
         pace_limit_bps: pace.and_then(|p| p.limit_bps),
         guest_latency_us: pace.and_then(|p| p.latency_us),
         guest_baseline_us: pace.and_then(|p| p.baseline_us),
+        guest_kept_pct: pace.and_then(|p| p.kept_pct),
         queued: engine.moves().is_waiting(row.id),
         error: row.error.clone(),
         correlation_id: flags.correlation_id,

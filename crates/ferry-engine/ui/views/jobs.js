@@ -1,7 +1,8 @@
 // Jobs, newest first, live: a progress bar per job (bytes copied of the
 // chain's total, the step of the seed's flow, rate, time left), a live
 // move's pace (the copy's limit now, the guest's write latency against
-// before the move) and a small chart of both over the move's time, the
+// its level without the copy, the share of its I/O rate it keeps, as the
+// pacing estimates it) and a small chart of both over the move's time, the
 // steps with their times, why a job failed, Cancel while it can be, and
 // Retry for a job that failed after the switch to the destination.
 
@@ -136,7 +137,7 @@ function stat(label, value, key = null) {
   return h("div", key ? { "data-stat": key } : {}, h("dt", {}, label), h("dd", {}, value));
 }
 
-/** A running live move's pace: how, the copy's limit now, the guest's latency against before. */
+/** A running live move's pace: how, the copy's limit now, the guest's latency against its level without the copy, what it keeps. */
 function paceStats(job) {
   const out = [stat("Pace", PACE_WORDS[job.pace] ?? job.pace, "pace")];
   if (job.pace !== "guest") return out;
@@ -145,10 +146,12 @@ function paceStats(job) {
     return out;
   }
   const now = job.guest_latency_us == null ? "not read yet" : latency(job.guest_latency_us);
-  const before = job.guest_baseline_us == null ? "" : ` (before the move: ${latency(job.guest_baseline_us)})`;
+  const before = job.guest_baseline_us == null ? "" : ` (without the copy: ${latency(job.guest_baseline_us)})`;
+  const kept = job.guest_kept_pct == null ? "not estimated yet" : `about ${job.guest_kept_pct} % of its I/O rate`;
   out.push(
     stat("Copy limit now", job.pace_limit_bps == null ? "none" : rate(job.pace_limit_bps), "pace-limit"),
-    stat("Guest write latency", `${now}${before}`, "guest-latency"));
+    stat("Guest write latency", `${now}${before}`, "guest-latency"),
+    stat("Guest keeps", kept, "guest-kept"));
   return out;
 }
 
