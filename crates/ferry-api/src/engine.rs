@@ -398,6 +398,17 @@ pub struct MoveRequest {
     /// by `bandwidth_mib_s` (as fast as it allows).
     #[serde(default)]
     pub pace: PaceMode,
+    /// With `pace: guest`: the share of its I/O rate the guest is to keep
+    /// while the copy runs, in percent, 10 to 95 (absent: 80). Lower lets
+    /// the copy take more of the disk and the move end sooner; higher
+    /// spares the guest and takes longer.
+    #[serde(
+        default,
+        deserialize_with = "crate::whole::opt_u64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(minimum = 10, maximum = 95)]
+    pub guest_share_pct: Option<u64>,
     /// A caller's own id for the job (oVirt's correlation id): 1 to 50
     /// letters, digits, `.`, `_` or `-`. Jobs can be found by it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -413,19 +424,31 @@ impl MoveRequest {
             to: to.into(),
             bandwidth_mib_s: None,
             pace: PaceMode::default(),
+            guest_share_pct: None,
             correlation_id: None,
         }
     }
 }
 
+/// The share of its I/O rate a guest keeps while a guest-paced copy runs,
+/// when the move does not say: four fifths, the most that still lets a
+/// copy on a shared disk go at a useful rate (docs/engine.md, run 10).
+pub const GUEST_SHARE_DEFAULT_PCT: u64 = 80;
+
+/// The shares a move may ask for, in percent: under a tenth the pacing
+/// would not be pacing, and above 95 % the latency's own noise would hold
+/// the copy at its floor.
+pub const GUEST_SHARE_PCT: std::ops::RangeInclusive<u64> = 10..=95;
+
 /// How a live move's copy is paced.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PaceMode {
-    /// The copy runs as fast as the guest's own I/O latency allows: it
-    /// speeds up while the guest's requests take about as long as before
-    /// the move and halves when they slow down; the bandwidth limit, if
-    /// any, stays an upper bound.
+    /// The copy runs as fast as the guest keeps its share of its own I/O
+    /// rate (`guest_share_pct`, 80 % unless the move says), as estimated
+    /// from the guest's request latency against its level without the copy
+    /// and its time waiting on its disk; the bandwidth limit, if any, stays
+    /// an upper bound.
     #[default]
     Guest,
     /// Only the bandwidth limit paces the copy (none: as fast as the disks
@@ -647,6 +670,11 @@ pub struct Job {
     /// keeps it at 80 % or more).
     #[serde(default)]
     pub guest_kept_pct: Option<u8>,
+    /// For a guest-paced live move: the share of its I/O rate the guest is
+    /// to keep, in percent (what the pacing aims at: the move's
+    /// `guest_share_pct`, or 80).
+    #[serde(default)]
+    pub guest_share_pct: Option<u64>,
     /// Whether `cancel` is still possible (until `finalizeBlockMigrate`).
     pub cancellable: bool,
     /// Whether `retry` is possible: the job failed after the switch to

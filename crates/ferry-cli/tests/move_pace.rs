@@ -1,7 +1,8 @@
 //! A live move paced by its guest: while the copy runs, the job shows the
 //! copy's current limit (never above `--bandwidth`) and the guest's write
 //! latency against its level without the copy and the share of its rate
-//! it keeps, the CLI says so, the
+//! it keeps against the share asked (`--guest-share`), the CLI says so,
+//! the
 //! agent's copy task carries the limit the engine set, and the move ends
 //! with every acknowledged write on the disk.
 
@@ -28,9 +29,12 @@ async fn a_live_move_is_paced_by_its_guest_under_its_bandwidth() {
         "domain2",
         "--bandwidth",
         "2",
+        "--guest-share",
+        "90",
     ]);
     assert!(ok, "{job:#?}");
     assert_eq!(job.pace, PaceMode::Guest);
+    assert_eq!(job.guest_share_pct, Some(90), "{job:#?}");
     let paced = cluster
         .wait_job_until(job.id, "the guest's latency shown", |j| {
             j.pacing && j.guest_latency_us.is_some() && j.pace_limit_bps.is_some()
@@ -47,6 +51,7 @@ async fn a_live_move_is_paced_by_its_guest_under_its_bandwidth() {
         "job show",
     );
     assert!(shown.contains("paced by the guest"), "{shown}");
+    assert!(shown.contains("aims at 90 %"), "{shown}");
     let copies: Vec<_> = cluster
         .host1
         .client()

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use ferry_api::engine::{AddHost, CreateDisk, CreateDomain, CreateVm, MoveRequest};
+use ferry_api::engine::{AddHost, CreateDisk, CreateDomain, CreateVm, MoveRequest, PaceMode};
 use ferry_api::VolumeFormat;
 use reqwest::Method;
 
@@ -352,6 +352,41 @@ async fn bad_inventory_requests_are_refused_with_what_to_do_and_change_nothing()
         404,
         "there is no storage domain",
     );
+    // A move's pacing: a share the guest cannot keep, or one asked of a
+    // copy paced by the bandwidth only, is refused saying what to give,
+    // before any job is made or the disk locked.
+    for share in [0, 9, 96, 100] {
+        let req = MoveRequest {
+            guest_share_pct: Some(share),
+            ..MoveRequest::new("domain1")
+        };
+        assert_refused(c.move_disk("d1", &req).await, 400, "give 10 to 95");
+    }
+    let fixed = MoveRequest {
+        guest_share_pct: Some(60),
+        pace: PaceMode::Fixed,
+        ..MoveRequest::new("domain1")
+    };
+    assert_refused(
+        c.move_disk("d1", &fixed).await,
+        400,
+        "needs the copy paced by the guest",
+    );
+    assert_refused(
+        c.move_disk(
+            "d1",
+            &MoveRequest {
+                bandwidth_mib_s: Some(0),
+                ..MoveRequest::new("domain1")
+            },
+        )
+        .await,
+        400,
+        "would never finish",
+    );
+    assert!(c.jobs().await.expect("jobs").is_empty());
+    let d1 = c.disk("d1").await.expect("d1");
+    assert!(d1.locked_by.is_none(), "{d1:#?}");
 
     e.stop().await;
     agent.stop().await;

@@ -56,6 +56,7 @@ export function openMoveDialog({ model, vm, disk, opener, onStarted }) {
               fits(dom) ? null : h("span", { class: "warn-text" }, " — will not fit")))))),
     h("p", { id: "move-fit", class: "warning", hidden: true }),
     mode === "live" ? paceChoices() : null,
+    mode === "live" ? shareField() : null,
     h("div", { class: "field" },
       h("label", { for: "move-bw" }, "Bandwidth limit (MiB/s)"),
       h("input", {
@@ -85,6 +86,7 @@ export function openMoveDialog({ model, vm, disk, opener, onStarted }) {
   const fitBox = form.querySelector("#move-fit");
   const errorBox = form.querySelector("#move-error");
   const bw = form.querySelector("#move-bw");
+  const share = form.querySelector("#move-share");
   const submit = form.querySelector("#move-submit");
   const chosen = () => form.querySelector("input[name=to]:checked");
 
@@ -112,6 +114,8 @@ export function openMoveDialog({ model, vm, disk, opener, onStarted }) {
       showFit();
       showError("");
     }
+    // The share is the guest's pacing's: a fixed pace has none.
+    if (ev.target.name === "pace" && share) share.disabled = ev.target.value !== "guest";
   });
   form.querySelector("[data-close]").addEventListener("click", () => dialog.close("cancel"));
 
@@ -135,6 +139,19 @@ export function openMoveDialog({ model, vm, disk, opener, onStarted }) {
       }
     }
     bw.removeAttribute("aria-invalid");
+    let guestShare = null;
+    const shareOn = share && !share.disabled;
+    const rawShare = shareOn ? share.value.trim() : "";
+    if (shareOn && (rawShare !== "" || share.validity.badInput)) {
+      guestShare = Number(rawShare);
+      if (!Number.isInteger(guestShare) || guestShare < GUEST_SHARE_MIN || guestShare > GUEST_SHARE_MAX) {
+        share.setAttribute("aria-invalid", "true");
+        showError(`the guest's share is a whole percent from ${GUEST_SHARE_MIN} to ${GUEST_SHARE_MAX}; leave it empty for ${GUEST_SHARE_DEFAULT}.`);
+        share.focus();
+        return;
+      }
+    }
+    share?.removeAttribute("aria-invalid");
     showError("");
     submit.disabled = true;
     submit.textContent = "Starting…";
@@ -143,6 +160,7 @@ export function openMoveDialog({ model, vm, disk, opener, onStarted }) {
       const pace = form.querySelector("input[name=pace]:checked")?.value;
       const request = { to: input.value, bandwidth_mib_s: bandwidth };
       if (pace) request.pace = pace;
+      if (guestShare != null) request.guest_share_pct = guestShare;
       const job = await call("POST", path, request);
       dialog.close("started");
       onStarted(job, input.dataset.name);
@@ -187,9 +205,34 @@ function paceChoices() {
   return h("fieldset", { class: "choices pace-choices" },
     h("legend", {}, "Copy speed"),
     choice("guest", "Adapt to the guest (recommended)",
-      "The copy speeds up while the VM's writes take as long as before the move, and slows down when they take longer.", true),
+      "The copy goes as fast as the VM keeps its share of its disk's speed (below), judged by how long its writes take.", true),
     choice("fixed", "Fixed: bandwidth only",
       "The copy runs as fast as the bandwidth limit below allows (with none, as fast as the disks go).", false));
+}
+
+// The shares of its I/O rate a guest may be asked to keep, as the engine
+// takes them (ferry_api::engine::GUEST_SHARE_PCT and its default).
+const GUEST_SHARE_MIN = 10;
+const GUEST_SHARE_MAX = 95;
+const GUEST_SHARE_DEFAULT = 80;
+
+/** Adapting to the guest: the share of its I/O rate the guest keeps. */
+function shareField() {
+  return h("div", { class: "field" },
+    h("label", { for: "move-share" }, "Guest keeps (% of its I/O rate)"),
+    h("input", {
+      id: "move-share",
+      name: "guest_share",
+      type: "number",
+      min: String(GUEST_SHARE_MIN),
+      max: String(GUEST_SHARE_MAX),
+      step: "1",
+      inputmode: "numeric",
+      placeholder: String(GUEST_SHARE_DEFAULT),
+      "aria-describedby": "move-share-hint",
+    }),
+    h("p", { id: "move-share-hint", class: "hint" },
+      `Optional; empty for ${GUEST_SHARE_DEFAULT}. Lower ends the move sooner, higher spares the VM. Adapting to the guest only.`));
 }
 
 function modeSentence(model, mode, vm, what) {

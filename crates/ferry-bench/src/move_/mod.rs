@@ -103,8 +103,9 @@ pub struct MoveBenchArgs {
     /// The pacing settings to move the disk with, comma-separated, each a
     /// whole live move: `default` (paced by the guest, no cap; required:
     /// the main table's rows are its move, and it runs first), `fixed-N`
-    /// (`pace: fixed`, N MiB/s), `fixed-none` (as fast as the disks go) and
-    /// `guest-N` (paced by the guest under N MiB/s).
+    /// (`pace: fixed`, N MiB/s), `fixed-none` (as fast as the disks go),
+    /// `guest-N` (paced by the guest under N MiB/s) and `share-P` (paced by
+    /// the guest, which keeps P % of its I/O rate; the default is 80).
     #[arg(long, value_delimiter = ',', default_value = settings::ALL)]
     settings: Vec<Setting>,
     /// Let the guest write in bursts, `BUSY_MS/QUIET_MS` (say 2000/2000):

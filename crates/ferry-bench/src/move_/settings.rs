@@ -1,5 +1,6 @@
 //! The pacing settings `ferry-bench move` compares (`--settings`): the
-//! default (the copy paced by the guest's own write latency) against fixed
+//! default (the copy paced by the guest: it keeps 80 % of its I/O rate)
+//! and other shares against fixed
 //! bandwidth caps, each a whole live move of the same disk in the same run,
 //! so the trade-off between move time and what the guest keeps is seen
 //! side by side.
@@ -7,7 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use ferry_api::engine::{MoveRequest, PaceMode};
+use ferry_api::engine::{MoveRequest, PaceMode, GUEST_SHARE_PCT};
 
 /// What `--settings` holds when not given: the default and the caps issue
 /// 13 asks the default to be compared with.
@@ -23,6 +24,9 @@ pub(super) enum Setting {
     /// --bandwidth N`): what the controller makes of a cap, and the guest's
     /// latency at a known rate.
     Guest(u64),
+    /// Paced by the guest, which is to keep this percent of its I/O rate
+    /// (`--guest-share P`), no cap.
+    Share(u64),
     /// `pace: fixed` with this cap in MiB/s, or none (as fast as the disks
     /// go).
     Fixed(Option<u64>),
@@ -31,14 +35,16 @@ pub(super) enum Setting {
 impl Setting {
     /// The move request this setting makes.
     pub(super) fn request(self, to: &str) -> MoveRequest {
-        let (pace, bandwidth_mib_s) = match self {
-            Setting::Default => (PaceMode::Guest, None),
-            Setting::Guest(cap) => (PaceMode::Guest, Some(cap)),
-            Setting::Fixed(cap) => (PaceMode::Fixed, cap),
+        let (pace, bandwidth_mib_s, guest_share_pct) = match self {
+            Setting::Default => (PaceMode::Guest, None, None),
+            Setting::Guest(cap) => (PaceMode::Guest, Some(cap), None),
+            Setting::Share(pct) => (PaceMode::Guest, None, Some(pct)),
+            Setting::Fixed(cap) => (PaceMode::Fixed, cap, None),
         };
         MoveRequest {
             bandwidth_mib_s,
             pace,
+            guest_share_pct,
             ..MoveRequest::new(to)
         }
     }
@@ -50,6 +56,7 @@ impl Setting {
         match self {
             Setting::Default => "ferry live move (whole job)".into(),
             Setting::Guest(cap) => format!("ferry live move, guest-paced under {cap} MiB/s"),
+            Setting::Share(pct) => format!("ferry live move, guest keeps {pct} %"),
             Setting::Fixed(Some(cap)) => format!("ferry live move, fixed {cap} MiB/s"),
             Setting::Fixed(None) => "ferry live move, fixed, no cap".into(),
         }
@@ -60,6 +67,7 @@ impl Setting {
         match self {
             Setting::Default => "default (guest-paced, no cap)".into(),
             Setting::Guest(cap) => format!("guest-paced under {cap} MiB/s"),
+            Setting::Share(pct) => format!("guest-paced, keeps {pct} %"),
             Setting::Fixed(Some(cap)) => format!("fixed {cap} MiB/s"),
             Setting::Fixed(None) => "fixed, no cap".into(),
         }
@@ -82,6 +90,7 @@ impl fmt::Display for Setting {
         match self {
             Setting::Default => f.write_str("default"),
             Setting::Guest(cap) => write!(f, "guest-{cap}"),
+            Setting::Share(pct) => write!(f, "share-{pct}"),
             Setting::Fixed(Some(cap)) => write!(f, "fixed-{cap}"),
             Setting::Fixed(None) => f.write_str("fixed-none"),
         }
@@ -92,22 +101,35 @@ impl FromStr for Setting {
     type Err = String;
 
     /// `default`, `fixed-none`, `fixed-N` or `guest-N` with N MiB/s (at
-    /// least 1).
+    /// least 1), or `share-P` with P percent (10 to 95).
     fn from_str(s: &str) -> Result<Setting, String> {
+        let (lo, hi) = (GUEST_SHARE_PCT.start(), GUEST_SHARE_PCT.end());
         let bad = || {
             format!(
-                "unknown setting {s:?}: expected default, fixed-none, fixed-N or guest-N (N in MiB/s, at least 1)"
+                "unknown setting {s:?}: expected default, fixed-none, fixed-N or guest-N (N in MiB/s, at least 1), or share-P (P in percent, {lo} to {hi})"
             )
         };
         let cap = |n: &str| n.parse::<u64>().ok().filter(|&c| c > 0).ok_or_else(bad);
-        match s.trim() {
+        let share = |p: &str| {
+            p.parse::<u64>()
+                .ok()
+                .filter(|p| GUEST_SHARE_PCT.contains(p))
+                .ok_or_else(bad)
+        };
+        let s = s.trim();
+        if let Some(n) = s.strip_prefix("fixed-").filter(|&n| n != "none") {
+            return Ok(Setting::Fixed(Some(cap(n)?)));
+        }
+        if let Some(n) = s.strip_prefix("guest-") {
+            return Ok(Setting::Guest(cap(n)?));
+        }
+        if let Some(p) = s.strip_prefix("share-") {
+            return Ok(Setting::Share(share(p)?));
+        }
+        match s {
             "default" => Ok(Setting::Default),
             "fixed-none" => Ok(Setting::Fixed(None)),
-            other => match (other.strip_prefix("fixed-"), other.strip_prefix("guest-")) {
-                (Some(n), _) => Ok(Setting::Fixed(Some(cap(n)?))),
-                (_, Some(n)) => Ok(Setting::Guest(cap(n)?)),
-                _ => Err(bad()),
-            },
+            _ => Err(bad()),
         }
     }
 }
@@ -159,6 +181,9 @@ mod tests {
         let paced: Setting = "guest-200".parse().expect("a setting");
         assert_eq!(paced, Setting::Guest(200));
         assert_eq!(paced.to_string(), "guest-200");
+        let shared: Setting = "share-60".parse().expect("a setting");
+        assert_eq!(shared, Setting::Share(60));
+        assert_eq!(shared.to_string(), "share-60");
     }
 
     #[test]
@@ -170,6 +195,9 @@ mod tests {
             "fixed-x",
             "guest-0",
             "guest-none",
+            "share-5",
+            "share-96",
+            "share-",
             "fast",
         ] {
             assert!(bad.parse::<Setting>().is_err(), "{bad:?}");
@@ -199,6 +227,11 @@ mod tests {
         assert_eq!(r.to, "domain1");
         let r = Setting::Guest(200).request("domain1");
         assert_eq!((r.pace, r.bandwidth_mib_s), (PaceMode::Guest, Some(200)));
+        let r = Setting::Share(60).request("domain1");
+        assert_eq!(
+            (r.pace, r.bandwidth_mib_s, r.guest_share_pct),
+            (PaceMode::Guest, None, Some(60))
+        );
         assert_eq!(Setting::Default.row_name(), "ferry live move (whole job)");
         assert_eq!(
             Setting::Fixed(Some(100)).row_name(),

@@ -2,10 +2,11 @@
 
 use anyhow::Result;
 use clap::Subcommand;
-use ferry_api::engine::{CreateDisk, Disk, MoveRequest};
+use ferry_api::engine::{CreateDisk, Disk};
 use ferry_api::VolumeFormat;
 use ferry_engine::EngineClient;
 
+use super::move_args::MoveArgs;
 use super::output::{bytes, json, parse_size, short, table};
 use super::wait::started_job;
 use crate::stdout::out;
@@ -46,25 +47,8 @@ pub enum DiskCommand {
     Move {
         /// The disk, by name or id.
         disk: String,
-        /// The destination domain, by name or id.
-        #[arg(long)]
-        to: String,
-        /// Wait for the move, showing its progress; fail if it fails.
-        #[arg(long)]
-        wait: bool,
-        /// Bandwidth limit of the copy in MiB/s (with `--pace guest`, an
-        /// upper bound).
-        #[arg(long, value_name = "MIB_PER_S")]
-        bandwidth: Option<u64>,
-        /// How a live move's copy is paced: `guest` (as fast as the VM's
-        /// own I/O latency allows) or `fixed` (only by --bandwidth; without
-        /// it, as fast as the disks go).
-        #[arg(long, value_enum, default_value_t = super::pace::PaceArg::Guest)]
-        pace: super::pace::PaceArg,
-        /// Your own id for the job (1 to 50 letters, digits, '.', '_' or
-        /// '-'), as oVirt's correlation id: jobs can be found by it.
-        #[arg(long, value_name = "ID")]
-        correlation_id: Option<String>,
+        #[command(flatten)]
+        how: MoveArgs,
     },
 }
 
@@ -108,25 +92,9 @@ pub(super) async fn run(c: EngineClient, cmd: DiskCommand, as_json: bool) -> Res
             }
             print_disk(&c, &d).await?;
         }
-        DiskCommand::Move {
-            disk,
-            to,
-            wait,
-            bandwidth,
-            pace,
-            correlation_id,
-        } => {
-            let job = c
-                .move_disk(
-                    &disk,
-                    &MoveRequest {
-                        to,
-                        bandwidth_mib_s: bandwidth,
-                        pace: pace.into(),
-                        correlation_id,
-                    },
-                )
-                .await?;
+        DiskCommand::Move { disk, how } => {
+            let (request, wait) = how.request();
+            let job = c.move_disk(&disk, &request).await?;
             started_job(&c, job, wait, as_json).await?;
         }
     }

@@ -12,9 +12,9 @@ mod disk;
 mod domain;
 mod host;
 mod job;
+mod move_args;
 mod names;
 pub mod output;
-mod pace;
 mod vm;
 mod wait;
 

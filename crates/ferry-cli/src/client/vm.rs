@@ -4,9 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Subcommand;
-use ferry_api::engine::{CreateVm, DirectBoot, MoveRequest, Vm, VmState};
+use ferry_api::engine::{CreateVm, DirectBoot, Vm, VmState};
 use ferry_engine::EngineClient;
 
+use super::move_args::MoveArgs;
 use super::output::{json, short, table};
 use super::wait::started_job;
 use crate::stdout::out;
@@ -61,25 +62,8 @@ pub enum VmCommand {
     Move {
         /// The VM, by name or id.
         vm: String,
-        /// The destination domain, by name or id.
-        #[arg(long)]
-        to: String,
-        /// Wait for the move, showing its progress; fail if it fails.
-        #[arg(long)]
-        wait: bool,
-        /// Bandwidth limit of the copy in MiB/s (with `--pace guest`, an
-        /// upper bound).
-        #[arg(long, value_name = "MIB_PER_S")]
-        bandwidth: Option<u64>,
-        /// How a live move's copy is paced: `guest` (as fast as the VM's
-        /// own I/O latency allows) or `fixed` (only by --bandwidth; without
-        /// it, as fast as the disks go).
-        #[arg(long, value_enum, default_value_t = super::pace::PaceArg::Guest)]
-        pace: super::pace::PaceArg,
-        /// Your own id for the job (1 to 50 letters, digits, '.', '_' or
-        /// '-'), as oVirt's correlation id: jobs can be found by it.
-        #[arg(long, value_name = "ID")]
-        correlation_id: Option<String>,
+        #[command(flatten)]
+        how: MoveArgs,
     },
 }
 
@@ -165,25 +149,9 @@ pub(super) async fn run(c: EngineClient, cmd: VmCommand, as_json: bool) -> Resul
             print_vm(&c, &vm, as_json).await?;
         }
         VmCommand::List => list(&c, as_json).await?,
-        VmCommand::Move {
-            vm,
-            to,
-            wait,
-            bandwidth,
-            pace,
-            correlation_id,
-        } => {
-            let job = c
-                .move_vm(
-                    &vm,
-                    &MoveRequest {
-                        to,
-                        bandwidth_mib_s: bandwidth,
-                        pace: pace.into(),
-                        correlation_id,
-                    },
-                )
-                .await?;
+        VmCommand::Move { vm, how } => {
+            let (request, wait) = how.request();
+            let job = c.move_vm(&vm, &request).await?;
             started_job(&c, job, wait, as_json).await?;
         }
     }

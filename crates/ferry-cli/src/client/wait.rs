@@ -96,18 +96,19 @@ pub fn describe(job: &Job, names: &Names) {
 
 /// How a live copy is paced, while it runs: its limit now, the guest's
 /// latency against its level without the copy, and the share of its rate
-/// it keeps.
+/// it keeps against the share asked.
 fn pace_line(job: &Job) -> Option<String> {
-    let mode = match job.pace {
-        PaceMode::Guest => "paced by the guest",
-        PaceMode::Fixed => "paced by --bandwidth only",
+    let mode = match (job.pace, job.guest_share_pct) {
+        (PaceMode::Guest, Some(aim)) => format!("paced by the guest (aims at {aim} % of its rate)"),
+        (PaceMode::Guest, None) => "paced by the guest".to_string(),
+        (PaceMode::Fixed, _) => "paced by --bandwidth only".to_string(),
     };
     if job.mode != MoveMode::Live || job.state.is_finished() {
         return None;
     }
     Some(match pace_short(job) {
         Some(now) => format!("{mode}: {now}"),
-        None => mode.to_string(),
+        None => mode,
     })
 }
 

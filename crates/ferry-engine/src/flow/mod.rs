@@ -58,6 +58,9 @@ pub struct MoveSpec {
     pub bandwidth_mib_s: Option<u64>,
     /// How a live move's copy is paced.
     pub pace: PaceMode,
+    /// With guest pacing, the share of its I/O rate the guest is to keep,
+    /// percent (`None`: the default).
+    pub guest_share_pct: Option<u64>,
     /// The caller's own id for the job (checked by
     /// [`ops::check_move_request`](crate::ops::check_move_request)).
     pub correlation_id: Option<String>,
@@ -86,6 +89,7 @@ pub async fn start_move(engine: &Arc<Engine>, spec: MoveSpec) -> Result<Job> {
     let (_, spm) = engine.agents().spm().await?;
     let mut plan = plan::MovePlan::new(src, dst.id, vm, host);
     plan.pace = spec.pace;
+    plan.guest_share_pct = spec.guest_share_pct;
     plan.correlation_id.clone_from(&spec.correlation_id);
     read_chains(&spm, &mut plan, &spec.disks).await?;
     let row = {

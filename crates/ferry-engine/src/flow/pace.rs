@@ -7,7 +7,8 @@
 //! requests it makes: `busy × (1 − baseline / latency)` of its rate, where
 //! `busy` is its time in requests over the interval (a guest with many
 //! requests in flight, `busy` above 1, loses `1 − baseline / latency`).
-//! The controller keeps that estimated loss under [`TARGET_LOSS`]: it
+//! The controller keeps that estimated loss under the move's target (a
+//! fifth unless it says: the guest keeps 80 %): it
 //! raises the limit while the loss is well below it (quickly up to just
 //! under where it last had to back off, then slowly, probing), holds it
 //! within a band below, and cuts it in proportion to the excess above. A
@@ -25,6 +26,7 @@
 
 use std::time::Instant;
 
+use ferry_api::engine::{GUEST_SHARE_DEFAULT_PCT, GUEST_SHARE_PCT};
 use ferry_api::vm::VmIo;
 
 /// The limit a paced copy starts at: a fraction of a disk's speed, so the
@@ -38,12 +40,7 @@ pub const FLOOR_BPS: u64 = 8 << 20;
 /// it the copy runs unlimited, as the disks allow.
 pub const UNLIMITED_ABOVE_BPS: u64 = 4 << 30;
 
-/// The most of its I/O rate the guest is to lose to the copy, as
-/// estimated from its latency: a fifth (issue 13's goal: the guest keeps
-/// 80 %).
-const TARGET_LOSS: f64 = 0.20;
-
-/// Below this fraction of [`TARGET_LOSS`] the limit grows; between it and
+/// Below this fraction of the target loss the limit grows; between it and
 /// the target it holds (a band, so the limit settles instead of see-sawing
 /// around the target).
 const GROW_BELOW: f64 = 0.75;
@@ -73,6 +70,9 @@ const BASELINE_REQUESTS: u64 = 20;
 pub struct Pacer {
     limit: u64,
     ceiling: Option<u64>,
+    /// The most of its I/O rate the guest is to lose to the copy, as
+    /// estimated from its latency (0 to 1).
+    target_loss: f64,
     baseline_ns: Option<f64>,
     smoothed_ns: Option<f64>,
     loss: Option<f64>,
@@ -104,11 +104,17 @@ pub struct PaceView {
 
 impl Pacer {
     /// A pacer under `ceiling` bytes per second (the job's bandwidth), or
-    /// none.
-    pub fn new(ceiling: Option<u64>) -> Self {
+    /// none, that lets the guest keep `share_pct` percent of its I/O rate
+    /// (`None`: [`GUEST_SHARE_DEFAULT_PCT`]; the API checked it is in
+    /// [`GUEST_SHARE_PCT`], and it is clamped there all the same).
+    pub fn new(ceiling: Option<u64>, share_pct: Option<u64>) -> Self {
+        let share = share_pct
+            .unwrap_or(GUEST_SHARE_DEFAULT_PCT)
+            .clamp(*GUEST_SHARE_PCT.start(), *GUEST_SHARE_PCT.end());
         Pacer {
             limit: ceiling.map_or(START_BPS, |c| c.min(START_BPS)),
             ceiling,
+            target_loss: 1.0 - share as f64 / 100.0,
             baseline_ns: None,
             smoothed_ns: None,
             loss: None,
@@ -179,12 +185,12 @@ impl Pacer {
         let slower = (1.0 - (baseline + SLACK_NS) / smoothed).max(0.0);
         let loss = busy.min(1.0) * slower;
         self.loss = Some(loss);
-        if loss > TARGET_LOSS {
+        if loss > self.target_loss {
             self.cut(loss);
             // Cut once per spike, not again on its echo in the smoothed
             // value.
             self.smoothed_ns = Some(lat.min(smoothed));
-        } else if loss < GROW_BELOW * TARGET_LOSS {
+        } else if loss < GROW_BELOW * self.target_loss {
             self.increase();
         }
         self.limit()
@@ -193,7 +199,7 @@ impl Pacer {
     /// Lowers the limit in proportion to how far the guest's loss is over
     /// the target: by a quarter just over it, by half at twice the target.
     fn cut(&mut self, loss: f64) {
-        let over = ((loss - TARGET_LOSS) / TARGET_LOSS).clamp(0.0, 1.0);
+        let over = ((loss - self.target_loss) / self.target_loss).clamp(0.0, 1.0);
         let keep = 0.75 - 0.25 * over;
         if self.limit <= FLOOR_BPS {
             // Already as slow as a copy goes and the guest still slower
@@ -358,9 +364,15 @@ mod tests {
         }
     }
 
-    /// A pacer that has taken its first reading of the guest.
+    /// A pacer with the default share that has taken its first reading of
+    /// the guest.
     fn pacer(ceiling: Option<u64>, g: &Guest) -> Pacer {
-        let mut p = Pacer::new(ceiling);
+        sharing(ceiling, None, g)
+    }
+
+    /// The same, keeping `share` percent for the guest.
+    fn sharing(ceiling: Option<u64>, share: Option<u64>, g: &Guest) -> Pacer {
+        let mut p = Pacer::new(ceiling, share);
         p.observe(g.io, g.at);
         p
     }
@@ -406,7 +418,7 @@ mod tests {
         let view = p.view();
         assert_eq!(view.baseline_us, Some(1000));
         assert!(view.latency_us.expect("a latency") < 1600, "{view:?}");
-        assert!(p.loss().is_some_and(|l| l <= TARGET_LOSS), "{:?}", p.loss());
+        assert!(p.loss().is_some_and(|l| l <= 0.2), "{:?}", p.loss());
         // What the job shows the guest keeping is what it kept, within a
         // few points (this guest waits on one request at a time, as the
         // estimate takes it to).
@@ -416,6 +428,32 @@ mod tests {
             (shown - truth).abs() < 5.0,
             "shown {shown} %, kept {truth} %"
         );
+    }
+
+    #[test]
+    fn a_smaller_share_for_the_guest_lets_the_copy_go_faster_and_is_kept() {
+        let settle = |share: Option<u64>| {
+            let mut g = guest();
+            let mut p = sharing(None, share, &g);
+            run(&mut p, &mut g, 60);
+            let last = run(&mut p, &mut g, 40);
+            let kept = mean(last.iter().map(|(_, k)| *k));
+            let limit = mean(last.iter().map(|(l, _)| l.expect("a limit") as f64));
+            (kept, limit)
+        };
+        let (kept80, limit80) = settle(None);
+        let (kept60, limit60) = settle(Some(60));
+        assert!((0.58..0.72).contains(&kept60), "the guest kept {kept60}");
+        assert!(kept60 < kept80, "{kept60} against {kept80}");
+        assert!(
+            limit60 > 1.5 * limit80,
+            "{} MiB/s against {} MiB/s",
+            limit60 / 1048576.0,
+            limit80 / 1048576.0
+        );
+        // Asked for all of it, the guest gets the most there is: 95 %.
+        let (kept_all, _) = settle(Some(100));
+        assert!(kept_all > kept80, "{kept_all} against {kept80}");
     }
 
     #[test]
@@ -529,7 +567,7 @@ mod tests {
     #[test]
     fn the_jobs_bandwidth_is_an_upper_bound_and_an_idle_guest_lets_it_run() {
         let cap = 100 << 20;
-        let mut p = Pacer::new(Some(cap));
+        let mut p = Pacer::new(Some(cap), None);
         let idle = VmIo::default();
         let mut at = Instant::now();
         p.observe(idle, at);

@@ -88,7 +88,10 @@ pub async fn pace(job: &mut JobCtx, running: &[&Watched]) {
         return;
     };
     let ceiling = job.row.bandwidth_mib_s.map(|m| m.saturating_mul(1 << 20));
-    let pacer = job.pacer.get_or_insert_with(|| Pacer::new(ceiling));
+    let guest_share = job.plan.guest_share_pct;
+    let pacer = job
+        .pacer
+        .get_or_insert_with(|| Pacer::new(ceiling, guest_share));
     let limit = pacer.observe(io, std::time::Instant::now());
     let (view, loss) = (pacer.view(), pacer.loss());
     tracing::debug!(

@@ -74,6 +74,10 @@ pub struct MovePlan {
     /// How a live move's copy is paced.
     #[serde(default)]
     pub pace: PaceMode,
+    /// With guest pacing, the share of its I/O rate the guest is to keep,
+    /// percent, as the move asked (`None`: the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_share_pct: Option<u64>,
     /// The caller's own id for the job (oVirt's correlation id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
@@ -93,6 +97,7 @@ impl MovePlan {
             rollback_halted: false,
             retired_tasks: Vec::new(),
             pace: PaceMode::default(),
+            guest_share_pct: None,
             correlation_id: None,
         }
     }
@@ -145,6 +150,9 @@ pub struct PlanFlags {
     /// How the copy is paced.
     #[serde(default)]
     pub pace: PaceMode,
+    /// The share the guest is to keep, as the move asked.
+    #[serde(default)]
+    pub guest_share_pct: Option<u64>,
     /// The caller's own id for the job.
     #[serde(default)]
     pub correlation_id: Option<String>,

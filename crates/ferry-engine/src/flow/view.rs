@@ -1,7 +1,7 @@
 //! A job as the API shows it: the stored row and steps, with what the flow
 //! says can be done with it (cancel, retry) and whether it waits queued.
 
-use ferry_api::engine::{Job, JobStep};
+use ferry_api::engine::{Job, JobStep, MoveMode, PaceMode, GUEST_SHARE_DEFAULT_PCT};
 use uuid::Uuid;
 
 use super::step::{cancellable, retryable};
@@ -41,6 +41,8 @@ pub fn job_view(engine: &Engine, row: &JobRow, steps: Vec<JobStep>) -> Job {
         guest_latency_us: pace.and_then(|p| p.latency_us),
         guest_baseline_us: pace.and_then(|p| p.baseline_us),
         guest_kept_pct: pace.and_then(|p| p.kept_pct),
+        guest_share_pct: (row.mode == MoveMode::Live && flags.pace == PaceMode::Guest)
+            .then(|| flags.guest_share_pct.unwrap_or(GUEST_SHARE_DEFAULT_PCT)),
         queued: engine.moves().is_waiting(row.id),
         error: row.error.clone(),
         correlation_id: flags.correlation_id,

@@ -225,6 +225,7 @@ pub async fn move_disk(
     super::check_move_request(&req)?;
     let disk = resolve_disk(engine, key).await?;
     let dst = resolve_domain(engine, &req.to).await?;
+    super::check_guest_share_paced(&req)?;
     let vm = engine.db().vm_of_disk(disk.id).await?;
     flow::start_move(
         engine,
@@ -235,6 +236,7 @@ pub async fn move_disk(
             dst_domain: dst.id,
             bandwidth_mib_s: req.bandwidth_mib_s,
             pace: req.pace,
+            guest_share_pct: req.guest_share_pct,
             correlation_id: req.correlation_id,
         },
     )

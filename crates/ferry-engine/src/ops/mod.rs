@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod snapshot;
 pub mod vms;
 
+use ferry_api::engine::{MoveRequest, PaceMode, GUEST_SHARE_DEFAULT_PCT, GUEST_SHARE_PCT};
 use uuid::Uuid;
 
 use crate::db::{DiskRow, DomainRow, HostRow, VmRow};
@@ -55,14 +56,20 @@ pub fn validate_name(what: &str, name: &str) -> Result<()> {
 }
 
 /// Checks what a move request asks beyond its names: a bandwidth limit
-/// of at least 1 MiB/s, and a correlation id (a caller's own id for the
-/// job, as oVirt's API takes it) of 1 to 50 letters, digits, `.`, `_` or
-/// `-`.
-pub fn check_move_request(req: &ferry_api::engine::MoveRequest) -> Result<()> {
+/// of at least 1 MiB/s, a guest share of 10 to 95 %, and a correlation id
+/// (a caller's own id for the job, as oVirt's API takes it) of 1 to 50
+/// letters, digits, `.`, `_` or `-`.
+pub fn check_move_request(req: &MoveRequest) -> Result<()> {
     if req.bandwidth_mib_s == Some(0) {
         return Err(Error::BadRequest(
             "a bandwidth limit of 0 MiB/s would never finish: give at least 1, or leave it out for no limit".into(),
         ));
+    }
+    if let Some(share) = req.guest_share_pct.filter(|s| !GUEST_SHARE_PCT.contains(s)) {
+        let (lo, hi) = (GUEST_SHARE_PCT.start(), GUEST_SHARE_PCT.end());
+        return Err(Error::BadRequest(format!(
+            "a guest share of {share} % is out of range: give {lo} to {hi} (the percent of its I/O rate the guest keeps), or leave it out for {GUEST_SHARE_DEFAULT_PCT}"
+        )));
     }
     let Some(id) = req.correlation_id.as_deref() else {
         return Ok(());
@@ -73,6 +80,21 @@ pub fn check_move_request(req: &ferry_api::engine::MoveRequest) -> Result<()> {
     if id.is_empty() || id.len() > MAX_NAME || !ok_chars {
         return Err(Error::BadRequest(format!(
             "'{id}' is not a valid correlation id: use 1 to {MAX_NAME} letters, digits, '.', '_' or '-'"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that a guest share is asked only of a guest-paced move. After
+/// the names are resolved, so that a request the API's schema allows is
+/// answered about its names first (an unknown disk is a 404, not this).
+pub fn check_guest_share_paced(req: &MoveRequest) -> Result<()> {
+    let Some(share) = req.guest_share_pct else {
+        return Ok(());
+    };
+    if req.pace == PaceMode::Fixed {
+        return Err(Error::BadRequest(format!(
+            "a guest share of {share} % needs the copy paced by the guest, and this move asks for a fixed pace: leave the share out, or pace it by the guest"
         )));
     }
     Ok(())

@@ -290,6 +290,7 @@ pub async fn move_vm(engine: &Arc<Engine>, key: &str, req: MoveRequest) -> Resul
     super::check_move_request(&req)?;
     let row = resolve_vm(engine, key).await?;
     let dst = resolve_domain(engine, &req.to).await?;
+    super::check_guest_share_paced(&req)?;
     let disks = engine.db().vm_disks(row.id).await?;
     flow::start_move(
         engine,
@@ -300,6 +301,7 @@ pub async fn move_vm(engine: &Arc<Engine>, key: &str, req: MoveRequest) -> Resul
             dst_domain: dst.id,
             bandwidth_mib_s: req.bandwidth_mib_s,
             pace: req.pace,
+            guest_share_pct: req.guest_share_pct,
             correlation_id: req.correlation_id,
         },
     )

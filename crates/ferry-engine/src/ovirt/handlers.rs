@@ -382,6 +382,7 @@ async fn move_disk(call: &Call<'_>, key: &str) -> OvirtResult<Response> {
         to: dst.id.to_string(),
         bandwidth_mib_s: None,
         pace: PaceMode::default(),
+        guest_share_pct: None,
         correlation_id: correlation_id(call),
     };
     let job = ops::disks::move_disk(call.engine, &disk.id.to_string(), request)

@@ -147,7 +147,8 @@ function paceStats(job) {
   }
   const now = job.guest_latency_us == null ? "not read yet" : latency(job.guest_latency_us);
   const before = job.guest_baseline_us == null ? "" : ` (without the copy: ${latency(job.guest_baseline_us)})`;
-  const kept = job.guest_kept_pct == null ? "not estimated yet" : `about ${job.guest_kept_pct} % of its I/O rate`;
+  const aim = job.guest_share_pct == null ? "" : `, aiming at ${job.guest_share_pct} %`;
+  const kept = `${job.guest_kept_pct == null ? "not estimated yet" : `about ${job.guest_kept_pct} % of its I/O rate`}${aim}`;
   out.push(
     stat("Copy limit now", job.pace_limit_bps == null ? "none" : rate(job.pace_limit_bps), "pace-limit"),
     stat("Guest write latency", `${now}${before}`, "guest-latency"),
