@@ -119,8 +119,10 @@ pub struct VmStatus {
 }
 
 /// `GET /v1/vms/{id}/io`: the guest's I/O as QEMU counts it, cumulative
-/// since QEMU started, summed over the VM's disks. Two readings give the
-/// guest's request latency between them; a move paces its copy by it.
+/// since QEMU started, summed over the VM's disks, and how long its
+/// virtual CPUs waited for the host's. Two readings give the guest's
+/// request latency between them and its time kept from running; a move
+/// paces its copy by them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmIo {
     /// Reads served.
@@ -135,6 +137,19 @@ pub struct VmIo {
     pub flush_operations: u64,
     /// Time flushes took, in nanoseconds.
     pub flush_total_time_ns: u64,
+    /// How many virtual CPUs the figures below cover (0: the host's
+    /// kernel does not say, and the guest's CPU is not weighed).
+    #[serde(default)]
+    pub vcpu_threads: u32,
+    /// Time the guest's virtual CPUs ran on the host's, in nanoseconds,
+    /// summed (the kernel's `schedstat` of QEMU's vCPU threads).
+    #[serde(default)]
+    pub vcpu_run_ns: u64,
+    /// Time they were ready to run and waited for a host CPU, summed: a
+    /// copy that takes the host's CPUs from the guest costs it this much,
+    /// which its disk latency does not show.
+    #[serde(default)]
+    pub vcpu_wait_ns: u64,
 }
 
 /// Why a running VM's guest is paused.
