@@ -554,11 +554,7 @@ mod tests {
             },
             ..g
         };
-        for _ in 0..60 {
-            let (mut io, at, _) = g_blind.interval(blind.limit());
-            io.vcpu_threads = 0;
-            blind.observe(io, at);
-        }
+        run(&mut blind, &mut g_blind, 60);
         assert_eq!(blind.limit(), None, "{:?}", blind.view());
     }
 
