@@ -4,19 +4,22 @@
 //! loop). Best effort throughout: a reading or a setting that fails leaves
 //! the copy at its last limit, and the next poll tries again.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ferry_agent_client::AgentClient;
 use ferry_api::agent::{CopyIo, PaceTask};
 use ferry_api::engine::{MoveMode, PaceMode};
 
 use super::job::JobCtx;
-use super::pace::{Pacer, START_BPS};
+use super::pace::{watched_enough, Pacer, START_BPS, WATCH_AT_MOST};
 use super::tasks::Watched;
 
 /// The longest a hold (which flushes the copy's writes) may delay a
 /// switch.
 const HOLD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often the guest is read while it is watched before its copy.
+const WATCH_POLL: Duration = Duration::from_millis(50);
 
 /// Whether the job's copies are paced by its guest: a live move (not
 /// turned cold) whose pace is [`PaceMode::Guest`].
@@ -77,22 +80,18 @@ fn share(limit: u64, parallel: usize) -> u64 {
 /// Reads the guest's I/O, lets the pacer decide, and sends the new limit
 /// (shared evenly) to the `running` copies when it changed.
 pub async fn pace(job: &mut JobCtx, running: &[&Watched]) {
-    if !guest_paced(job) || running.is_empty() {
+    if running.is_empty() {
         return;
     }
-    let Some(vm) = job.plan.vm else { return };
-    let Ok(host) = job.vm_host().await else {
+    let Some((host, vm)) = guest_host(job).await else {
         return;
     };
     let Ok(io) = host.vm_io(vm).await else {
         return;
     };
-    let ceiling = job.row.bandwidth_mib_s.map(|m| m.saturating_mul(1 << 20));
-    let guest_share = job.plan.guest_share_pct;
-    let pacer = job
-        .pacer
-        .get_or_insert_with(|| Pacer::new(ceiling, guest_share));
-    let limit = pacer.observe(io, std::time::Instant::now());
+    let fresh = new_pacer(job);
+    let pacer = job.pacer.get_or_insert(fresh);
+    let limit = pacer.observe(io, Instant::now());
     let (view, loss) = (pacer.view(), pacer.loss());
     tracing::debug!(
         job = %job.id(),
@@ -114,6 +113,92 @@ pub async fn pace(job: &mut JobCtx, running: &[&Watched]) {
     if all {
         job.paced = Some(limit);
     }
+}
+
+/// The host of a guest-paced job's VM, and the VM; `None` for a job not
+/// paced by its guest, or whose VM's host is not known now.
+async fn guest_host(job: &JobCtx) -> Option<(AgentClient, uuid::Uuid)> {
+    let vm = job.plan.vm.filter(|_| guest_paced(job))?;
+    Some((job.vm_host().await.ok()?, vm))
+}
+
+/// A pacer for the job: under its bandwidth, keeping its guest's share.
+fn new_pacer(job: &JobCtx) -> Pacer {
+    let ceiling = job.row.bandwidth_mib_s.map(|m| m.saturating_mul(1 << 20));
+    Pacer::new(ceiling, job.plan.guest_share_pct)
+}
+
+/// Watches the guest of a guest-paced move before its copy begins (from a
+/// fifth to half a second, [`super::pace::watched_enough`]), so the pacer
+/// knows the guest's latency and CPU wait without the copy rather than
+/// its life's averages. Before, not after `blockMigrate`: the guest's
+/// first writes to its new leaves allocate their clusters, which read
+/// half as slow again as its steady writes there (docs/engine.md, run
+/// 12), and would hide the copy's cost for the whole move. Best effort: a
+/// host that does not answer leaves the pacer to start from its first
+/// reading under the copy, as a job resumed by a restarted engine does;
+/// and a job whose copy has begun already (an engine restarted in
+/// `createVolumeCrossSD`) is not watched, for the copy would be in the
+/// baseline.
+pub async fn watch_before_copy(job: &mut JobCtx) {
+    if !guest_paced(job) || job.pacer.is_some() || copy_begun(job).await {
+        return;
+    }
+    let Some((host, vm)) = guest_host(job).await else {
+        return;
+    };
+    let host = host.with_timeout(WATCH_AT_MOST);
+    let Ok(before) = host.vm_io(vm).await else {
+        return;
+    };
+    let began = Instant::now();
+    loop {
+        tokio::time::sleep(WATCH_POLL).await;
+        let Ok(now) = host.vm_io(vm).await else {
+            return;
+        };
+        if watched_enough(&before, &now, began.elapsed()) {
+            let mut pacer = new_pacer(job);
+            pacer.watched(before, now, Instant::now());
+            tracing::debug!(
+                job = %job.id(),
+                watched_ms = began.elapsed().as_millis(),
+                baseline_us = ?pacer.view().baseline_us,
+                "watched the guest before its copy"
+            );
+            job.pacer = Some(pacer);
+            return;
+        }
+    }
+}
+
+/// Starts the pacer's next interval after `blockMigrate` switched the VM
+/// ([`Pacer::restart`]): the switch's pause and the copy's hold are not
+/// the copy's rate's doing. Best effort, as every reading.
+pub async fn restart_after_switch(job: &mut JobCtx) {
+    let Some((host, vm)) = guest_host(job).await else {
+        return;
+    };
+    let Ok(io) = host.with_timeout(WATCH_AT_MOST).vm_io(vm).await else {
+        return;
+    };
+    let fresh = new_pacer(job);
+    job.pacer.get_or_insert(fresh).restart(io, Instant::now());
+}
+
+/// Whether an early copy of the job is known to the SPM (best effort: an
+/// SPM that does not answer counts as not, the watch is brief).
+async fn copy_begun(job: &JobCtx) -> bool {
+    let Ok((_, spm)) = job.engine.agents().spm().await else {
+        return false;
+    };
+    let spm = spm.with_timeout(WATCH_AT_MOST);
+    for task in job.plan.disks.iter().filter_map(|d| d.early_clone) {
+        if spm.task(task).await.is_ok() {
+            return true;
+        }
+    }
+    false
 }
 
 /// Holds the job's early copies (`held`) or lets them go at their current

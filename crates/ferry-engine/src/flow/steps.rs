@@ -46,6 +46,7 @@ fn clone_request(
 pub async fn create_volume_cross_sd(job: &mut JobCtx) -> Result<(), Failure> {
     let spm = job.spm().await?;
     let parallel = job.plan.disks.len().min(PARALLEL_COPIES);
+    super::pacing::watch_before_copy(job).await;
     for d in job.plan.disks.clone() {
         if let Some(task) = d.early_clone {
             let req = clone_request(job, &d, d.below_leaf().to_vec(), parallel);
@@ -124,7 +125,10 @@ pub async fn block_migrate(job: &mut JobCtx) -> Result<Switched, Failure> {
         let switched = host.block_migrate(vm, &req).await.map_err(Failure::from);
         super::pacing::hold(job, false).await;
         match switched {
-            Ok(_) => return Ok(Switched::Live),
+            Ok(_) => {
+                super::pacing::restart_after_switch(job).await;
+                return Ok(Switched::Live);
+            }
             Err(Failure::Transient(msg)) => {
                 tracing::warn!(job = %id, "blockMigrate failed, retrying: {msg}");
                 patience.failed(sent, Step::BlockMigrate, &msg)?;
