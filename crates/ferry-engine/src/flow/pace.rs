@@ -204,12 +204,22 @@ impl Pacer {
     /// vCPUs, to say leaves the life's average for that figure. The next
     /// reading is judged from this one.
     pub fn watched(&mut self, before: VmIo, now: VmIo, at: Instant) {
+        self.first_reading(now, at);
+        if let Some((lat, _)) = latency_ns(&before, &now, BASELINE_REQUESTS) {
+            self.baseline_ns = Some(lat);
+        }
+        if let Some(share) = cpu_wait_share(&before, &now) {
+            self.cpu_baseline = Some(share);
+        }
+    }
+
+    /// The first reading: the guest's averages over its life so far, as
+    /// its baseline.
+    fn first_reading(&mut self, now: VmIo, at: Instant) {
         let life = VmIo::default();
-        self.baseline_ns = latency_ns(&before, &now, BASELINE_REQUESTS)
-            .or_else(|| latency_ns(&life, &now, 1))
-            .map(|(lat, _)| lat);
-        self.cpu_baseline = cpu_wait_share(&before, &now).or_else(|| cpu_wait_share(&life, &now));
         self.last = Some((now, at));
+        self.baseline_ns = latency_ns(&life, &now, 1).map(|(lat, _)| lat);
+        self.cpu_baseline = cpu_wait_share(&life, &now);
     }
 
     /// Takes a reading without judging the interval before it: one that
@@ -221,7 +231,7 @@ impl Pacer {
         if self.last.is_some() {
             self.last = Some((now, at));
         } else {
-            self.observe(now, at);
+            self.first_reading(now, at);
         }
     }
 
@@ -231,9 +241,7 @@ impl Pacer {
     /// ran.
     pub fn observe(&mut self, now: VmIo, at: Instant) -> Option<u64> {
         let Some((last, then)) = self.last else {
-            self.last = Some((now, at));
-            self.baseline_ns = latency_ns(&VmIo::default(), &now, 1).map(|(lat, _)| lat);
-            self.cpu_baseline = cpu_wait_share(&VmIo::default(), &now);
+            self.first_reading(now, at);
             return self.limit();
         };
         // Too short an interval says more about the moment than the copy:

@@ -57,7 +57,7 @@ fn io_for(guest_shares_disks: bool, pace: PaceMode, bandwidth_mib_s: Option<u64>
 /// of `parallel` copies at once: the pacer's limit (or where it starts)
 /// when guest-paced, else the job's bandwidth.
 pub fn initial_limit(job: &JobCtx, parallel: usize) -> Option<u64> {
-    let ceiling = job.row.bandwidth_mib_s.map(|m| m.saturating_mul(1 << 20));
+    let ceiling = ceiling(job);
     let whole = if guest_paced(job) {
         Some(
             job.pacer
@@ -124,8 +124,12 @@ async fn guest_host(job: &JobCtx) -> Option<(AgentClient, uuid::Uuid)> {
 
 /// A pacer for the job: under its bandwidth, keeping its guest's share.
 fn new_pacer(job: &JobCtx) -> Pacer {
-    let ceiling = job.row.bandwidth_mib_s.map(|m| m.saturating_mul(1 << 20));
-    Pacer::new(ceiling, job.plan.guest_share_pct)
+    Pacer::new(ceiling(job), job.plan.guest_share_pct)
+}
+
+/// The job's bandwidth, in bytes per second: the most its copies may go.
+fn ceiling(job: &JobCtx) -> Option<u64> {
+    job.row.bandwidth_mib_s.map(|m| m.saturating_mul(1 << 20))
 }
 
 /// Watches the guest of a guest-paced move before its copy begins (from a
