@@ -1,6 +1,7 @@
 //! `ferry-bench move` runs end to end on the smallest disk it takes and
 //! reports every figure issue 4 asks of it, and issue 13's trade-off for a
-//! few pacing settings (the guest-paced default, one cap, none). The
+//! few pacing settings (the guest-paced default, one cap, none) over two
+//! rounds, with each setting's medians. The
 //! figures themselves are for people to read (docs/engine.md); this only
 //! keeps the bench working.
 
@@ -40,7 +41,13 @@ fn bench_move_reports_every_figure() {
             "--writer-duty",
             "500/500",
         ])
-        .args(["--settings", "fixed-400,default,fixed-none", "--dir"])
+        .args([
+            "--settings",
+            "fixed-400,default,fixed-none",
+            "--rounds",
+            "2",
+        ])
+        .arg("--dir")
         .arg(&dir)
         .output()
         .expect("run ferry-bench move");
@@ -110,12 +117,59 @@ fn bench_move_reports_every_figure() {
         "the guest wrote during the move: {rows:#?}"
     );
 
-    // The trade-off: every setting once, the default first however they
-    // were given, each with its time, the writer's share and a pause at
-    // every switch.
+    // The main table has one row per setting, round 1's move, whatever
+    // the rounds.
+    assert_eq!(
+        methods
+            .iter()
+            .filter(|m| m.starts_with("ferry live move"))
+            .count(),
+        3,
+        "{methods:?}"
+    );
+
+    // The trade-off: every setting once per round, the default first
+    // however they were given, each with its time, the writer's share and
+    // a pause at every switch.
     assert_eq!(
         strings(&report, "tradeoff", "setting"),
+        [
+            "default",
+            "fixed-400",
+            "fixed-none",
+            "default",
+            "fixed-400",
+            "fixed-none"
+        ]
+    );
+    let rounds: Vec<u64> = report["tradeoff"]
+        .as_array()
+        .expect("tradeoff")
+        .iter()
+        .filter_map(|t| t["round"].as_u64())
+        .collect();
+    assert_eq!(rounds, [1, 1, 1, 2, 2, 2]);
+    // Each setting's medians over its two rounds lie within its runs.
+    assert_eq!(
+        strings(&report, "medians", "setting"),
         ["default", "fixed-400", "fixed-none"]
+    );
+    for m in report["medians"].as_array().expect("medians") {
+        assert_eq!(m["runs"], 2, "{m:#}");
+        let s = &m["seconds"];
+        let (median, min, max) = (
+            s["median"].as_f64().unwrap_or(f64::NAN),
+            s["min"].as_f64().unwrap_or(f64::NAN),
+            s["max"].as_f64().unwrap_or(f64::NAN),
+        );
+        assert!(min > 0.0 && min <= median && median <= max, "{m:#}");
+    }
+    assert!(
+        report["medians"][0]["guest_kept_estimate_pct"]["median"]
+            .as_f64()
+            .is_some(),
+        "the guest-paced default's estimate: {:#}",
+        report["medians"][0]
     );
     for t in report["tradeoff"].as_array().expect("tradeoff") {
         for figure in ["seconds", "copy_mib_per_s", "writer_percent_of_idle"] {
@@ -167,21 +221,41 @@ fn bench_move_reports_every_figure() {
     assert!(!dir.exists(), "the bench left {}", dir.display());
 }
 
-#[test]
-fn a_writer_duty_that_is_not_two_numbers_of_ms_is_refused_before_anything_runs() {
+/// Runs `ferry-bench move OPTION VALUE` for each of `bad` and checks each
+/// is refused with an error naming `names`, before the bench makes its
+/// directory.
+fn assert_refused(option: &str, bad: &[&str], names: &str) {
     let scratch = tempfile::tempdir_in(ferry_testkit::scratch_root()).expect("a scratch directory");
     let dir = scratch.path().join("bench");
-    for bad in ["2000", "0/100", "100/x", "100/3600001"] {
+    for bad in bad {
         let out = Command::new(FERRY_BENCH)
-            .args(["move", "--writer-duty", bad, "--dir"])
+            .args(["move", option, bad, "--dir"])
             .arg(&dir)
             .output()
             .expect("run ferry-bench move");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{bad} was taken");
-        assert!(stderr.contains("BUSY_MS/QUIET_MS"), "{bad}: {stderr}");
-        assert!(!dir.exists(), "{bad}: the bench made {}", dir.display());
+        assert!(!out.status.success(), "{option} {bad} was taken");
+        assert!(stderr.contains(names), "{option} {bad}: {stderr}");
+        assert!(
+            !dir.exists(),
+            "{option} {bad}: the bench made {}",
+            dir.display()
+        );
     }
+}
+
+#[test]
+fn a_writer_duty_that_is_not_two_numbers_of_ms_is_refused_before_anything_runs() {
+    assert_refused(
+        "--writer-duty",
+        &["2000", "0/100", "100/x", "100/3600001"],
+        "BUSY_MS/QUIET_MS",
+    );
+}
+
+#[test]
+fn rounds_outside_one_to_twenty_are_refused_before_anything_runs() {
+    assert_refused("--rounds", &["0", "21", "x"], "--rounds");
 }
 
 #[test]
@@ -205,6 +279,8 @@ fn bench_copy_runs_from_a_relative_directory_and_prints_its_ratio() {
         "cp --sparse=always",
         "qemu-img convert -W -m 16",
         "ratio full copy_chain",
+        "as a live move copies with the guest idle (direct, 512 KiB requests",
+        "as a live move copies with the guest idle (direct, whole 8 MiB chunks",
     ] {
         assert!(stdout.contains(want), "no {want:?} in: {stdout}");
     }

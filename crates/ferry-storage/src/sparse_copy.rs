@@ -62,6 +62,13 @@ pub struct CopyControl<'a> {
     pub direct_request: usize,
 }
 
+/// The largest single request of a direct copy that leaves a guest room,
+/// for [`CopyControl::direct_request`] (`ferry bench move`,
+/// docs/engine.md, run 9: 512 KiB kept the guest writing at 66–94 % of its
+/// idle rate under 100–400 MiB/s caps, where 8 MiB requests and
+/// `copy_file_range` kept 42–71 %).
+pub const GENTLE_DIRECT_REQUEST: usize = 512 << 10;
+
 /// How a copy moves its data between the files.
 ///
 /// `ferry bench move` measured them with a guest writing 4 KiB

@@ -23,9 +23,12 @@
 //! seen done (the engine is polled every 20 ms, and so is the serial log).
 //!
 //! Ferry's move runs once per pacing setting (`--settings`: the default,
-//! paced by the guest, and fixed caps), the disk going back and forth
-//! between domain1 and domain2 on the same VM, so every setting moves the
-//! same chain on the same disk under the same writer. Before each move the
+//! paced by the guest, and fixed caps) and round (`--rounds`, each setting
+//! again in the same order, so a slow minute of the disk falls on every
+//! setting alike and each setting's median and range are reported), the
+//! disk going back and forth between domain1 and domain2 on the same VM,
+//! so every setting moves the same chain on the same disk under the same
+//! writer. Before each move the
 //! previous one's writeback is flushed (`sync`), the writer's idle rate
 //! measured afresh (the disk is not the same after gigabytes were written)
 //! and the page cache dropped, as before every other phase.
@@ -115,6 +118,13 @@ pub struct MoveBenchArgs {
     /// writer's rates are then per second of writing.
     #[arg(long, value_parser = parse_duty)]
     writer_duty: Option<Duty>,
+    /// Run every setting this many times, round after round (the default
+    /// first in each), and report each setting's median and range beside
+    /// every run. One disk's speed drifts by tens of percent from minute
+    /// to minute (a neighbour's writeback, the host's own cache); one run
+    /// per setting then says as much about the minute as about the setting.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    rounds: u32,
 }
 
 /// Parses `BUSY_MS/QUIET_MS`.
@@ -162,6 +172,7 @@ pub fn run(args: &MoveBenchArgs) -> Result<()> {
         accel,
         settings: &settings,
         duty: args.writer_duty,
+        rounds: args.rounds,
     };
     let result = runtime.block_on(bench(&dir, &plan));
     // A copy task still running on a blocking thread after a failure must
@@ -186,6 +197,8 @@ struct Plan<'a> {
     /// The default first (`settings::run_order`).
     settings: &'a [Setting],
     duty: Option<Duty>,
+    /// How many times every setting moves the disk.
+    rounds: u32,
 }
 
 async fn bench(dir: &Path, plan: &Plan<'_>) -> Result<Report> {
@@ -196,14 +209,15 @@ async fn bench(dir: &Path, plan: &Plan<'_>) -> Result<Report> {
 }
 
 /// The bench's phases in order: the chain, the writing VM, Ferry's move
-/// once per setting (each after the writer's idle rate), the reference
-/// copies, the mirror.
+/// once per setting and round (each after the writer's idle rate), the
+/// reference copies, the mirror.
 async fn phases(s: &Services, dir: &Path, plan: &Plan<'_>) -> Result<Report> {
     let Plan {
         base_gib,
         accel,
         settings,
         duty,
+        rounds,
     } = *plan;
     let c = &s.client;
     let span = 2 * base_gib * GIB;
@@ -220,10 +234,18 @@ async fn phases(s: &Services, dir: &Path, plan: &Plan<'_>) -> Result<Report> {
     let mut log = start_vm(s, &boot).await?;
     let mut dropped = true;
     let mut moves = Vec::new();
-    for (i, &setting) in settings.iter().enumerate() {
-        // Back and forth: the first move goes to domain2, as it always did.
-        let to = if i % 2 == 0 { "domain2" } else { "domain1" };
-        moves.push(move_with(s, &mut log, &writer, setting, to, &mut dropped).await?);
+    for round in 1..=rounds {
+        for &setting in settings {
+            // Back and forth: the first move goes to domain2, as it always
+            // did.
+            let to = if moves.len() % 2 == 0 {
+                "domain2"
+            } else {
+                "domain1"
+            };
+            let run = (setting, round);
+            moves.push(move_with(s, &mut log, &writer, run, to, &mut dropped).await?);
+        }
     }
     c.kill_vm(VM).await.context("cannot stop the VM")?;
     let mut moves = moves.into_iter();
@@ -252,14 +274,15 @@ async fn phases(s: &Services, dir: &Path, plan: &Plan<'_>) -> Result<Report> {
     }))
 }
 
-/// One setting's move of the disk to `to`: the previous move's writeback
-/// flushed, the writer's idle rate measured, the page cache dropped, then
-/// the move, watched. `dropped` stays true only if every drop worked.
+/// One setting's move of the disk to `to` in a round: the previous move's
+/// writeback flushed, the writer's idle rate measured, the page cache
+/// dropped, then the move, watched. `dropped` stays true only if every
+/// drop worked.
 async fn move_with(
     s: &Services,
     log: &mut SerialLog,
     writer: &WriterConfig,
-    setting: Setting,
+    (setting, round): (Setting, u32),
     to: &str,
     dropped: &mut bool,
 ) -> Result<SettingRun> {
@@ -271,12 +294,16 @@ async fn move_with(
     );
     let idle = guest::idle_rate(log, writer).await;
     *dropped &= drop_caches();
-    eprintln!("moving {DISK} to {to}, {} ...", setting.describe());
+    eprintln!(
+        "moving {DISK} to {to}, {} (round {round}) ...",
+        setting.describe()
+    );
     let ferry = ferry_move::ferry_move(s, log, writer, &setting.request(to))
         .await
-        .with_context(|| format!("the move with setting {setting}"))?;
+        .with_context(|| format!("the move with setting {setting} in round {round}"))?;
     Ok(SettingRun {
         setting,
+        round,
         idle,
         ferry,
     })

@@ -32,9 +32,12 @@ pub(super) struct Report {
     /// Whether the page cache was dropped before each copy (needs root).
     pub(super) caches_dropped: bool,
     pub(super) rows: Vec<Row>,
-    /// One live move per pacing setting, the default first (its figures
-    /// are also the row `ferry live move (whole job)`).
+    /// One live move per pacing setting and round, in the order they ran:
+    /// round 1's default first (its figures are also the row `ferry live
+    /// move (whole job)`).
     pub(super) tradeoff: Vec<TradeoffRow>,
+    /// Each setting over its rounds, in the order the settings ran.
+    pub(super) medians: Vec<SettingMedians>,
     pub(super) ratio: Ratio,
     pub(super) ferry: FerryDetail,
     pub(super) mirror: MirrorDetail,
@@ -78,7 +81,9 @@ pub(super) struct Row {
 pub(super) struct TradeoffRow {
     /// As `--settings` spells it: `default`, `fixed-100`, `fixed-none`.
     pub(super) setting: String,
-    /// Its row in `rows`.
+    /// Which round of `--rounds` it ran in, from 1.
+    pub(super) round: u32,
+    /// Its row in `rows` (round 1's move has it).
     pub(super) method: String,
     pub(super) pace: PaceMode,
     pub(super) bandwidth_mib_s: Option<u64>,
@@ -132,6 +137,33 @@ pub(super) struct PaceSummary {
     pub(super) guest_kept_estimate_pct: Option<f64>,
 }
 
+/// One setting's figures over every round it ran in: what to compare the
+/// settings by, since one run of each is at the mercy of the disk's
+/// minute.
+#[derive(Debug, Serialize)]
+pub(super) struct SettingMedians {
+    /// As `--settings` spells it.
+    pub(super) setting: String,
+    pub(super) runs: usize,
+    pub(super) seconds: Spread,
+    pub(super) copy_mib_per_s: Spread,
+    pub(super) writer_percent_of_idle: Spread,
+    /// Of each run's longest pause at a switch.
+    pub(super) worst_switch_pause_ms: Option<Spread>,
+    /// Of each run's worst idle write before it: the switches' yardstick.
+    pub(super) idle_worst_write_ms: Spread,
+    /// What the controller estimated the guest kept (guest-paced only).
+    pub(super) guest_kept_estimate_pct: Option<Spread>,
+}
+
+/// The median of some runs' figure and its range.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub(super) struct Spread {
+    pub(super) median: f64,
+    pub(super) min: f64,
+    pub(super) max: f64,
+}
+
 #[derive(Debug, Serialize)]
 pub(super) struct Pause {
     pub(super) switch: String,
@@ -140,8 +172,9 @@ pub(super) struct Pause {
 
 #[derive(Debug, Serialize)]
 pub(super) struct Ratio {
-    /// The setting whose copy was fastest (as `--settings` spells it),
-    /// which the ratio is of: the goal is for the fastest setting.
+    /// The setting whose copy was fastest, by its median over the rounds
+    /// (as `--settings` spells it), which the ratio is of: the goal is for
+    /// the fastest setting.
     pub(super) setting: String,
     pub(super) ferry_copy_mib_per_s: f64,
     pub(super) fastest_reference: String,
@@ -180,9 +213,12 @@ pub(super) struct MirrorDetail {
     pub(super) target_allocated_bytes: u64,
 }
 
-/// One setting's move and the writer's idle rate just before it.
+/// One setting's move in one round and the writer's idle rate just before
+/// it.
 pub(super) struct SettingRun {
     pub(super) setting: Setting,
+    /// From 1.
+    pub(super) round: u32,
     pub(super) idle: Idle,
     pub(super) ferry: FerryResult,
 }
@@ -195,9 +231,10 @@ pub(super) struct ReportParts {
     pub(super) chain: Vec<LayerReport>,
     pub(super) writer: WriterConfig,
     pub(super) dropped: bool,
-    /// The default setting's move: the main rows, the ratio, the steps.
+    /// The default setting's move in round 1: the main rows, the steps.
     pub(super) default: SettingRun,
-    /// The other settings' moves, in the order they ran.
+    /// Every other move, in the order they ran (round 1's other settings,
+    /// then each later round's, the default first).
     pub(super) others: Vec<SettingRun>,
     pub(super) refs: Vec<RefResult>,
     pub(super) mirror: MirrorResult,
@@ -210,36 +247,35 @@ const SWITCHES: [(&str, &str); 3] = [
     ("merge", "commit pivot"),
 ];
 
-/// The report: every row of the table, the trade-off of the settings, the
-/// ratio of Ferry's copy rate to the fastest reference, and the details of
-/// Ferry's move and the mirror.
+/// The report: every row of the table (round 1's moves), the trade-off of
+/// the settings (every round's, and each setting's medians), the ratio of
+/// Ferry's copy rate to the fastest reference, and the details of Ferry's
+/// move and the mirror.
 pub(super) fn report(p: ReportParts) -> Report {
     let ferry = &p.default.ferry;
     let total_seconds = total_seconds(ferry);
     let bytes = ferry.job.total_bytes;
     let ferry_rate = mib(bytes) / ferry.copy_seconds;
     let mut rows = ferry_rows(&p, ferry_rate);
+    // One row per setting, so scripts find each by its name.
     rows.extend(
         p.others
             .iter()
+            .filter(|run| run.round == 1)
             .map(|run| move_row(run, &run.setting.row_name())),
     );
-    let tradeoff = std::iter::once(&p.default)
+    let tradeoff: Vec<TradeoffRow> = std::iter::once(&p.default)
         .chain(&p.others)
         .map(TradeoffRow::of)
         .collect();
+    let medians = medians(&tradeoff);
     let (reference_rows, best) = reference_rows(&p.refs);
     rows.extend(reference_rows);
     rows.extend(mirror_rows(&p.mirror, idle_window(&p.writer).as_secs_f64()));
     let (best_method, best_rate) = best.unwrap_or((RefCopy::Cp, f64::NAN));
-    let (fastest_setting, fastest_rate) = std::iter::once(&p.default)
-        .chain(&p.others)
-        .map(|run| {
-            (
-                run.setting.to_string(),
-                mib(run.ferry.job.total_bytes) / run.ferry.copy_seconds,
-            )
-        })
+    let (fastest_setting, fastest_rate) = medians
+        .iter()
+        .map(|m| (m.setting.clone(), m.copy_mib_per_s.median))
         .fold((String::new(), f64::NAN), |best, this| {
             if best.1.is_nan() || this.1 > best.1 {
                 this
@@ -256,6 +292,7 @@ pub(super) fn report(p: ReportParts) -> Report {
         caches_dropped: p.dropped,
         rows,
         tradeoff,
+        medians,
         ratio: Ratio {
             setting: fastest_setting,
             ferry_copy_mib_per_s: fastest_rate,
@@ -325,6 +362,7 @@ impl TradeoffRow {
         let pauses = switch_pauses(&f.steps);
         TradeoffRow {
             setting: run.setting.to_string(),
+            round: run.round,
             method: run.setting.row_name(),
             pace: run.setting.pace(),
             bandwidth_mib_s: run.setting.cap_mib_s(),
@@ -403,6 +441,56 @@ impl PaceSummary {
             guest_latency_median_us: lat.get(lat.len() / 2).copied(),
             guest_latency_max_us: lat.last().copied(),
             guest_kept_estimate_pct: (estimated > 0.0).then(|| kept / estimated),
+        })
+    }
+}
+
+/// Each setting's medians over its runs in `runs`, in the order the
+/// settings first ran.
+fn medians(runs: &[TradeoffRow]) -> Vec<SettingMedians> {
+    let mut settings: Vec<&str> = Vec::new();
+    for run in runs {
+        if !settings.contains(&run.setting.as_str()) {
+            settings.push(&run.setting);
+        }
+    }
+    settings
+        .into_iter()
+        .filter_map(|setting| {
+            let mine: Vec<&TradeoffRow> = runs.iter().filter(|r| r.setting == setting).collect();
+            let of = |f: &dyn Fn(&TradeoffRow) -> Option<f64>| {
+                Spread::of(mine.iter().filter_map(|r| f(r)).collect())
+            };
+            Some(SettingMedians {
+                setting: setting.to_string(),
+                runs: mine.len(),
+                seconds: of(&|r| Some(r.seconds))?,
+                copy_mib_per_s: of(&|r| Some(r.copy_mib_per_s))?,
+                writer_percent_of_idle: of(&|r| Some(r.writer_percent_of_idle))?,
+                worst_switch_pause_ms: of(&|r| r.worst_switch_pause_ms),
+                idle_worst_write_ms: of(&|r| Some(r.idle_worst_write_ms))?,
+                guest_kept_estimate_pct: of(&|r| r.pace_summary.as_ref()?.guest_kept_estimate_pct),
+            })
+        })
+        .collect()
+}
+
+impl Spread {
+    /// The median (of an even count, the mean of the middle two) and
+    /// range of `values`; `None` if there are none. NaNs sort last.
+    fn of(mut values: Vec<f64>) -> Option<Spread> {
+        values.sort_by(f64::total_cmp);
+        let (first, last) = (*values.first()?, *values.last()?);
+        let mid = values.len() / 2;
+        let median = if values.len() % 2 == 0 {
+            (values[mid - 1] + values[mid]) / 2.0
+        } else {
+            values[mid]
+        };
+        Some(Spread {
+            median,
+            min: first,
+            max: last,
         })
     }
 }
@@ -534,5 +622,96 @@ impl MirrorDetail {
             job_bytes: m.job_bytes,
             target_allocated_bytes: m.target_allocated,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spread(median: f64, min: f64, max: f64) -> Spread {
+        Spread { median, min, max }
+    }
+
+    #[test]
+    fn a_spread_is_the_middle_value_or_the_mean_of_the_middle_two() {
+        assert_eq!(Spread::of(vec![]), None);
+        assert_eq!(Spread::of(vec![4.0]), Some(spread(4.0, 4.0, 4.0)));
+        assert_eq!(Spread::of(vec![9.0, 1.0, 5.0]), Some(spread(5.0, 1.0, 9.0)));
+        assert_eq!(
+            Spread::of(vec![8.0, 2.0, 4.0, 6.0]),
+            Some(spread(5.0, 2.0, 8.0))
+        );
+    }
+
+    /// A move of `setting` in `round` that took `seconds`, its writer
+    /// keeping `kept` % and, if guest-paced, estimated to keep `estimate`.
+    fn run(
+        setting: &str,
+        round: u32,
+        seconds: f64,
+        kept: f64,
+        estimate: Option<f64>,
+    ) -> TradeoffRow {
+        TradeoffRow {
+            setting: setting.into(),
+            round,
+            method: String::new(),
+            pace: PaceMode::Guest,
+            bandwidth_mib_s: None,
+            job: Uuid::nil(),
+            to: String::new(),
+            seconds,
+            copy_seconds: seconds,
+            copy_mib_per_s: 2000.0 / seconds,
+            idle_acks_per_s: 2000.0,
+            idle_worst_write_ms: 4.0,
+            writer_acks_per_s: 20.0 * kept,
+            writer_percent_of_idle: kept,
+            pauses: Vec::new(),
+            worst_switch_pause_ms: estimate.map(|_| 6.0),
+            worst_write_during_copy_ms: None,
+            steps: Vec::new(),
+            pace_summary: estimate.map(|e| PaceSummary {
+                limit_min_mib_s: None,
+                limit_max_mib_s: None,
+                limit_mean_mib_s: None,
+                unlimited_seconds: 0.0,
+                decreases: 0,
+                guest_baseline_us: None,
+                guest_latency_median_us: None,
+                guest_latency_max_us: None,
+                guest_kept_estimate_pct: Some(e),
+            }),
+            pace_samples: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn each_setting_is_summed_up_over_its_rounds_in_the_order_it_first_ran() {
+        let runs = [
+            run("default", 1, 17.0, 76.0, Some(84.0)),
+            run("fixed-400", 1, 7.2, 82.0, None),
+            run("default", 2, 5.5, 82.0, Some(85.0)),
+            run("fixed-400", 2, 7.3, 76.0, None),
+            run("default", 3, 7.5, 84.0, Some(86.0)),
+        ];
+        let m = medians(&runs);
+        let names: Vec<&str> = m.iter().map(|m| m.setting.as_str()).collect();
+        assert_eq!(names, ["default", "fixed-400"]);
+        let (default, fixed) = (&m[0], &m[1]);
+        assert_eq!(default.runs, 3);
+        assert_eq!(default.seconds, spread(7.5, 5.5, 17.0));
+        assert_eq!(default.writer_percent_of_idle, spread(82.0, 76.0, 84.0));
+        assert_eq!(
+            default.guest_kept_estimate_pct,
+            Some(spread(85.0, 84.0, 86.0))
+        );
+        assert_eq!(default.worst_switch_pause_ms, Some(spread(6.0, 6.0, 6.0)));
+        assert_eq!(fixed.runs, 2);
+        assert_eq!(fixed.writer_percent_of_idle, spread(79.0, 76.0, 82.0));
+        // A fixed cap has no controller, and this one no switch seen.
+        assert_eq!(fixed.guest_kept_estimate_pct, None);
+        assert_eq!(fixed.worst_switch_pause_ms, None);
     }
 }

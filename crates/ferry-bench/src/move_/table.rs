@@ -4,7 +4,7 @@
 //! controller steered.
 
 use super::ferry_move::{StepReport, RELEASE};
-use super::report::{LayerReport, PaceSummary, Report, Row, TradeoffRow};
+use super::report::{LayerReport, PaceSummary, Report, Row, SettingMedians, Spread, TradeoffRow};
 use super::settings::Setting;
 use super::{mib, GIB, MIB};
 
@@ -18,6 +18,7 @@ pub(super) fn print_table(r: &Report) {
         .chain(rows(&r.rows))
         .chain(summary(r))
         .chain(tradeoff(&r.tradeoff))
+        .chain(medians(&r.medians))
     {
         println!("{line}");
     }
@@ -201,14 +202,19 @@ fn cleanup_line(r: &Report) -> String {
     )
 }
 
-/// A blank line, the trade-off table (one row per setting), then for each
-/// guest-paced move how its controller steered.
+/// A blank line, the trade-off table (one row per setting and round), then
+/// for each guest-paced move how its controller steered.
 fn tradeoff(rows: &[TradeoffRow]) -> Vec<String> {
+    let rounds = rows.iter().any(|r| r.round > 1);
     let mut lines = vec![
         String::new(),
-        "the trade-off: one live move of the same disk per pacing setting, back and forth between the domains; writer idle measured before each".into(),
         format!(
-            "{:<31} {:>8} {:>10} {:>11}  {:<34} {:>11} {:>11}",
+            "the trade-off: one live move of the same disk per pacing setting{}, back and forth between the domains; writer idle measured before each",
+            if rounds { " and round" } else { "" }
+        ),
+        format!(
+            "{}{:<31} {:>8} {:>10} {:>11}  {:<34} {:>11} {:>11}",
+            if rounds { "round  " } else { "" },
             "setting",
             "move s",
             "copy MiB/s",
@@ -218,7 +224,14 @@ fn tradeoff(rows: &[TradeoffRow]) -> Vec<String> {
             "idle worst"
         ),
     ];
-    lines.extend(rows.iter().map(tradeoff_line));
+    lines.extend(rows.iter().map(|row| {
+        let line = tradeoff_line(row);
+        if rounds {
+            format!("{:>5}  {line}", row.round)
+        } else {
+            line
+        }
+    }));
     lines.extend(
         rows.iter()
             .filter_map(|row| {
@@ -230,6 +243,13 @@ fn tradeoff(rows: &[TradeoffRow]) -> Vec<String> {
     lines
 }
 
+/// The setting as the trade-off table names it.
+fn describe(setting: &str) -> String {
+    setting
+        .parse::<Setting>()
+        .map_or_else(|_| setting.to_string(), Setting::describe)
+}
+
 fn tradeoff_line(row: &TradeoffRow) -> String {
     let worst = row
         .pauses
@@ -238,13 +258,9 @@ fn tradeoff_line(row: &TradeoffRow) -> String {
         .map_or(DASH.to_string(), |p| {
             format!("{:.0} ms ({})", p.ms, p.switch)
         });
-    let describe = row
-        .setting
-        .parse::<Setting>()
-        .map_or_else(|_| row.setting.clone(), Setting::describe);
     format!(
         "{:<31} {:>8.2} {:>10.0} {:>9.0} %  {:<34} {:>11} {:>8.0} ms",
-        describe,
+        describe(&row.setting),
         row.seconds,
         row.copy_mib_per_s,
         row.writer_percent_of_idle,
@@ -277,6 +293,56 @@ fn controller_lines(row: &TradeoffRow, p: &PaceSummary) -> Vec<String> {
         ),
         format!("  limit over the copy (s since start: MiB/s): {}", timeline(row)),
     ]
+}
+
+/// With more than one round, a blank line and each setting's medians
+/// over its rounds, with their ranges; nothing otherwise (the trade-off
+/// rows are the figures).
+fn medians(settings: &[SettingMedians]) -> Vec<String> {
+    let Some(runs) = settings.iter().map(|m| m.runs).max().filter(|&n| n > 1) else {
+        return Vec::new();
+    };
+    let mut lines = vec![
+        String::new(),
+        format!("each setting over its {runs} rounds: median (lowest-highest)"),
+        format!(
+            "{:<31} {:>20} {:>16} {:>17} {:>17} {:>15} {:>14}",
+            "setting",
+            "move s",
+            "copy MiB/s",
+            "writer/idle %",
+            "worst switch ms",
+            "idle worst ms",
+            "estimate %"
+        ),
+    ];
+    lines.extend(settings.iter().map(|m| {
+        let cell = |s: Option<Spread>, decimals: usize| {
+            s.map_or(DASH.to_string(), |s| spread(s, decimals))
+        };
+        format!(
+            "{:<31} {:>20} {:>16} {:>17} {:>17} {:>15} {:>14}",
+            describe(&m.setting),
+            spread(m.seconds, 2),
+            spread(m.copy_mib_per_s, 0),
+            spread(m.writer_percent_of_idle, 0),
+            cell(m.worst_switch_pause_ms, 0),
+            spread(m.idle_worst_write_ms, 0),
+            cell(m.guest_kept_estimate_pct, 0),
+        )
+    }));
+    lines
+}
+
+/// `7.23 (6.46-8.27)`.
+fn spread(s: Spread, decimals: usize) -> String {
+    format!(
+        "{:.d$} ({:.d$}-{:.d$})",
+        s.median,
+        s.min,
+        s.max,
+        d = decimals
+    )
 }
 
 /// The most entries the limit's timeline shows; longer ones are thinned.

@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use ferry_api::agent::{CloneInternalVolumes, CopyIo};
+use ferry_storage::sparse_copy::GENTLE_DIRECT_REQUEST;
 use ferry_storage::{
     copy_chain, Chain, CopyControl, CopyKind, CopyMethod, DomainSet, StorageDomain,
 };
@@ -19,11 +20,6 @@ use uuid::Uuid;
 
 use crate::domains::connected;
 
-/// The largest single request of a direct copy that leaves a guest room
-/// (`ferry bench move`, docs/engine.md, run 9: 512 KiB kept the guest
-/// writing at 66–94 % of its idle rate under 100–400 MiB/s caps, where
-/// 8 MiB requests and `copy_file_range` kept 42–71 %).
-const GENTLE_DIRECT_REQUEST: usize = 512 << 10;
 use crate::error::{Error, Result};
 use crate::fsutil::blocking;
 use crate::state::AgentState;
