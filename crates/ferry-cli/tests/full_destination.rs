@@ -15,8 +15,13 @@ use ferry_api::VolumeFormat;
 use ferry_testkit::guest::{SerialLog, WriterConfig};
 
 /// The destination's size: room for the disk's chain (about 16 MiB
-/// allocated) and what the guest writes before it is filled.
-const ROOM: u64 = 96 * MIB;
+/// allocated) and, twice, all the guest may write fresh (its 48 MiB
+/// region, see [`fresh_writer`]): once in the move's new leaf, once more
+/// in the parent the merge commits that leaf into. With less, whether the
+/// retried merge finds room depended on how far the guest had written
+/// (96 MiB: once in a full suite's run, the retry failed for want of
+/// room too).
+const ROOM: u64 = 160 * MIB;
 
 /// A writer over fresh ground, above the layers' data (0..16 MiB): the
 /// guest keeps allocating new clusters, in whatever leaf it writes, so a
