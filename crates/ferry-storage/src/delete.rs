@@ -33,7 +33,7 @@ use ferry_api::VolumeRole;
 use uuid::Uuid;
 
 use crate::atomic::sync_dir;
-use crate::dir_entries::{any_volume, REMOVE_PREFIX};
+use crate::dir_entries::{any_volume, read_image_dir, REMOVE_PREFIX};
 use crate::domain::{DomainSet, StorageDomain};
 use crate::error::{Error, Result};
 use crate::metadata::VolumeMetadata;
@@ -245,11 +245,11 @@ impl StorageDomain {
     /// must clear.
     pub fn volume_ids_in_any_state(&self, image: Uuid) -> Result<Vec<Uuid>> {
         let dir = self.image_dir(image);
-        if !dir.is_dir() {
-            return Ok(Vec::new());
-        }
         let mut ids = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(|e| Error::io("list", &dir, e))? {
+        let Some(entries) = read_image_dir(&dir)? else {
+            return Ok(ids);
+        };
+        for entry in entries {
             let entry = entry.map_err(|e| Error::io("list", &dir, e))?;
             if let Some(id) = entry.file_name().to_str().and_then(any_volume) {
                 ids.push(id);

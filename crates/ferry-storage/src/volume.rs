@@ -8,7 +8,7 @@ use ferry_api::{Legality, VolumeRole};
 use uuid::Uuid;
 
 use crate::atomic::{sync_dir, write_atomic};
-use crate::dir_entries::uuid_entries;
+use crate::dir_entries::image_uuid_entries;
 use crate::domain::StorageDomain;
 use crate::error::{Error, Result};
 use crate::metadata::VolumeMetadata;
@@ -190,11 +190,7 @@ impl StorageDomain {
     /// The volumes in one image directory, in UUID order. SHARED volumes
     /// hard-linked in from a template image are listed too.
     pub fn volumes(&self, image: Uuid) -> Result<Vec<Volume>> {
-        let dir = self.image_dir(image);
-        if !dir.is_dir() {
-            return Ok(Vec::new());
-        }
-        let mut ids = uuid_entries(&dir, |p| p.is_file())?;
+        let mut ids = image_uuid_entries(&self.image_dir(image), |p| p.is_file())?;
         ids.sort();
         Ok(ids
             .into_iter()
