@@ -230,8 +230,11 @@ pub enum CopyIo {
     /// flushes to wait on, as QEMU's mirror and vdsm's `qemu-img convert
     /// -t none -T none` do.
     Direct,
-    /// [`CopyIo::Direct`] in whole 8 MiB requests: for a live move told to
-    /// go as fast as the disks go.
+    /// [`CopyIo::Direct`] in larger requests, 2 MiB: for a live move told
+    /// to go as fast as the disks go. Named for the whole 8 MiB chunks it
+    /// moved in one request until a hold before a switch measured better
+    /// between 2 MiB ones (docs/engine.md, run 14); the name on the wire
+    /// stays, so engines and agents of both versions agree.
     DirectWhole,
 }
 
@@ -339,21 +342,22 @@ pub struct TaskStatus {
     /// limit, or not a copy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit_bps: Option<u64>,
-    /// A copy held between two chunks ([`PaceTask::held`]).
+    /// A copy held between two of its requests ([`PaceTask::held`]).
     #[serde(default)]
     pub held: bool,
 }
 
 /// `POST /v1/tasks/{id}/pace`: changes a running copy's bandwidth limit,
-/// or holds it between two chunks, without stopping it (the engine's
+/// or holds it between two of its requests, without stopping it (the engine's
 /// guest-aware pacing; the quiet moments around a switch).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PaceTask {
     /// The new limit in bytes per second; `None` for none.
     pub limit_bps: Option<u64>,
-    /// Hold the copy (its workers wait before their next chunk) until a
-    /// later call lets it go.
+    /// Hold the copy (its workers wait before their next request: a direct
+    /// copy's next 512 KiB, another copy's next chunk) until a later call
+    /// lets it go.
     #[serde(default)]
     pub held: bool,
 }

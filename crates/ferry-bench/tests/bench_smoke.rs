@@ -280,6 +280,7 @@ fn bench_copy_runs_from_a_relative_directory_and_prints_its_ratio() {
         "qemu-img convert -W -m 16",
         "ratio full copy_chain",
         "as a live move copies with the guest idle (direct, 512 KiB requests",
+        "as a live move copies with the guest idle (direct, 2 MiB requests",
         "as a live move copies with the guest idle (direct, whole 8 MiB chunks",
     ] {
         assert!(stdout.contains(want), "no {want:?} in: {stdout}");

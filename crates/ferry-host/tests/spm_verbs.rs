@@ -639,7 +639,7 @@ async fn the_agent_collects_stale_temporary_files_at_start_and_when_it_becomes_s
     agent.stop().await;
 }
 
-/// A running copy can be held between two chunks and let go, and its limit
+/// A running copy can be held between two requests and let go, and its limit
 /// changed, without stopping it (the engine's guest-aware pacing and the
 /// quiet moment around a switch); the copy then ends verified. A task that
 /// copies nothing, or has ended, is refused.

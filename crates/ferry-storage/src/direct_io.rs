@@ -76,18 +76,27 @@ pub(crate) enum ReadBack {
     Same,
     /// The copy reads back differently at these bytes (file offsets).
     Differs(Range<u64>),
+    /// `between_steps` stopped the copy part-way (it was cancelled).
+    Stopped,
 }
 
 /// Copies `range` (aligned, see [`is_aligned`]) from the source to the
-/// copy at the same offset, then reads it back and compares.
+/// copy at the same offset in requests of `step` bytes, reading each back
+/// and comparing it as it goes. `between_steps` runs before every request
+/// after the first, where the copy may wait for a hold to be let go;
+/// `false` stops it there.
 pub(crate) fn copy_and_read_back(
     files: &DirectFiles,
     range: Range<u64>,
     bufs: &mut DirectBuffers,
     step: usize,
+    between_steps: &mut dyn FnMut() -> bool,
 ) -> io::Result<ReadBack> {
     let mut pos = range.start;
     while pos < range.end {
+        if pos > range.start && !between_steps() {
+            return Ok(ReadBack::Stopped);
+        }
         let n = usize::try_from(range.end - pos)
             .unwrap_or(usize::MAX)
             .min(step);
@@ -178,21 +187,29 @@ mod tests {
         assert_eq!(first_difference(&a, &b), Some(4096..8192));
     }
 
-    #[test]
-    fn a_chunk_is_copied_and_read_back_and_a_changed_block_is_caught() {
+    /// A source holding `data` and an empty copy of its length in a new
+    /// directory, opened for direct I/O; `None` on a filesystem without
+    /// it (nothing to test there).
+    fn direct_pair(data: &[u8]) -> Option<(tempfile::TempDir, std::path::PathBuf, DirectFiles)> {
         let dir = tempfile::tempdir().expect("tempdir");
         let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
-        let data: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 251) as u8).collect();
-        std::fs::write(&src, &data).expect("write");
+        std::fs::write(&src, data).expect("write");
         File::create(&dst)
-            .and_then(|f| f.set_len(1 << 20))
+            .and_then(|f| f.set_len(data.len() as u64))
             .expect("create");
-        let Some(files) = DirectFiles::open(&src, &dst).expect("open") else {
-            // A filesystem without direct I/O: nothing to test here.
+        let files = DirectFiles::open(&src, &dst).expect("open")?;
+        Some((dir, dst, files))
+    }
+
+    #[test]
+    fn a_chunk_is_copied_and_read_back_and_a_changed_block_is_caught() {
+        let data: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 251) as u8).collect();
+        let Some((_dir, dst, files)) = direct_pair(&data) else {
             return;
         };
         let mut bufs = DirectBuffers::default();
-        let r = copy_and_read_back(&files, 4096..(1 << 20), &mut bufs, 256 << 10).expect("copy");
+        let r = copy_and_read_back(&files, 4096..(1 << 20), &mut bufs, 256 << 10, &mut || true)
+            .expect("copy");
         assert_eq!(r, ReadBack::Same);
         let copy = std::fs::read(&dst).expect("read");
         assert_eq!(copy[4096..], data[4096..]);
@@ -202,7 +219,8 @@ mod tests {
         // one block of the copy changed behind the copy's back (through
         // the page cache, which a direct read writes back first).
         let last = (1 << 20) - (256 << 10);
-        let r = copy_and_read_back(&files, last..(1 << 20), &mut bufs, 256 << 10).expect("copy");
+        let r = copy_and_read_back(&files, last..(1 << 20), &mut bufs, 256 << 10, &mut || true)
+            .expect("copy");
         assert_eq!(r, ReadBack::Same);
         File::options()
             .write(true)
@@ -213,5 +231,26 @@ mod tests {
             read_back(&files, last, 256 << 10, &mut bufs).expect("read back"),
             ReadBack::Differs(last + 8192..last + 12288)
         );
+    }
+
+    #[test]
+    fn a_chunk_can_be_stopped_between_two_requests() {
+        let Some((_dir, dst, files)) = direct_pair(&vec![0x5a; 1 << 20]) else {
+            return;
+        };
+        let mut bufs = DirectBuffers::default();
+        let mut asked = 0;
+        // Goes on once, then stops: two requests of 64 KiB are copied.
+        let mut between = || {
+            asked += 1;
+            asked < 2
+        };
+        let r = copy_and_read_back(&files, 0..(1 << 20), &mut bufs, 64 << 10, &mut between)
+            .expect("copy");
+        assert_eq!(r, ReadBack::Stopped);
+        assert_eq!(asked, 2, "asked before the second and third requests");
+        let copy = std::fs::read(&dst).expect("read");
+        assert!(copy[..128 << 10].iter().all(|b| *b == 0x5a));
+        assert!(copy[128 << 10..].iter().all(|b| *b == 0), "stopped there");
     }
 }

@@ -69,6 +69,13 @@ pub struct CopyControl<'a> {
 /// `copy_file_range` kept 42–71 %).
 pub const GENTLE_DIRECT_REQUEST: usize = 512 << 10;
 
+/// The largest single request of a direct copy told to go as fast as the
+/// disks go. Not a whole 8 MiB chunk: a hold before a switch takes effect
+/// between two requests, and the guest's writes waited behind each
+/// worker's last 8 MiB (the uncapped move's snapshot 8–12 ms with them, 5–7
+/// ms with 2 MiB ones, and the move no slower: docs/engine.md, run 14).
+pub const FLAT_OUT_DIRECT_REQUEST: usize = 2 << 20;
+
 /// How a copy moves its data between the files.
 ///
 /// `ferry bench move` measured them with a guest writing 4 KiB
@@ -92,8 +99,10 @@ pub enum CopyMethod {
     /// copy between the two files (another filesystem), the copy falls
     /// back to [`CopyMethod::Chunks`].
     Kernel,
-    /// `O_DIRECT` reads and writes of whole chunks, each read back from
-    /// the copy and compared as it is written (`direct_io`): no byte
+    /// `O_DIRECT` reads and writes of chunks, in requests of
+    /// [`CopyControl::direct_request`], each read back from the copy and
+    /// compared as it is written (`direct_io`), a hold taking effect
+    /// between two requests: no byte
     /// passes through the page cache, so the copy costs little CPU and
     /// leaves no writeback behind for the guest's flushes to wait on. The
     /// copy's verification then checks allocation and size only, its
@@ -371,7 +380,7 @@ impl<'a> ChunkedCopy<'a> {
             });
         }
         let n = chunk.end - chunk.start;
-        let _moving = match self.ctl.throttle {
+        let mut moving = match self.ctl.throttle {
             Some(t) => Some(
                 t.acquire(n, self.ctl.cancel)
                     .ok_or_else(|| Error::Cancelled {
@@ -387,7 +396,19 @@ impl<'a> ChunkedCopy<'a> {
                     0 => STEP,
                     n => n,
                 };
-                direct_io::copy_and_read_back(direct, chunk.clone(), &mut bufs.direct, step)
+                // A hold takes effect between two requests of the chunk.
+                let mut between_steps = || {
+                    moving
+                        .as_mut()
+                        .is_none_or(|m| m.step_aside_while_held(self.ctl.cancel))
+                };
+                direct_io::copy_and_read_back(
+                    direct,
+                    chunk.clone(),
+                    &mut bufs.direct,
+                    step,
+                    &mut between_steps,
+                )
             }
             (Some(_), _) => copy_and_read_back(input, output, chunk.clone(), bufs),
             (None, CopyMethod::Kernel) => {
@@ -399,13 +420,21 @@ impl<'a> ChunkedCopy<'a> {
             }
         }
         .map_err(|e| Error::io("copy data into", self.dst, e))?;
-        if let ReadBack::Differs(at) = moved {
-            return Err(Error::VerifyFailed {
-                source_path: self.src.to_path_buf(),
-                copy: self.dst.to_path_buf(),
-                content: vec![at],
-                allocation: Vec::new(),
-            });
+        match moved {
+            ReadBack::Same => {}
+            ReadBack::Differs(at) => {
+                return Err(Error::VerifyFailed {
+                    source_path: self.src.to_path_buf(),
+                    copy: self.dst.to_path_buf(),
+                    content: vec![at],
+                    allocation: Vec::new(),
+                })
+            }
+            ReadBack::Stopped => {
+                return Err(Error::Cancelled {
+                    path: self.src.to_path_buf(),
+                })
+            }
         }
         if self.files.direct.is_none() {
             start_writeback(output, chunk);

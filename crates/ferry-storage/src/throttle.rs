@@ -36,6 +36,34 @@ impl Drop for Passage<'_> {
     }
 }
 
+impl Passage<'_> {
+    /// Steps aside while the throttle is held, between two requests of the
+    /// bytes let through: they stop counting as moving until it is let go.
+    /// A hold then takes effect after the request each worker is in, not
+    /// after its whole chunk (up to 8 MiB each for an uncapped copy, whose
+    /// last chunks the guest's writes queued behind for tens of ms before
+    /// a switch: docs/engine.md, run 13). Returns at once when not held;
+    /// `false` if `cancel` is or becomes set while held.
+    pub fn step_aside_while_held(&mut self, cancel: Option<&AtomicBool>) -> bool {
+        let throttle = self.0;
+        if !throttle.is_paused() {
+            return true;
+        }
+        throttle.in_flight.fetch_sub(1, Ordering::AcqRel);
+        loop {
+            let let_go = throttle.wait_while_paused(cancel);
+            // Counted again either way: the drop of this passage takes it off.
+            throttle.in_flight.fetch_add(1, Ordering::AcqRel);
+            // A hold set again between the wait and the count must not see
+            // these bytes as still: step aside once more.
+            if !let_go || !throttle.is_paused() {
+                return let_go;
+            }
+            throttle.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
 /// The current rate and what was booked since it was set.
 #[derive(Debug, Clone, Copy)]
 struct Pace {
@@ -85,7 +113,9 @@ impl Throttle {
         };
     }
 
-    /// Holds every worker before its next chunk (`true`) or lets them go.
+    /// Holds every worker before its next chunk, or a direct copy's
+    /// worker before its next request ([`Passage::step_aside_while_held`]),
+    /// (`true`) or lets them go.
     pub fn set_paused(&self, paused: bool) {
         self.paused.store(paused, Ordering::Relaxed);
         if !paused {
@@ -108,6 +138,17 @@ impl Throttle {
         due.saturating_sub(pace.since.elapsed())
     }
 
+    /// Waits while paused; `false` if `cancel` is or becomes set meanwhile.
+    fn wait_while_paused(&self, cancel: Option<&AtomicBool>) -> bool {
+        while self.is_paused() {
+            if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                return false;
+            }
+            std::thread::sleep(CANCEL_CHECK);
+        }
+        true
+    }
+
     /// Waits while paused, then books `bytes` and sleeps until they may
     /// move; a limit changed meanwhile books them again at the new rate.
     /// The bytes count as in flight until the returned passage is dropped.
@@ -116,11 +157,8 @@ impl Throttle {
     pub fn acquire(&self, bytes: u64, cancel: Option<&AtomicBool>) -> Option<Passage<'_>> {
         let cancelled = || cancel.is_some_and(|c| c.load(Ordering::Relaxed));
         'booking: loop {
-            while self.is_paused() {
-                if cancelled() {
-                    return None;
-                }
-                std::thread::sleep(CANCEL_CHECK);
+            if !self.wait_while_paused(cancel) {
+                return None;
             }
             let since = self.pace().since;
             let until = Instant::now() + self.book(bytes);
@@ -220,6 +258,47 @@ mod tests {
         assert!(!worker.is_finished(), "a paused worker went on");
         t.set_paused(false);
         assert!(worker.join().expect("the worker"));
+    }
+
+    #[test]
+    fn a_passage_steps_aside_for_a_hold_and_goes_on_when_let_go() {
+        let t = std::sync::Arc::new(Throttle::unlimited());
+        let deadline = || Instant::now() + Duration::from_millis(50);
+        let mut moving = t.acquire(1, None).expect("unlimited");
+        assert!(moving.step_aside_while_held(None), "not held: goes on");
+        t.set_paused(true);
+        assert!(!t.wait_until_still(deadline()), "still moving");
+        let cancel = AtomicBool::new(true);
+        assert!(
+            !moving.step_aside_while_held(Some(&cancel)),
+            "cancelled while held"
+        );
+        assert!(!t.wait_until_still(deadline()), "counted again");
+        drop(moving);
+
+        let (moving_tx, moving_rx) = std::sync::mpsc::channel();
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let worker = {
+            let t = t.clone();
+            std::thread::spawn(move || {
+                let mut moving = t.acquire(1, None).expect("let go");
+                moving_tx.send(()).expect("the test waits");
+                held_rx.recv().expect("the test holds");
+                let went_on = moving.step_aside_while_held(None);
+                went_on && !t.is_paused()
+            })
+        };
+        t.set_paused(false);
+        moving_rx.recv().expect("the worker is moving");
+        t.set_paused(true);
+        held_tx.send(()).expect("the worker waits");
+        assert!(
+            t.wait_until_still(Instant::now() + Duration::from_secs(5)),
+            "the held worker stepped aside mid-way"
+        );
+        assert!(!worker.is_finished(), "a held worker went on");
+        t.set_paused(false);
+        assert!(worker.join().expect("the worker"), "went on once let go");
     }
 
     #[test]

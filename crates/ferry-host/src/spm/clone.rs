@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use ferry_api::agent::{CloneInternalVolumes, CopyIo};
-use ferry_storage::sparse_copy::GENTLE_DIRECT_REQUEST;
+use ferry_storage::sparse_copy::{FLAT_OUT_DIRECT_REQUEST, GENTLE_DIRECT_REQUEST};
 use ferry_storage::{
     copy_chain, Chain, CopyControl, CopyKind, CopyMethod, DomainSet, StorageDomain,
 };
@@ -54,7 +54,7 @@ impl TaskVerb for CloneInternalVolumesVerb {
             CopyIo::Buffered => (CopyMethod::Chunks, 0),
             CopyIo::Kernel => (CopyMethod::Kernel, 0),
             CopyIo::Direct => (CopyMethod::Direct, GENTLE_DIRECT_REQUEST),
-            CopyIo::DirectWhole => (CopyMethod::Direct, 0),
+            CopyIo::DirectWhole => (CopyMethod::Direct, FLAT_OUT_DIRECT_REQUEST),
         };
         blocking(move || {
             let (chain, dest) = plan(&domains, &params)?;

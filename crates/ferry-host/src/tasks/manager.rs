@@ -545,12 +545,13 @@ async fn persist(store: &TaskStore, record: TaskRecord) {
     }
 }
 
-/// How long a hold waits for the chunks already being written (at most one
-/// per worker) before it flushes anyway.
+/// How long a hold waits for what is already being written (a request per
+/// worker of a direct copy, a chunk per worker of another) before it
+/// flushes anyway.
 const HOLD_STILL_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Flushes the files of a held copy (`fdatasync` of each file in `dir`,
-/// the image's directory on the destination) once the chunks it had in
+/// the image's directory on the destination) once the requests it had in
 /// flight are written: the copy's own dirty pages, not the filesystem's.
 fn flush_held_copy(
     throttle: &ferry_storage::throttle::Throttle,
