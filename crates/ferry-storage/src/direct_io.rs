@@ -120,6 +120,7 @@ fn read_back(
     bufs: &mut DirectBuffers,
 ) -> io::Result<ReadBack> {
     files.output.read_exact_at(bufs.read_back.slice(n), pos)?;
+    crate::test_hooks::corrupt_read_back(bufs.read_back.slice(n));
     Ok(
         match first_difference(bufs.written.slice(n), bufs.read_back.slice(n)) {
             Some(at) => ReadBack::Differs(pos + at.start..pos + at.end),

@@ -12,6 +12,11 @@
 //!   yet LEGAL.
 //! - `delete`: a whole volume being deleted has its file renamed to
 //!   `_remove_me_<id>`, its `.meta` (LEGAL) not yet.
+//!
+//! `FERRY_TEST_AGENT_CORRUPT_READ_BACK=<n>` (or `always`) makes the first
+//! `n` (or every) read-back of a direct copy in the process find one byte
+//! other than was written: storage that returns other bytes than it was
+//! given, which the copy must catch.
 
 /// A place inside a storage operation where a test may crash the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,3 +53,37 @@ pub(crate) fn crash_point(point: CrashPoint) {
 /// Does nothing: this build has no test hooks.
 #[cfg(not(feature = "test-hooks"))]
 pub(crate) fn crash_point(_point: CrashPoint) {}
+
+/// Changes the first byte of what a direct copy read back, for the first
+/// `FERRY_TEST_AGENT_CORRUPT_READ_BACK` read-backs of the process (or for
+/// every one, `always`).
+#[cfg(feature = "test-hooks")]
+pub(crate) fn corrupt_read_back(read_back: &mut [u8]) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEEN: AtomicU64 = AtomicU64::new(0);
+    let Ok(how) = std::env::var("FERRY_TEST_AGENT_CORRUPT_READ_BACK") else {
+        return;
+    };
+    let first = match how.as_str() {
+        "always" => u64::MAX,
+        n => match n.parse::<u64>() {
+            Ok(n) => n,
+            Err(_) => return,
+        },
+    };
+    let Some(byte) = read_back.first_mut() else {
+        return;
+    };
+    let seen = SEEN.fetch_add(1, Ordering::Relaxed);
+    if seen < first {
+        *byte ^= 0xff;
+        tracing::warn!(
+            read_back = seen + 1,
+            "a read-back is changed here (FERRY_TEST_AGENT_CORRUPT_READ_BACK)"
+        );
+    }
+}
+
+/// Does nothing: this build has no test hooks.
+#[cfg(not(feature = "test-hooks"))]
+pub(crate) fn corrupt_read_back(_read_back: &mut [u8]) {}

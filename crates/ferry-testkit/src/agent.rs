@@ -64,6 +64,18 @@ impl AgentProcess {
         name: &str,
         run_dir: &Path,
     ) -> Self {
+        Self::start_for_engine_with_env(ferry, engine, name, run_dir, &[]).await
+    }
+
+    /// Like [`AgentProcess::start_for_engine`], with extra environment
+    /// variables (a test hook such as `FERRY_TEST_AGENT_CORRUPT_READ_BACK`).
+    pub async fn start_for_engine_with_env(
+        ferry: impl AsRef<Path>,
+        engine: &crate::engine::EngineProcess,
+        name: &str,
+        run_dir: &Path,
+        env: &[(&str, &str)],
+    ) -> Self {
         let ferry = ferry.as_ref();
         let port = free_port();
         let c = engine.client();
@@ -81,7 +93,7 @@ impl AgentProcess {
             run_dir,
             &[],
             &format!("127.0.0.1:{port}"),
-            &[],
+            env,
             engine.agent_tls(),
         )
         .await;

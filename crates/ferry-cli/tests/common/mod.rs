@@ -67,15 +67,30 @@ impl Cluster {
 
     /// As [`Cluster::start`], the engine with extra environment.
     pub async fn start_with(engine_env: &[(&str, &str)]) -> Cluster {
+        Self::start_with_agent_env(engine_env, &[]).await
+    }
+
+    /// As [`Cluster::start_with`], both agents with extra environment too
+    /// (an agent's test hook).
+    pub async fn start_with_agent_env(
+        engine_env: &[(&str, &str)],
+        agent_env: &[(&str, &str)],
+    ) -> Cluster {
         let lab = Lab::new();
         let root = lab.root().to_path_buf();
         let engine = EngineProcess::start(FERRY, &root.join("engine"), engine_env).await;
         // Each agent enrolled with the engine as an operator would, and
         // driven over mutual TLS.
-        let host1 =
-            AgentProcess::start_for_engine(FERRY, &engine, "host1", &root.join("run-host1")).await;
-        let host2 =
-            AgentProcess::start_for_engine(FERRY, &engine, "host2", &root.join("run-host2")).await;
+        let agent = |name: &'static str| {
+            let run_dir = root.join(format!("run-{name}"));
+            let engine = &engine;
+            async move {
+                AgentProcess::start_for_engine_with_env(FERRY, engine, name, &run_dir, agent_env)
+                    .await
+            }
+        };
+        let host1 = agent("host1").await;
+        let host2 = agent("host2").await;
         let c = engine.client();
         std::fs::create_dir_all(root.join("domains")).expect("domains dir");
         for name in ["domain1", "domain2"] {

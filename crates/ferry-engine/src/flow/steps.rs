@@ -191,8 +191,23 @@ async fn wait_early_copies(job: &mut JobCtx, spm: &AgentClient, total: u64) -> R
         return Ok(());
     }
     for e in wait_all(job, &early, 0, total, true).await? {
-        if let Ended::Failed(Failure::NoSpace(m)) = e {
-            return Err(Failure::NoSpace(m));
+        match e {
+            Ended::Failed(Failure::NoSpace(m)) => return Err(Failure::NoSpace(m)),
+            Ended::Failed(f) => {
+                job.engine
+                    .events()
+                    .record(
+                        "job",
+                        format!(
+                            "job {}: an early copy failed ({}); cloneInternalVolumes copies its volumes again",
+                            job.id(),
+                            f.message()
+                        ),
+                        Some(job.id()),
+                    )
+                    .await;
+            }
+            Ended::Succeeded | Ended::Cancelled => {}
         }
     }
     Ok(())
@@ -253,7 +268,20 @@ async fn copy_batch(
                 "copying failed {attempts} times: {msg}"
             )));
         }
-        tracing::warn!(job = %job.id(), attempts, "cloneInternalVolumes failed, copying again: {msg}");
+        // The operator sees it in the event log: a copy that read back
+        // other bytes than it wrote says something about the storage.
+        job.engine
+            .events()
+            .record(
+                "job",
+                format!(
+                    "job {}: cloneInternalVolumes failed ({msg}); copying again, attempt {} of {CLONE_ATTEMPTS}",
+                    job.id(),
+                    attempts + 1
+                ),
+                Some(job.id()),
+            )
+            .await;
         // A task id answers with its old result: new ids for the retry.
         for &i in batch {
             job.plan.renew_task(i, |d| &mut d.clone);
