@@ -8,7 +8,8 @@
 //! the whole time:
 //!
 //! - when the first three read-backs are changed, the copies that read
-//!   them fail, the event log says why, the volumes are copied again, and
+//!   them fail, the job's events (REST and `ferry job show`) say why, the
+//!   volumes are copied again, and
 //!   the move ends succeeded, nothing of the disk left on the source, every
 //!   layer as it was;
 //! - when every read-back is changed, the move gives up after its copy
@@ -31,19 +32,20 @@ const CORRUPT_READ_BACK: &str = "FERRY_TEST_AGENT_CORRUPT_READ_BACK";
 /// and its events.
 const DIFFERS: &str = "differs from its source";
 
-/// The events the engine recorded about `job`, oldest first.
+/// The events the engine recorded about `job` (`GET /api/v1/events?object=`),
+/// oldest first.
 async fn job_events(cluster: &Cluster, job: &Job) -> Vec<String> {
     let mut events = cluster
         .client()
-        .events(Some(1000))
+        .events_about(job.id, Some(1000))
         .await
-        .expect("the event log");
+        .expect("the job's events");
     events.reverse();
-    events
-        .into_iter()
-        .filter(|e| e.object == Some(job.id))
-        .map(|e| e.message)
-        .collect()
+    assert!(
+        events.iter().all(|e| e.object == Some(job.id)),
+        "events about other things: {events:#?}"
+    );
+    events.into_iter().map(|e| e.message).collect()
 }
 
 /// A cluster whose agents change the read-backs `corrupt` says, its VM
@@ -84,6 +86,14 @@ async fn a_copy_that_reads_back_wrong_is_copied_again_and_the_move_succeeds() {
             .iter()
             .any(|m| m.contains(DIFFERS) && m.contains("cloneInternalVolumes")),
         "no event says a copy read back wrong: {events:#?}"
+    );
+    let shown = expect_success(
+        &cluster.cli(&["job", "show", &done.id.to_string()]),
+        "job show",
+    );
+    assert!(
+        shown.contains("events") && shown.contains(DIFFERS),
+        "ferry job show does not show the failed copy: {shown}"
     );
     let now = cluster.disk_now("disk1").await;
     assert_disk_whole(&cluster, &mut writing, &now, "domain2", "domain1").await;

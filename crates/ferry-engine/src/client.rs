@@ -245,6 +245,18 @@ impl EngineClient {
         self.http.send(Method::GET, url, None::<&()>).await
     }
 
+    /// `GET /api/v1/events?object=ID&limit=N`: the events about one job,
+    /// host, VM, disk or domain, newest first.
+    pub async fn events_about(&self, object: Uuid, limit: Option<u32>) -> Result<Vec<Event>> {
+        let mut url = self.http.endpoint(&["events"])?;
+        url.query_pairs_mut()
+            .append_pair("object", &object.to_string());
+        if let Some(n) = limit {
+            url.query_pairs_mut().append_pair("limit", &n.to_string());
+        }
+        self.http.send(Method::GET, url, None::<&()>).await
+    }
+
     /// Polls a job until it is finished (succeeded, failed or cancelled)
     /// or `timeout` passes.
     pub async fn wait_job(&self, job: Uuid, timeout: Duration) -> Result<Job> {

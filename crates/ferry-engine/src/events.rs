@@ -31,8 +31,9 @@ impl Events {
         }
     }
 
-    /// The last `limit` events, newest first.
-    pub async fn list(&self, limit: u32) -> Result<Vec<Event>> {
-        self.db.events(limit).await
+    /// The last `limit` events, newest first; only those about `object`
+    /// when it is given.
+    pub async fn list(&self, limit: u32, object: Option<Uuid>) -> Result<Vec<Event>> {
+        self.db.events(limit, object).await
     }
 }

@@ -169,7 +169,13 @@ async fn malformed_bodies_and_queries_are_400_and_change_nothing() {
         400,
         "missing field",
     );
-    for q in ["limit=0", "limit=abc", "limit=99999", "colour=red"] {
+    for q in [
+        "limit=0",
+        "limit=abc",
+        "limit=99999",
+        "colour=red",
+        "object=not-an-id",
+    ] {
         let path = format!("/api/v1/events?{q}");
         let answer = raw(&e.url, Method::GET, &path, Some(ENGINE_TOKEN), None).await;
         assert_eq!(answer.0, 400, "{q}: {}", answer.1);

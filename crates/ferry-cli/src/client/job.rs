@@ -10,12 +10,16 @@ use super::output::{bytes, json, table};
 use super::wait::{describe, follow, job_word};
 use crate::stdout::out;
 
+/// The most events `job show` prints, the last ones: a job's story, its
+/// failed copy attempts included, without the whole event log.
+const SHOWN_EVENTS: u32 = 50;
+
 /// Job commands.
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
     /// List jobs, newest first.
     List,
-    /// Show a job and its steps.
+    /// Show a job, its steps and its events.
     Show {
         /// The job's id.
         id: Uuid,
@@ -83,6 +87,15 @@ pub(super) async fn run(c: EngineClient, cmd: JobCommand, as_json: bool) -> Resu
                 return json(&job);
             }
             describe(&job, &Names::load(&c).await?);
+            let mut events = c.events_about(id, Some(SHOWN_EVENTS)).await?;
+            events.reverse();
+            if !events.is_empty() {
+                out!("  events (seconds since the job was created):");
+            }
+            for e in events {
+                let since = e.time.saturating_sub(job.created) as f64 / 1000.0;
+                out!("    {since:>8.1}  {}", e.message);
+            }
         }
         JobCommand::Wait { id } => {
             let job = c.job(id).await?;

@@ -73,6 +73,10 @@ pub(crate) struct EventsQuery {
     /// How many events, newest first (default 100, at most 10000).
     #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
+    /// Only the events about this job, host, VM, disk or domain (its id):
+    /// a job's own story, its copies that failed and were made again
+    /// included.
+    object: Option<uuid::Uuid>,
 }
 
 /// The event log.
@@ -85,5 +89,7 @@ pub(crate) async fn events(
     State(engine): State<Arc<Engine>>,
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<Json<Vec<Event>>> {
-    ops::events::events(&engine, q.limit).await.map(Json)
+    ops::events::events(&engine, q.limit, q.object)
+        .await
+        .map(Json)
 }

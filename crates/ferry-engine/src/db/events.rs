@@ -38,11 +38,18 @@ impl Db {
     }
 
     /// The last `limit` events, newest first.
-    pub async fn events(&self, limit: u32) -> Result<Vec<Event>> {
-        let rows = sqlx::query(
-            "SELECT id, time, kind, message, object FROM events ORDER BY id DESC LIMIT $1",
-        )
-        .bind(i64::from(limit))
+    pub async fn events(&self, limit: u32, object: Option<Uuid>) -> Result<Vec<Event>> {
+        let rows = match object {
+            None => sqlx::query(
+                "SELECT id, time, kind, message, object FROM events ORDER BY id DESC LIMIT $1",
+            )
+            .bind(i64::from(limit)),
+            Some(o) => sqlx::query(
+                "SELECT id, time, kind, message, object FROM events WHERE object = $1 ORDER BY id DESC LIMIT $2",
+            )
+            .bind(o.to_string())
+            .bind(i64::from(limit)),
+        }
         .fetch_all(self.pool())
         .await
         .map_err(Error::db("read the event log"))?;

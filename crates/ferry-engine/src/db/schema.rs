@@ -208,10 +208,16 @@ pub(crate) async fn create(db: &Db) -> Result<()> {
         )",
         serial_key(&backend)
     );
-    sqlx::query(&events)
-        .execute(db.pool())
-        .await
-        .map_err(Error::db("create its tables"))?;
+    // A job's (or a host's) own events are read by their object.
+    for ddl in [
+        events.as_str(),
+        "CREATE INDEX IF NOT EXISTS events_by_object ON events (object)",
+    ] {
+        sqlx::query(ddl)
+            .execute(db.pool())
+            .await
+            .map_err(Error::db("create its tables"))?;
+    }
     check_version(db).await
 }
 

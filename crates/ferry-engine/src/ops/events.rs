@@ -1,6 +1,7 @@
 //! The event log as the API shows it.
 
 use ferry_api::engine::Event;
+use uuid::Uuid;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -12,12 +13,16 @@ pub const DEFAULT_LIMIT: u32 = 100;
 pub const MAX_LIMIT: u32 = 10_000;
 
 /// The last `limit` events, newest first.
-pub async fn events(engine: &Engine, limit: Option<u32>) -> Result<Vec<Event>> {
+pub async fn events(
+    engine: &Engine,
+    limit: Option<u32>,
+    object: Option<Uuid>,
+) -> Result<Vec<Event>> {
     let limit = limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
         return Err(Error::BadRequest(format!(
             "limit={limit} is out of range: ask for 1 to {MAX_LIMIT} events"
         )));
     }
-    engine.events().list(limit).await
+    engine.events().list(limit, object).await
 }
