@@ -72,8 +72,9 @@ pub const GENTLE_DIRECT_REQUEST: usize = 512 << 10;
 /// The largest single request of a direct copy told to go as fast as the
 /// disks go. Not a whole 8 MiB chunk: a hold before a switch takes effect
 /// between two requests, and the guest's writes waited behind each
-/// worker's last 8 MiB (the uncapped move's snapshot 8–12 ms with them, 5–7
-/// ms with 2 MiB ones, and the move no slower: docs/engine.md, run 14).
+/// worker's last 8 MiB (the uncapped move's worst switch 8–12 ms with
+/// them, 4–8 ms with 2 MiB ones, and the move no slower: docs/engine.md,
+/// run 14).
 pub const FLAT_OUT_DIRECT_REQUEST: usize = 2 << 20;
 
 /// How a copy moves its data between the files.

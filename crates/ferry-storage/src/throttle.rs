@@ -113,9 +113,9 @@ impl Throttle {
         };
     }
 
-    /// Holds every worker before its next chunk, or a direct copy's
-    /// worker before its next request ([`Passage::step_aside_while_held`]),
-    /// (`true`) or lets them go.
+    /// Holds the workers (`true`: each before its next chunk, a direct
+    /// copy's before its next request, [`Passage::step_aside_while_held`])
+    /// or lets them go.
     pub fn set_paused(&self, paused: bool) {
         self.paused.store(paused, Ordering::Relaxed);
         if !paused {

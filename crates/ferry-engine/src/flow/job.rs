@@ -62,6 +62,18 @@ impl JobCtx {
         self.row.id
     }
 
+    /// Records an event about the job: "job ID" and `what`.
+    pub async fn record(&self, what: &str) {
+        self.engine
+            .events()
+            .record(
+                "job",
+                format!("job {} {what}", self.row.id),
+                Some(self.row.id),
+            )
+            .await;
+    }
+
     /// Writes the row and plan back.
     pub async fn save(&mut self) -> Result<()> {
         self.row.data = serde_json::to_value(&self.plan)
@@ -195,14 +207,7 @@ impl JobCtx {
                 error.unwrap_or_default()
             ),
         };
-        self.engine
-            .events()
-            .record(
-                "job",
-                &format!("job {} {what}", self.row.id),
-                Some(self.row.id),
-            )
-            .await;
+        self.record(&what).await;
         Ok(())
     }
 }

@@ -194,18 +194,11 @@ async fn wait_early_copies(job: &mut JobCtx, spm: &AgentClient, total: u64) -> R
         match e {
             Ended::Failed(Failure::NoSpace(m)) => return Err(Failure::NoSpace(m)),
             Ended::Failed(f) => {
-                job.engine
-                    .events()
-                    .record(
-                        "job",
-                        format!(
-                            "job {}: an early copy failed ({}); cloneInternalVolumes copies its volumes again",
-                            job.id(),
-                            f.message()
-                        ),
-                        Some(job.id()),
-                    )
-                    .await;
+                job.record(&format!(
+                    "copies again in cloneInternalVolumes what an early copy failed to copy ({})",
+                    f.message()
+                ))
+                .await;
             }
             Ended::Succeeded | Ended::Cancelled => {}
         }
@@ -270,18 +263,11 @@ async fn copy_batch(
         }
         // The operator sees it in the event log: a copy that read back
         // other bytes than it wrote says something about the storage.
-        job.engine
-            .events()
-            .record(
-                "job",
-                format!(
-                    "job {}: cloneInternalVolumes failed ({msg}); copying again, attempt {} of {CLONE_ATTEMPTS}",
-                    job.id(),
-                    attempts + 1
-                ),
-                Some(job.id()),
-            )
-            .await;
+        job.record(&format!(
+            "copies again after cloneInternalVolumes failed ({msg}): attempt {} of {CLONE_ATTEMPTS}",
+            attempts + 1
+        ))
+        .await;
         // A task id answers with its old result: new ids for the retry.
         for &i in batch {
             job.plan.renew_task(i, |d| &mut d.clone);
