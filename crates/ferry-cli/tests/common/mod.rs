@@ -753,28 +753,19 @@ impl Tmpfs {
 }
 
 impl Tmpfs {
-    /// Fills it to the last block (whatever writes there meanwhile): a
-    /// big file, then small ones until the filesystem says no.
+    /// Fills it to the last block (whatever writes there meanwhile): one
+    /// file written in MiB pieces, then 64 KiB, then 4 KiB ones, each size
+    /// until the filesystem says no. Written, not `fallocate`d: a
+    /// `fallocate` that the guest's writes make fail is undone whole on
+    /// tmpfs, which left the domain half empty for seconds while the guest
+    /// wrote on (both full_destination cases, once in a full suite).
     pub fn fill_up(&self) {
-        let big = self.free().saturating_sub(MIB);
-        if big > 0 {
-            // The guest may take some of it meanwhile: a failure here is
-            // made up for by the small files.
-            let _ = Command::new("fallocate")
-                .args(["-l", &big.to_string()])
-                .arg(self.path().join("filler"))
-                .output();
-        }
-        for i in 0.. {
-            let out = Command::new("fallocate")
-                .args(["-l", "65536"])
-                .arg(self.path().join(format!("filler-{i}")))
-                .output()
-                .expect("run fallocate");
-            if !out.status.success() {
-                let _ = std::fs::remove_file(self.path().join(format!("filler-{i}")));
-                break;
-            }
+        use std::io::Write;
+        let mut filler =
+            std::fs::File::create(self.path().join("filler-up")).expect("create the filler");
+        for piece in [1usize << 20, 64 << 10, 4 << 10] {
+            let zeros = vec![0u8; piece];
+            while filler.write_all(&zeros).is_ok() {}
         }
     }
 
