@@ -755,10 +755,12 @@ impl Tmpfs {
 impl Tmpfs {
     /// Fills it to the last block (whatever writes there meanwhile): one
     /// file written in MiB pieces, then 64 KiB, then 4 KiB ones, each size
-    /// until the filesystem says no. Written, not `fallocate`d: a
-    /// `fallocate` that the guest's writes make fail is undone whole on
-    /// tmpfs, which left the domain half empty for seconds while the guest
-    /// wrote on (both full_destination cases, once in a full suite).
+    /// until the filesystem says no. Written, not `fallocate`d: tmpfs
+    /// undoes the whole of a `fallocate` that runs out of room, so one that
+    /// the guest's writes made fail left the domain nearly empty while the
+    /// guest wrote on: the likely cause of both full_destination cases
+    /// failing once in a full suite (the guest paused, was resumed within
+    /// 500 ms, and never paused again).
     pub fn fill_up(&self) {
         use std::io::Write;
         let mut filler =
