@@ -23,6 +23,11 @@ pub enum RefCopy {
     /// `qemu-img convert -W -m 16`: QEMU's fastest file copy (out-of-order
     /// writes, 16 requests in flight).
     QemuImg,
+    /// The same with `O_DIRECT` on both sides (`-t none -T none`): what a
+    /// copy that leaves nothing in the page cache, as a live move's does,
+    /// reaches on this disk before it reads anything back. Only
+    /// `bench copy` shows it; it is not one of [`RefCopy::ALL`].
+    QemuImgDirect,
 }
 
 impl RefCopy {
@@ -34,6 +39,7 @@ impl RefCopy {
         match self {
             RefCopy::Cp => "cp --sparse=always",
             RefCopy::QemuImg => "qemu-img convert -W -m 16",
+            RefCopy::QemuImgDirect => "qemu-img convert -W -m 16 -t none -T none",
         }
     }
 
@@ -44,6 +50,13 @@ impl RefCopy {
             RefCopy::QemuImg => run_tool(
                 Command::new("qemu-img")
                     .args(["convert", "-f", "raw", "-O", "raw", "-W", "-m", "16"])
+                    .arg(src)
+                    .arg(dst),
+            )?,
+            RefCopy::QemuImgDirect => run_tool(
+                Command::new("qemu-img")
+                    .args(["convert", "-f", "raw", "-O", "raw", "-W", "-m", "16"])
+                    .args(["-t", "none", "-T", "none"])
                     .arg(src)
                     .arg(dst),
             )?,

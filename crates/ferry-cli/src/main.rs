@@ -42,6 +42,8 @@ enum Command {
     Vm(client::Group<client::VmCommand>),
     /// Move jobs: list, show, wait, cancel.
     Job(client::Group<client::JobCommand>),
+    /// The event log: what happened to hosts, VMs, disks, domains and jobs.
+    Event(client::Group<client::EventCommand>),
     /// Run the engine daemon (inventory, move flow, REST API).
     Engine(engine_cmd::EngineArgs),
     /// Create two domains and a disk with a three-volume chain, copy it
@@ -81,6 +83,7 @@ fn main() -> std::process::ExitCode {
         Command::Disk(g) => client::run_group(g, client::ClientCommand::Disk),
         Command::Vm(g) => client::run_group(g, client::ClientCommand::Vm),
         Command::Job(g) => client::run_group(g, client::ClientCommand::Job),
+        Command::Event(g) => client::run_group(g, client::ClientCommand::Event),
         Command::Engine(args) => engine_cmd::run(args),
         Command::Demo(args) => demo::run(&args),
         Command::Storage(cmd) => storage_cmd::run(cmd),

@@ -48,6 +48,32 @@ async fn a_running_vm_with_two_disks_moves_to_domain2_through_the_cli() {
         "{shown}"
     );
     assert!(!shown.contains(&job.dst_domain.to_string()), "{shown}");
+    // The event log from the CLI: one job's story, oldest first, and a VM
+    // found by its name; a name that is nothing is refused.
+    let events = expect_success(
+        &cluster.cli(&["event", "list", "--about", &job.id.to_string()]),
+        "event list --about JOB",
+    );
+    let started = events.find(&format!("job {} started", job.id));
+    let succeeded = events.find(&format!("job {} succeeded", job.id));
+    assert!(
+        matches!((started, succeeded), (Some(a), Some(b)) if a < b),
+        "{events}"
+    );
+    let events = expect_success(
+        &cluster.cli(&["event", "list", "--about", "vm1"]),
+        "event list --about vm1",
+    );
+    assert!(events.contains("VM vm1 created on host"), "{events}");
+    let (ok, listed): (bool, Vec<ferry_api::engine::Event>) =
+        cluster.cli_json(&["event", "list", "--limit", "2"]);
+    assert!(ok && listed.len() == 2, "{listed:#?}");
+    let nothing = cluster.cli(&["event", "list", "--about", "no-such-thing"]);
+    let said = String::from_utf8_lossy(&nothing.stderr);
+    assert!(
+        !nothing.status.success() && said.contains("\"no-such-thing\""),
+        "{said}"
+    );
     let listed = cluster.cli(&["job", "list"]);
     let listed = String::from_utf8_lossy(&listed.stdout);
     assert!(

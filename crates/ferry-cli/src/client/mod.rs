@@ -1,4 +1,4 @@
-//! The engine's command-line client: `ferry domain|host|disk|vm|job ...`.
+//! The engine's command-line client: `ferry domain|host|disk|vm|job|event ...`.
 //!
 //! Where the engine is and its token come from `--engine`/`--token`, else
 //! `FERRY_URL`/`FERRY_TOKEN`, else the `client.json` that `ferry up` writes
@@ -10,6 +10,7 @@
 
 mod disk;
 mod domain;
+mod event;
 mod host;
 mod job;
 mod move_args;
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 pub use disk::DiskCommand;
 pub use domain::DomainCommand;
+pub use event::EventCommand;
 pub use host::HostCommand;
 pub use job::JobCommand;
 pub use vm::VmCommand;
@@ -194,6 +196,8 @@ pub enum ClientCommand {
     Vm(VmCommand),
     /// Move jobs.
     Job(JobCommand),
+    /// The event log.
+    Event(EventCommand),
 }
 
 /// Runs a command of a group.
@@ -209,5 +213,6 @@ pub fn dispatch(cmd: ClientCommand, conn: &Connection) -> Result<()> {
         ClientCommand::Disk(c) => run(conn, |cl, json| disk::run(cl, c, json)),
         ClientCommand::Vm(c) => run(conn, |cl, json| vm::run(cl, c, json)),
         ClientCommand::Job(c) => run(conn, |cl, json| job::run(cl, c, json)),
+        ClientCommand::Event(c) => run(conn, |cl, json| event::run(cl, c, json)),
     }
 }

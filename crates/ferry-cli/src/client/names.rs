@@ -36,6 +36,30 @@ impl Names {
         self.0.get(&id).cloned().unwrap_or_else(|| id.to_string())
     }
 
+    /// Every id of that name (hosts, domains, disks and VMs are named
+    /// apart, so a disk and a VM may share one).
+    pub fn ids_named(&self, name: &str) -> Vec<Uuid> {
+        let mut ids: Vec<Uuid> = self
+            .0
+            .iter()
+            .filter(|(_, n)| n.as_str() == name)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Names made up for a test.
+    #[cfg(test)]
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (Uuid, &'a str)>) -> Names {
+        Names(
+            pairs
+                .into_iter()
+                .map(|(id, n)| (id, n.to_string()))
+                .collect(),
+        )
+    }
+
     /// Several names, comma-separated.
     pub fn list(&self, ids: &[Uuid]) -> String {
         ids.iter()

@@ -42,6 +42,19 @@ pub fn date(epoch_secs: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// A time of day to the second, `YYYY-MM-DDTHH:MM:SS` (UTC) of epoch
+/// seconds, for the oVirt API's times and the CLI's event log.
+pub fn date_time(epoch_secs: u64) -> String {
+    let of_day = epoch_secs % 86_400;
+    format!(
+        "{}T{:02}:{:02}:{:02}",
+        date(epoch_secs),
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60
+    )
+}
+
 /// Every certificate the engine knows: its own and each enrolled host's.
 pub async fn certificates(engine: &Engine) -> Result<Certificates> {
     let hosts = engine

@@ -290,14 +290,9 @@ pub(crate) fn render<T: Serialize>(root: &str, value: &T) -> Result<String, quic
 /// A time in oVirt's form (`2026-11-28T05:30:00.000Z`), from milliseconds
 /// since the epoch.
 pub(crate) fn time(ms: u64) -> String {
-    let secs = ms / 1000;
-    let of_day = secs % 86_400;
     format!(
-        "{}T{:02}:{:02}:{:02}.{:03}Z",
-        crate::ops::certs::date(secs),
-        of_day / 3600,
-        of_day % 3600 / 60,
-        of_day % 60,
+        "{}.{:03}Z",
+        crate::ops::certs::date_time(ms / 1000),
         ms % 1000
     )
 }
