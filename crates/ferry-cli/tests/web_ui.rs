@@ -490,8 +490,26 @@ async fn a_move_that_failed_after_the_switch_is_offered_for_retry_in_the_web_ui(
         .await
         .unwrap_or_default();
     assert!(error.contains(&format!("ferry job retry {id}")), "{error}");
+    // The job's own events are on its card, folded, oldest first: it
+    // started, then failed.
+    let script =
+        format!("return document.querySelector(\"[data-job-events='{id}']\")?.textContent ?? ''");
+    let events = ui
+        .until("the job's events on its card", WAIT, || async {
+            let text = ui.eval(&script).await.as_str()?.to_string();
+            let (started, failed) = (text.find("started"), text.rfind("failed"));
+            matches!((started, failed), (Some(a), Some(b)) if a < b).then_some(text)
+        })
+        .await;
+    assert!(events.starts_with("Events ("), "{events}");
     ui.assert_accessible("a job failed after the switch").await;
     ui.screenshot("jobs-failed-after-switch.png").await;
+    ui.eval(&format!(
+        "document.querySelector(\"[data-job-events='{id}']\").open = true"
+    ))
+    .await;
+    ui.assert_accessible("a failed job's events unfolded").await;
+    ui.screenshot("jobs-failed-events.png").await;
 
     // Retry runs merge again (it fails again: the hook is still set).
     ui.click(retry).await;

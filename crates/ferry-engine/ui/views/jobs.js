@@ -3,11 +3,12 @@
 // move's pace (the copy's limit now, the guest's write latency against
 // its level without the copy, the share of its I/O rate it keeps, as the
 // pacing estimates it) and a small chart of both over the move's time, the
-// steps with their times, why a job failed, Cancel while it can be, and
+// steps with their times, why a job failed, the job's own events (a copy
+// that failed and was made again, and why), Cancel while it can be, and
 // Retry for a job that failed after the switch to the destination.
 
 import { h, srOnly, svg } from "../dom.js";
-import { bytes, clock, duration, latency, plural, rate, sentence } from "../format.js";
+import { bytes, clock, dateTime, duration, latency, plural, rate, sentence } from "../format.js";
 import {
   JOB_STATE_WORDS,
   PACE_WORDS,
@@ -112,7 +113,26 @@ function jobCard(model, job) {
         ? h("details", { class: "steps-details" },
             h("summary", {}, `Steps (${plural(job.steps.length, "step")})`),
             steps(job, now))
-        : steps(job, now)));
+        : steps(job, now),
+      jobEvents(model, job)));
+}
+
+/**
+ * The job's own events among those the page has (the log's last ones),
+ * oldest first, folded: its story in words, a copy made again after it
+ * read back wrong included, without leaving the job for the Events view.
+ */
+function jobEvents(model, job) {
+  const mine = model.events.filter((e) => e.object === job.id).reverse();
+  if (!mine.length) return null;
+  return h("details", { class: "steps-details job-events", "data-job-events": job.id },
+    h("summary", {}, `Events (${plural(mine.length, "event")})`),
+    h("ol", { class: "job-event-list", "aria-label": "The job's events, oldest first" },
+      mine.map((e) =>
+        h("li", { "data-key": String(e.id) },
+          h("time", { datetime: new Date(e.time).toISOString(), title: dateTime(e.time) }, clock(e.time)),
+          " ",
+          sentence(e.message)))));
 }
 
 function vmOf(model, job) {
