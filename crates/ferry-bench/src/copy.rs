@@ -331,11 +331,12 @@ fn print_table(f: &Figures) {
     }
     let ferry = rates.iter().find(|(m, _)| *m == Method::Ferry);
     let ferry = ferry.map_or(f64::NAN, |(_, r)| *r);
-    let (best_label, best_other) = rates
+    let best = rates
         .iter()
         .filter(|(m, _)| *m != Method::Ferry)
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .map_or(("no reference", f64::NAN), |(m, r)| (m.label(), *r));
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    let (best_label, best_other) =
+        best.map_or(("no reference", f64::NAN), |(m, r)| (m.label(), *r));
     let direct_ref = rates.iter().find(|(m, _)| *m == Method::QemuImgDirect);
     let ratio = ferry / best_other;
     println!();
@@ -370,7 +371,7 @@ fn print_table(f: &Figures) {
     }
     // What the live copy's own reading back costs on this disk: against a
     // copy that also bypasses the page cache but reads nothing back.
-    if let Some((m, direct)) = direct_ref.filter(|(m, _)| m.label() != best_label) {
+    if let Some((m, direct)) = direct_ref.filter(|(m, _)| best.map(|b| b.0) != Some(*m)) {
         for (label, seconds) in &f.live {
             println!(
                 "ratio full copy_chain as a live move copies with the guest idle ({label}) / {}: {:.2}",
