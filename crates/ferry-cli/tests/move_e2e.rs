@@ -31,6 +31,8 @@ async fn a_running_vm_with_two_disks_moves_to_domain2_through_the_cli() {
     log.wait_ready(WAIT).expect("guest writes");
     more_acks(&mut log, 20);
 
+    // Someone follows the event log while the VM moves.
+    let mut follower = EventFollower::start(&cluster);
     let (ok, job): (bool, Job) =
         cluster.cli_json(&["vm", "move", "vm1", "--to", "domain2", "--wait"]);
     assert!(ok, "{job:#?}");
@@ -48,6 +50,19 @@ async fn a_running_vm_with_two_disks_moves_to_domain2_through_the_cli() {
         "{shown}"
     );
     assert!(!shown.contains(&job.dst_domain.to_string()), "{shown}");
+    // The follower saw the job start and succeed, in order, as it happened.
+    let followed = follower.until(&format!("job {} succeeded", job.id));
+    let started = followed
+        .iter()
+        .position(|e| e.message.contains(&format!("job {} started", job.id)));
+    assert!(
+        started.is_some_and(|s| s + 1 < followed.len()),
+        "{followed:#?}"
+    );
+    assert!(
+        followed.windows(2).all(|w| w[0].id < w[1].id),
+        "oldest first, each once: {followed:#?}"
+    );
     // The event log from the CLI: one job's story, oldest first, and a VM
     // found by its name; a name that is nothing is refused.
     let events = expect_success(
@@ -140,4 +155,63 @@ async fn a_running_vm_with_two_disks_moves_to_domain2_through_the_cli() {
         .expect("the VM writes again from domain2");
     let out = cluster.cli(&["vm", "stop", "vm1", "--force"]);
     assert!(out.status.success());
+}
+
+/// `ferry event list --follow --json --limit 1`, running, its lines read
+/// on a thread as they come.
+struct EventFollower {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl EventFollower {
+    fn start(cluster: &Cluster) -> Self {
+        use std::io::BufRead;
+        let mut child = cluster.cli_spawn(&["event", "list", "--follow", "--json", "--limit", "1"]);
+        let stdout = child.stdout.take().expect("the follower's stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        EventFollower { child, lines }
+    }
+
+    /// The events printed up to the first whose message contains `what`
+    /// (which comes last), then stops the follower; panics if none comes
+    /// within [`WAIT`].
+    fn until(&mut self, what: &str) -> Vec<ferry_api::engine::Event> {
+        let deadline = std::time::Instant::now() + WAIT;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = match self.lines.recv_timeout(left) {
+                Ok(line) => line,
+                Err(e) => {
+                    let _ = self.child.kill();
+                    panic!("the follower printed no {what:?} ({e}); it printed {seen:#?}");
+                }
+            };
+            let event: ferry_api::engine::Event = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("not an event per line ({e}): {line}"));
+            let done = event.message.contains(what);
+            seen.push(event);
+            if done {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return seen;
+            }
+        }
+    }
+}
+
+impl Drop for EventFollower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

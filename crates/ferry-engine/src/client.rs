@@ -238,22 +238,42 @@ impl EngineClient {
     /// `GET /api/v1/events?limit=N` (newest first; None: the engine's
     /// default of 100).
     pub async fn events(&self, limit: Option<u32>) -> Result<Vec<Event>> {
-        self.events_of(None, limit).await
+        self.events_of(None, limit, None).await
+    }
+
+    /// `GET /api/v1/events?after=ID[&object=ID]&limit=N`: the first `limit`
+    /// events after event `after`, newest first, for a reader that
+    /// follows the log.
+    pub async fn events_after(
+        &self,
+        after: i64,
+        object: Option<Uuid>,
+        limit: Option<u32>,
+    ) -> Result<Vec<Event>> {
+        self.events_of(object, limit, Some(after)).await
     }
 
     /// `GET /api/v1/events?object=ID&limit=N`: the events about one job,
     /// host, VM, disk or domain, newest first.
     pub async fn events_about(&self, object: Uuid, limit: Option<u32>) -> Result<Vec<Event>> {
-        self.events_of(Some(object), limit).await
+        self.events_of(Some(object), limit, None).await
     }
 
-    async fn events_of(&self, object: Option<Uuid>, limit: Option<u32>) -> Result<Vec<Event>> {
+    async fn events_of(
+        &self,
+        object: Option<Uuid>,
+        limit: Option<u32>,
+        after: Option<i64>,
+    ) -> Result<Vec<Event>> {
         let mut url = self.http.endpoint(&["events"])?;
         if let Some(o) = object {
             url.query_pairs_mut().append_pair("object", &o.to_string());
         }
         if let Some(n) = limit {
             url.query_pairs_mut().append_pair("limit", &n.to_string());
+        }
+        if let Some(a) = after {
+            url.query_pairs_mut().append_pair("after", &a.to_string());
         }
         self.http.send(Method::GET, url, None::<&()>).await
     }

@@ -32,8 +32,13 @@ impl Events {
     }
 
     /// The last `limit` events, newest first; only those about `object`
-    /// when it is given.
-    pub async fn list(&self, limit: u32, object: Option<Uuid>) -> Result<Vec<Event>> {
-        self.db.events(limit, object).await
+    /// when it is given; with `after`, the first `limit` after that event.
+    pub async fn list(
+        &self,
+        limit: u32,
+        object: Option<Uuid>,
+        after: Option<i64>,
+    ) -> Result<Vec<Event>> {
+        self.db.events(limit, object, after).await
     }
 }

@@ -629,6 +629,13 @@ mod tests {
         let out = File::open(&dst).expect("open");
         let extents = data_extents(&out, 64 << 20).expect("extents");
         assert_eq!(extents.len(), 2, "{extents:?}");
+        // The copy's data lies where the source's does, no more.
+        let source = File::open(&src).expect("open");
+        assert_eq!(
+            extents,
+            data_extents(&source, 64 << 20).expect("extents"),
+            "the copy's data lies where the source's does"
+        );
         let last = *seen
             .lock()
             .expect("lock")

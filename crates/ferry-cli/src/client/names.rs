@@ -36,6 +36,11 @@ impl Names {
         self.0.get(&id).cloned().unwrap_or_else(|| id.to_string())
     }
 
+    /// Whether `id` has a name here (it existed when the names were read).
+    pub fn knows(&self, id: Uuid) -> bool {
+        self.0.contains_key(&id)
+    }
+
     /// Every id of that name (hosts, domains, disks and VMs are named
     /// apart, so a disk and a VM may share one).
     pub fn ids_named(&self, name: &str) -> Vec<Uuid> {

@@ -77,6 +77,10 @@ pub(crate) struct EventsQuery {
     /// a job's own story, its copies that failed and were made again
     /// included.
     object: Option<uuid::Uuid>,
+    /// Only the events after this one (its `id`): the first `limit` of
+    /// them, still newest first. What `ferry event list --follow` asks
+    /// for, so that it misses none however many come at once.
+    after: Option<i64>,
 }
 
 /// The event log.
@@ -89,7 +93,7 @@ pub(crate) async fn events(
     State(engine): State<Arc<Engine>>,
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<Json<Vec<Event>>> {
-    ops::events::events(&engine, q.limit, q.object)
+    ops::events::events(&engine, q.limit, q.object, q.after)
         .await
         .map(Json)
 }

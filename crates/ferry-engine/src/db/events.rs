@@ -37,22 +37,95 @@ impl Db {
         Ok(())
     }
 
-    /// The last `limit` events, newest first.
-    pub async fn events(&self, limit: u32, object: Option<Uuid>) -> Result<Vec<Event>> {
-        let rows = match object {
-            None => sqlx::query(
-                "SELECT id, time, kind, message, object FROM events ORDER BY id DESC LIMIT $1",
-            )
-            .bind(i64::from(limit)),
-            Some(o) => sqlx::query(
-                "SELECT id, time, kind, message, object FROM events WHERE object = $1 ORDER BY id DESC LIMIT $2",
-            )
-            .bind(o.to_string())
-            .bind(i64::from(limit)),
+    /// The last `limit` events, newest first; with `after`, the first
+    /// `limit` events after that one (still newest first), so that a
+    /// reader following the log misses none however many came at once.
+    pub async fn events(
+        &self,
+        limit: u32,
+        object: Option<Uuid>,
+        after: Option<i64>,
+    ) -> Result<Vec<Event>> {
+        let object = object.map(|o| o.to_string());
+        // Placeholders numbered in the order they are bound below.
+        let wanted = match (&object, after) {
+            (None, None) => "1 = 1",
+            (Some(_), None) => "object = $2",
+            (None, Some(_)) => "id > $2",
+            (Some(_), Some(_)) => "object = $2 AND id > $3",
+        };
+        // The oldest first after an id, the newest first otherwise.
+        let order = if after.is_some() { "ASC" } else { "DESC" };
+        let sql = format!(
+            "SELECT id, time, kind, message, object FROM events WHERE {wanted} ORDER BY id {order} LIMIT $1"
+        );
+        let mut query = sqlx::query(&sql).bind(i64::from(limit));
+        if let Some(o) = object {
+            query = query.bind(o);
         }
-        .fetch_all(self.pool())
-        .await
-        .map_err(Error::db("read the event log"))?;
-        rows.iter().map(event_from_row).collect()
+        if let Some(a) = after {
+            query = query.bind(a);
+        }
+        let rows = query
+            .fetch_all(self.pool())
+            .await
+            .map_err(Error::db("read the event log"))?;
+        let mut events = rows
+            .iter()
+            .map(event_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        if after.is_some() {
+            events.reverse();
+        }
+        Ok(events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_log_reads_newest_first_and_after_an_event_misses_none() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}/engine.db?mode=rwc", dir.path().display());
+        let db = Db::open(&url).await.expect("a new database");
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        for (n, o) in [(1, a), (2, b), (3, a), (4, a), (5, b)] {
+            db.insert_event("disk", &format!("event {n}"), Some(o))
+                .await
+                .expect("record");
+        }
+        let said =
+            |events: Vec<Event>| -> Vec<String> { events.into_iter().map(|e| e.message).collect() };
+        let all = db.events(10, None, None).await.expect("read");
+        let first = all.last().expect("events").id;
+        assert_eq!(
+            said(all),
+            ["event 5", "event 4", "event 3", "event 2", "event 1"]
+        );
+        assert_eq!(
+            said(db.events(2, None, None).await.expect("read")),
+            ["event 5", "event 4"]
+        );
+        // After event 1: the first two after it, newest first, not the
+        // last two (a follower that asked late would miss events 2 and 3).
+        assert_eq!(
+            said(db.events(2, None, Some(first)).await.expect("read")),
+            ["event 3", "event 2"]
+        );
+        assert_eq!(
+            said(db.events(10, Some(a), Some(first)).await.expect("read")),
+            ["event 4", "event 3"]
+        );
+        assert_eq!(
+            said(db.events(10, Some(b), None).await.expect("read")),
+            ["event 5", "event 2"]
+        );
+        assert!(db
+            .events(10, None, Some(first + 4))
+            .await
+            .expect("read")
+            .is_empty());
     }
 }
